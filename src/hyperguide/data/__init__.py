@@ -1,0 +1,1 @@
+"""Task universes: task structure (questions, answers, example ids), splits, statistics and frozen features."""

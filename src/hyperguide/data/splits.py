@@ -1,0 +1,96 @@
+"""Meta-train / meta-test splits of a universe's tasks.
+
+- `random`: the paper's protocol (SPEC 2.1 step 7): shuffle with `random.Random(2021)`, the first round(0.7 n) tasks
+  train. A universe that ships its own split (the authors' Meta-VQA files) uses that one.
+- `compositional`: every task whose question mentions a held-out concept (a whole word) is a test task.
+- `kfold`: K folds over the shuffled tasks; fold i tests on the i-th chunk, so every task is a test task once.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from hyperguide.data.tasks import Universe
+from hyperguide.errors import HyperguideError
+
+SplitKind = Literal["random", "compositional", "kfold"]
+SPLIT_KINDS: tuple[str, ...] = get_args(SplitKind)
+PAPER_SEED = 2021
+PAPER_TRAIN_FRACTION = 0.7
+
+
+@dataclass(frozen=True)
+class TaskSplit:
+    """Indices into `Universe.tasks`. `fold` is 0 for split kinds with a single fold."""
+
+    kind: str
+    fold: int
+    train: tuple[int, ...]
+    test: tuple[int, ...]
+
+
+def check_split_kind(kind: str) -> SplitKind:
+    if kind not in SPLIT_KINDS:
+        raise HyperguideError(f"unknown split kind {kind!r}; choose one of {', '.join(SPLIT_KINDS)}")
+    return kind  # type: ignore[return-value]
+
+
+def mentions(question: str, concept: str) -> bool:
+    """Whether `concept` (one or more words) occurs in `question` as whole words, case-insensitively."""
+    words = re.findall(r"[a-z0-9']+", question.lower())
+    target = re.findall(r"[a-z0-9']+", concept.lower())
+    if not target:
+        return False
+    n = len(target)
+    return any(words[i : i + n] == target for i in range(len(words) - n + 1))
+
+
+def make_splits(
+    universe: Universe,
+    kind: str = "random",
+    *,
+    folds: int = 5,
+    held_out: Sequence[str] | None = None,
+    seed: int = PAPER_SEED,
+) -> list[TaskSplit]:
+    """All folds of a split kind (one fold for `random` and `compositional`)."""
+    kind = check_split_kind(kind)
+    n = len(universe.tasks)
+    if kind == "random":
+        if universe.meta_train or universe.meta_test:
+            if seed == PAPER_SEED:
+                return [TaskSplit(kind, 0, tuple(universe.meta_train), tuple(universe.meta_test))]
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+        cut = round(PAPER_TRAIN_FRACTION * n)
+        return [TaskSplit(kind, 0, tuple(order[:cut]), tuple(order[cut:]))]
+    if kind == "compositional":
+        concepts = tuple(held_out) if held_out else universe.held_out_concepts
+        if not concepts:
+            raise HyperguideError(
+                f"split 'compositional' needs held-out concepts; universe {universe.name!r} has no default, "
+                "pass them with --held-out"
+            )
+        test = tuple(i for i, t in enumerate(universe.tasks) if any(mentions(t.question, c) for c in concepts))
+        train = tuple(i for i in range(n) if i not in set(test))
+        if not test or not train:
+            raise HyperguideError(
+                f"held-out concepts {list(concepts)} leave {len(train)} train and {len(test)} test tasks "
+                f"in universe {universe.name!r}; both sides need at least one task"
+            )
+        return [TaskSplit(kind, 0, train, test)]
+    if folds < 2 or folds > n:
+        raise HyperguideError(f"kfold needs 2 <= folds <= {n} tasks, got folds={folds}")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    bounds = [round(i * n / folds) for i in range(folds + 1)]
+    out = []
+    for f in range(folds):
+        test = order[bounds[f] : bounds[f + 1]]
+        test_set = set(test)
+        out.append(TaskSplit(kind, f, tuple(i for i in order if i not in test_set), tuple(test)))
+    return out

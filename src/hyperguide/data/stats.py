@@ -1,0 +1,122 @@
+"""Universe statistics, as in SPEC 2.3: sizes per side, answers per task, and trivial reference accuracies."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from hyperguide.data.splits import TaskSplit
+from hyperguide.data.tasks import TaskSpec, Universe
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "median": 0.0, "min": 0.0, "max": 0.0}
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "median": float(statistics.median(values)),
+        "min": float(min(values)),
+        "max": float(max(values)),
+    }
+
+
+def chance_accuracy(task: TaskSpec) -> float:
+    """Expected accuracy of uniform guessing among the task's answers, in percent."""
+    return 100.0 / task.n_answers
+
+
+def majority_accuracy(task: TaskSpec) -> float:
+    """Accuracy on the query set of always answering the support set's most frequent answer, in percent.
+
+    Uses support labels, so it is a reference, never a zero-shot method. Ties go to the lowest label.
+    """
+    if not task.query_labels:
+        return 0.0
+    counts = Counter(task.support_labels)
+    majority = min(counts, key=lambda y: (-counts[y], y)) if counts else 0
+    return 100.0 * sum(y == majority for y in task.query_labels) / len(task.query_labels)
+
+
+def side_stats(tasks: Sequence[TaskSpec]) -> dict[str, Any]:
+    answers = [t.n_answers for t in tasks]
+    return {
+        "tasks": len(tasks),
+        "support_pairs": sum(len(t.support_images) for t in tasks),
+        "query_pairs": sum(len(t.query_images) for t in tasks),
+        "pairs": sum(t.n_pairs for t in tasks),
+        "support_per_task": _summary([len(t.support_images) for t in tasks]),
+        "query_per_task": _summary([len(t.query_images) for t in tasks]),
+        "pairs_per_task": _summary([t.n_pairs for t in tasks]),
+        "answers_per_task": _summary(answers),
+        "answer_classes": sum(answers),
+        "tasks_with_2_answers": sum(a == 2 for a in answers),
+        "tasks_with_at_most_5_answers": sum(a <= 5 for a in answers),
+        "tasks_with_at_most_10_answers": sum(a <= 10 for a in answers),
+        "tasks_with_more_than_20_answers": sum(a > 20 for a in answers),
+        "distinct_images": len({i for t in tasks for i in (*t.support_images, *t.query_images)}),
+        "chance_acc": round(statistics.fmean(chance_accuracy(t) for t in tasks), 4) if tasks else 0.0,
+        "majority_acc": round(statistics.fmean(majority_accuracy(t) for t in tasks), 4) if tasks else 0.0,
+    }
+
+
+def universe_stats(universe: Universe, splits: Sequence[TaskSplit]) -> dict[str, Any]:
+    """Statistics of the first fold, in detail, plus the task counts of every fold.
+
+    Top-level keys `meta_train_tasks`, `meta_test_tasks`, `pairs`, `mean_answers` are a stable contract.
+    """
+    first = splits[0]
+    train = [universe.tasks[i] for i in first.train]
+    test = [universe.tasks[i] for i in first.test]
+    all_tasks = universe.tasks
+    every = side_stats(all_tasks)
+    return {
+        "universe": universe.name,
+        "split": first.kind,
+        "folds": len(splits),
+        "fold": first.fold,
+        "meta_train_tasks": len(train),
+        "meta_test_tasks": len(test),
+        "pairs": every["pairs"],
+        "mean_answers": every["answers_per_task"]["mean"],
+        "chance_acc_meta_test": side_stats(test)["chance_acc"],
+        "majority_acc_meta_test": side_stats(test)["majority_acc"],
+        "meta_train": side_stats(train),
+        "meta_test": side_stats(test),
+        "all": every,
+        "fold_sizes": [{"fold": s.fold, "meta_train_tasks": len(s.train), "meta_test_tasks": len(s.test)} for s in splits],
+    }
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """A plain-text table of `universe_stats` for the terminal."""
+    tr, te, al = stats["meta_train"], stats["meta_test"], stats["all"]
+
+    def s(d: dict[str, float]) -> str:
+        return f"{d['mean']:.2f} / {d['median']:g} / {d['min']:g} / {d['max']:g}"
+
+    rows = [
+        ("tasks", tr["tasks"], te["tasks"], al["tasks"]),
+        ("support pairs", tr["support_pairs"], te["support_pairs"], al["support_pairs"]),
+        ("query pairs", tr["query_pairs"], te["query_pairs"], al["query_pairs"]),
+        ("total pairs", tr["pairs"], te["pairs"], al["pairs"]),
+        ("support / task (mean/med/min/max)", s(tr["support_per_task"]), s(te["support_per_task"]), s(al["support_per_task"])),
+        ("query / task (mean/med/min/max)", s(tr["query_per_task"]), s(te["query_per_task"]), s(al["query_per_task"])),
+        ("answers / task (mean/med/min/max)", s(tr["answers_per_task"]), s(te["answers_per_task"]), s(al["answers_per_task"])),
+        ("answer classes", tr["answer_classes"], te["answer_classes"], al["answer_classes"]),
+        ("tasks with 2 answers", tr["tasks_with_2_answers"], te["tasks_with_2_answers"], al["tasks_with_2_answers"]),
+        ("distinct images", tr["distinct_images"], te["distinct_images"], al["distinct_images"]),
+        ("chance acc % (mean over tasks)", f"{tr['chance_acc']:.2f}", f"{te['chance_acc']:.2f}", f"{al['chance_acc']:.2f}"),
+        ("majority acc % (mean over tasks)", f"{tr['majority_acc']:.2f}", f"{te['majority_acc']:.2f}", f"{al['majority_acc']:.2f}"),
+    ]
+    head = f"universe {stats['universe']}, split {stats['split']}"
+    if stats["folds"] > 1:
+        head += f" (fold {stats['fold']} of {stats['folds']})"
+    width = max(len(r[0]) for r in rows)
+    cols = [max(len(str(r[i])) for r in rows) for i in (1, 2, 3)]
+    cols = [max(c, len(h)) for c, h in zip(cols, ("meta-train", "meta-test", "all"), strict=True)]
+    lines = [head, f"{'':<{width}}  {'meta-train':>{cols[0]}}  {'meta-test':>{cols[1]}}  {'all':>{cols[2]}}"]
+    for name, a, b, c in rows:
+        lines.append(f"{name:<{width}}  {a!s:>{cols[0]}}  {b!s:>{cols[1]}}  {c!s:>{cols[2]}}")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The task model: a question with its answers, answer prompts, support and query sets (SPEC 2.2).
+
+`TaskSpec` is the structure alone (ids and labels, no features): enough for statistics and splits.
+`Task` is a task with its features attached, ready for a learner.
+`Universe` is a named list of task structures plus the protocol's own meta-train / meta-test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hyperguide.data.features import FeatureTable
+from hyperguide.errors import HyperguideError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task's structure. Labels index `answers`; `prompts[i]` is the text answer i is scored against."""
+
+    question: str
+    answers: tuple[str, ...]
+    prompts: tuple[str, ...]
+    support_images: tuple[str, ...]
+    support_labels: tuple[int, ...]
+    query_images: tuple[str, ...]
+    query_labels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.answers) != len(self.prompts):
+            raise HyperguideError(
+                f"task {self.question!r}: {len(self.answers)} answers but {len(self.prompts)} answer prompts"
+            )
+        if len(self.support_images) != len(self.support_labels) or len(self.query_images) != len(self.query_labels):
+            raise HyperguideError(f"task {self.question!r}: image ids and labels differ in length")
+        k = len(self.answers)
+        for y in (*self.support_labels, *self.query_labels):
+            if not 0 <= y < k:
+                raise HyperguideError(f"task {self.question!r}: label {y} out of range for {k} answers")
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.answers)
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.support_images) + len(self.query_images)
+
+
+@dataclass
+class Task:
+    """A task with frozen features attached. Shapes: D image/answer feature dim, Dq question embedding dim."""
+
+    question: str
+    answers: tuple[str, ...]
+    question_emb: torch.Tensor  # (Dq,)
+    answer_emb: torch.Tensor  # (K, D)
+    support_x: torch.Tensor  # (Ns, D)
+    support_y: torch.Tensor  # (Ns,) int64
+    query_x: torch.Tensor  # (Nq, D)
+    query_y: torch.Tensor  # (Nq,) int64
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.answers)
+
+
+@dataclass
+class Universe:
+    """A named list of tasks with the protocol's default meta-train / meta-test split.
+
+    `image_features` and `text_features` are None when only the structure was loaded (enough for `stats`).
+    `text_features` holds the question embeddings and the answer prompt embeddings, keyed by their text.
+    """
+
+    name: str
+    tasks: list[TaskSpec]
+    meta_train: tuple[int, ...]
+    meta_test: tuple[int, ...]
+    held_out_concepts: tuple[str, ...] = ()
+    image_features: FeatureTable | None = None
+    text_features: FeatureTable | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def has_features(self) -> bool:
+        return self.image_features is not None and self.text_features is not None
+
+    def task(self, index: int) -> Task:
+        """The task at `index` with its features attached."""
+        if self.image_features is None or self.text_features is None:
+            raise HyperguideError(
+                f"universe {self.name!r} was loaded without features; run `hyperguide prepare {self.name}` first"
+            )
+        spec = self.tasks[index]
+        texts = self.text_features
+        images = self.image_features
+        return Task(
+            question=spec.question,
+            answers=spec.answers,
+            question_emb=texts.get([spec.question])[0],
+            answer_emb=texts.get(list(spec.prompts)),
+            support_x=images.get(list(spec.support_images)),
+            support_y=torch.tensor(spec.support_labels, dtype=torch.long),
+            query_x=images.get(list(spec.query_images)),
+            query_y=torch.tensor(spec.query_labels, dtype=torch.long),
+        )
+
+    def materialize(self, indices: Sequence[int]) -> list[Task]:
+        return [self.task(i) for i in indices]

