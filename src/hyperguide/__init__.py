@@ -1,1 +1,32 @@
-"""hyperguide"""
+"""hyperguide: zero-shot neural-network weights from a natural-language task description.
+
+An implementation of "Meta-Learning via Classifier(-free) Diffusion Guidance" (Nava et al., TMLR 2023).
+"""
+
+from hyperguide.data.splits import SPLIT_KINDS, TaskSplit, make_splits
+from hyperguide.data.tasks import Task, TaskSpec, Universe
+from hyperguide.data.universes import (
+    UNIVERSES,
+    UniverseOptions,
+    load_universe,
+    load_universe_structure,
+    prepare_universe,
+)
+from hyperguide.errors import HyperguideError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SPLIT_KINDS",
+    "UNIVERSES",
+    "HyperguideError",
+    "Task",
+    "TaskSpec",
+    "TaskSplit",
+    "Universe",
+    "UniverseOptions",
+    "load_universe",
+    "load_universe_structure",
+    "make_splits",
+    "prepare_universe",
+]

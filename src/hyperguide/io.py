@@ -60,7 +60,9 @@ def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
         raise HyperguideError(f"{what} {path} is not UTF-8 text: {e}") from None
 
 
-def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+def write_tensors(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
     """Save tensors as safetensors, atomically. Metadata values must be strings."""
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
@@ -74,7 +76,9 @@ def read_tensors(path: str | Path, *, what: str = "tensor file") -> dict[str, to
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise HyperguideError(f"{what} {path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+        raise HyperguideError(
+            f"{what} {path} is not a readable safetensors file (truncated or corrupt?): {e}"
+        ) from None
 
 
 def read_tensor_metadata(path: str | Path) -> dict[str, str]:

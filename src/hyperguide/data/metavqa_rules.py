@@ -9,14 +9,18 @@ Given (question, image, answer) records pooled over the source's splits, in the 
 5. shuffle the task list with `random.Random(2021)`: the first round(0.7 n_tasks) tasks are meta-train.
 
 Answers keep their order of first appearance, which fixes the label order (label i is answers[i]).
-The output is the authors' split-file format: {question: {"train": [[image, answer]...], "test": [...], "answers": [...]}}.
+The output is the authors' split-file format:
+{question: {"train": [[image, answer], ...], "test": [...], "answers": [...]}}.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from hyperguide.data.tasks import TaskSpec
+from hyperguide.errors import HyperguideError
 
 PAPER_SEED = 2021
 MIN_IMAGES_EXCLUSIVE = 20
@@ -70,3 +74,23 @@ def split_meta_train_test(questions: list[str], seed: int = PAPER_SEED) -> tuple
     random.Random(seed).shuffle(order)
     cut = round(SUPPORT_FRACTION * len(order))
     return order[:cut], order[cut:]
+
+
+def spec_from_split_entry(question: str, entry: dict[str, Any], prompt: Callable[[str, str], str]) -> TaskSpec:
+    """A TaskSpec from one task of the split-file format ({"train", "test", "answers"})."""
+    answers = tuple(entry["answers"])
+    label = {a: i for i, a in enumerate(answers)}
+    try:
+        support = [(image, label[a]) for image, a in entry["train"]]
+        query = [(image, label[a]) for image, a in entry["test"]]
+    except KeyError as e:
+        raise HyperguideError(f"task {question!r}: example answer {e.args[0]!r} is not in its answers list") from None
+    return TaskSpec(
+        question=question,
+        answers=answers,
+        prompts=tuple(prompt(question, a) for a in answers),
+        support_images=tuple(i for i, _ in support),
+        support_labels=tuple(y for _, y in support),
+        query_images=tuple(i for i, _ in query),
+        query_labels=tuple(y for _, y in query),
+    )

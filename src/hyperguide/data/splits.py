@@ -61,9 +61,9 @@ def make_splits(
     kind = check_split_kind(kind)
     n = len(universe.tasks)
     if kind == "random":
-        if universe.meta_train or universe.meta_test:
-            if seed == PAPER_SEED:
-                return [TaskSplit(kind, 0, tuple(universe.meta_train), tuple(universe.meta_test))]
+        if (universe.meta_train or universe.meta_test) and seed == PAPER_SEED:
+            # The universe's own protocol split (the authors' files, or the same shuffle computed at build time).
+            return [TaskSplit(kind, 0, tuple(universe.meta_train), tuple(universe.meta_test))]
         order = list(range(n))
         random.Random(seed).shuffle(order)
         cut = round(PAPER_TRAIN_FRACTION * n)

