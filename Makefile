@@ -1,0 +1,36 @@
+# Set-up and the two commands of the README. Everything installs into .venv; torch is pinned to the local CPU wheel
+# first, so that no other requirement can pull a CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: setup run test test-slow lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job on the embedded default universe: prepare easyvqa's features (cached after the first run), print stats.
+run: setup
+	$(BIN)/hyperguide prepare easyvqa
+	$(BIN)/hyperguide stats easyvqa
+
+# The default test suite (slow tests excluded; under 10 minutes on 2 cores).
+test: setup
+	$(BIN)/pytest -q
+
+# Slow tests only (full-size runs).
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hyperguide.cli import main
+from tests.conftest import SHARED_METAVQA
+
+
+def test_stats_easyvqa_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "easyvqa", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["meta_train_tasks"], stats["meta_test_tasks"], stats["pairs"]) == (75, 32, 48248)
+    assert stats["mean_answers"] == pytest.approx(2.5514, abs=1e-4)
+
+
+def test_stats_kfold_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "easyvqa", "--split", "kfold", "--folds", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "fold 0 of 4" in out and "majority acc" in out
+
+
+def test_unknown_universe_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "imagenet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown universe 'imagenet'" in err and "easyvqa" in err
+
+
+def test_bad_split_name_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["stats", "easyvqa", "--split", "iid"])
+    assert "invalid choice: 'iid'" in capsys.readouterr().err
+
+
+def test_easyvqa_must_be_prepared_before_loading() -> None:
+    from hyperguide.data.universes import load_universe
+    from hyperguide.errors import HyperguideError
+
+    with pytest.raises(HyperguideError, match="hyperguide prepare easyvqa"):
+        load_universe("easyvqa")
+
+
+@pytest.mark.skipif(not SHARED_METAVQA.is_dir(), reason="the authors' Meta-VQA split files are not beside the repo")
+def test_stats_metavqa_from_the_authors_files(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "metavqa", "--splits-dir", str(SHARED_METAVQA), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["meta_train_tasks"], stats["meta_test_tasks"], stats["pairs"]) == (870, 373, 104112)
+    assert stats["mean_answers"] == pytest.approx(9.14, abs=0.005)
+    assert stats["chance_acc_meta_test"] == pytest.approx(16.09, abs=0.01)
+    assert stats["majority_acc_meta_test"] == pytest.approx(33.83, abs=0.01)
+
+
+def test_metavqa_without_split_files_says_what_to_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "metavqa"]) == 2
+    assert "--splits-dir" in capsys.readouterr().err
