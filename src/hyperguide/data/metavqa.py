@@ -1,0 +1,342 @@
+"""The Meta-VQA universe (SPEC 2): split files -> task structure, stand-in features, and CLIP features (SPEC 2.5).
+
+Split files (SPEC 2.2): `meta_train.json`, `meta_test.json` (`{question: {"train", "test", "answers"}}`), the
+answer-prompt templates `prompt_meta.json` (`{question: template}`) and optionally `ques_ans_count.json`, whose
+per-question key order is the label order and must agree with each task's `"answers"`.
+
+Answer prompt of answer `a` for question `q`: `prompt_meta[q].format(a.replace("_", " "))`. A question with no
+template falls back to `FALLBACK_PROMPT` (the answer itself); `universe.info["prompt_fallbacks"]` counts those tasks.
+
+`prepare_metavqa` writes to `out_dir`: `image_features.safetensors` (one row per COCO image name),
+`text_features.safetensors` (one row per question and per answer prompt, keyed by the text),
+`image_shards/` (resumable image-feature shards, removed once complete) and `manifest.json`, written last: its
+presence means the folder is complete. It records the CLIP model, the feature dims and the counts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyperguide.data.features import FeatureTable
+from hyperguide.data.tasks import TaskSpec, Universe
+from hyperguide.errors import HyperguideError
+from hyperguide.io import read_json, write_json
+
+DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14-336"
+DEFAULT_HELD_OUT_CONCEPTS: tuple[str, ...] = ("dog", "cat")
+FALLBACK_PROMPT = "{}"  # a question without a template is scored against the answer itself
+MANIFEST_FORMAT = 1
+IMAGE_FEATURES = "image_features.safetensors"
+TEXT_FEATURES = "text_features.safetensors"
+MANIFEST = "manifest.json"
+IMAGE_SHARDS = "image_shards"
+
+
+# ---------------------------------------------------------------------------------------------------- structure
+
+
+def answer_prompt(template: str, answer: str) -> str:
+    return template.format(answer.replace("_", " "))
+
+
+def _read_tasks(path: Path) -> dict[str, dict[str, Any]]:
+    data = read_json(path, what="Meta-VQA split file")
+    if not isinstance(data, dict):
+        raise HyperguideError(f"Meta-VQA split file {path} must be a JSON object {{question: task}}")
+    for question, task in data.items():
+        if not isinstance(task, dict) or not all(isinstance(task.get(k), list) for k in ("train", "test", "answers")):
+            raise HyperguideError(
+                f"Meta-VQA split file {path}: task {question!r} needs 'train', 'test' and 'answers' lists"
+            )
+    return data
+
+
+def _examples(pairs: list[Any], label_of: dict[str, int], path: Path, question: str) -> tuple[tuple, tuple]:
+    images: list[str] = []
+    labels: list[int] = []
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise HyperguideError(
+                f"Meta-VQA split file {path}: task {question!r} has an example {pair!r}, expected [image_name, answer]"
+            )
+        image, answer = pair
+        if answer not in label_of:
+            raise HyperguideError(
+                f"Meta-VQA split file {path}: task {question!r} has an example with answer {answer!r}, "
+                "which is not in its 'answers' list"
+            )
+        images.append(image)
+        labels.append(label_of[answer])
+    return tuple(images), tuple(labels)
+
+
+def _check_label_order(path: Path, counts: Any, tasks: dict[str, dict[str, Any]]) -> None:
+    if not isinstance(counts, dict):
+        raise HyperguideError(f"{path} must be a JSON object {{question: {{answer: count}}}}")
+    if set(counts) != set(tasks):
+        extra = sorted(set(counts) - set(tasks))[:3]
+        missing = sorted(set(tasks) - set(counts))[:3]
+        raise HyperguideError(
+            f"{path} does not list the same tasks as the split files (missing: {missing}, extra: {extra})"
+        )
+    for question, task in tasks.items():
+        entry = counts[question]
+        if not isinstance(entry, dict) or list(entry) != task["answers"]:
+            raise HyperguideError(
+                f"{path}: the answers of {question!r} are not in the split files' label order {task['answers']}"
+            )
+        seen = Counter(answer for _, answer in (*task["train"], *task["test"]))
+        if any(entry[a] != seen[a] for a in entry):
+            raise HyperguideError(f"{path}: the answer counts of {question!r} differ from the split files")
+
+
+def load_split_files(
+    splits_dir: str | Path,
+    prompts_file: str | Path | None = None,
+    *,
+    held_out_concepts: tuple[str, ...] = DEFAULT_HELD_OUT_CONCEPTS,
+) -> Universe:
+    """The Meta-VQA task structure (no features): meta-train tasks, then meta-test tasks.
+
+    `prompts_file` defaults to `splits_dir/prompt_meta.json`; if that default is absent every task falls back to
+    `FALLBACK_PROMPT` (with a warning). An explicitly given prompts file must exist.
+    """
+    splits_dir = Path(splits_dir)
+    train_path, test_path = splits_dir / "meta_train.json", splits_dir / "meta_test.json"
+    train_tasks, test_tasks = _read_tasks(train_path), _read_tasks(test_path)
+    both = set(train_tasks) & set(test_tasks)
+    if both:
+        raise HyperguideError(f"{train_path} and {test_path} share {len(both)} task(s), e.g. {sorted(both)[0]!r}")
+    all_tasks = {**train_tasks, **test_tasks}
+
+    counts_path = splits_dir / "ques_ans_count.json"
+    if counts_path.is_file():
+        _check_label_order(counts_path, read_json(counts_path, what="Meta-VQA label-order file"), all_tasks)
+
+    if prompts_file is None and not (splits_dir / "prompt_meta.json").is_file():
+        templates: dict[str, Any] = {}
+        prompts_path = None
+        warnings.warn(
+            f"no prompt_meta.json in {splits_dir}: every answer prompt falls back to the answer itself",
+            stacklevel=2,
+        )
+    else:
+        prompts_path = Path(prompts_file) if prompts_file is not None else splits_dir / "prompt_meta.json"
+        templates = read_json(prompts_path, what="Meta-VQA prompt file")
+        if not isinstance(templates, dict):
+            raise HyperguideError(f"Meta-VQA prompt file {prompts_path} must be a JSON object {{question: template}}")
+
+    specs: list[TaskSpec] = []
+    fallbacks = 0
+    for source, tasks in ((train_path, train_tasks), (test_path, test_tasks)):
+        for question, task in tasks.items():
+            answers = tuple(task["answers"])
+            label_of = {a: i for i, a in enumerate(answers)}
+            if len(label_of) != len(answers) or len(answers) < 2:
+                raise HyperguideError(f"{source}: task {question!r} needs >= 2 distinct answers, got {list(answers)}")
+            template = templates.get(question)
+            if template is None:
+                fallbacks += 1
+                template = FALLBACK_PROMPT
+            elif not isinstance(template, str) or "{}" not in template:
+                raise HyperguideError(
+                    f"Meta-VQA prompt file {prompts_path}: the template of {question!r} "
+                    f"must be a string with a {{}} slot, got {template!r}"
+                )
+            support = _examples(task["train"], label_of, source, question)
+            query = _examples(task["test"], label_of, source, question)
+            specs.append(
+                TaskSpec(
+                    question=question,
+                    answers=answers,
+                    prompts=tuple(answer_prompt(template, a) for a in answers),
+                    support_images=support[0],
+                    support_labels=support[1],
+                    query_images=query[0],
+                    query_labels=query[1],
+                )
+            )
+    n_train = len(train_tasks)
+    return Universe(
+        name="metavqa",
+        tasks=specs,
+        meta_train=tuple(range(n_train)),
+        meta_test=tuple(range(n_train, len(specs))),
+        held_out_concepts=tuple(held_out_concepts),
+        info={
+            "prompts_file": str(prompts_path) if prompts_path else None,
+            "prompt_fallbacks": fallbacks,
+            "label_order_checked": counts_path.is_file(),
+        },
+    )
+
+
+def image_keys(universe: Universe) -> list[str]:
+    """Every image name of the universe, sorted."""
+    return sorted({i for t in universe.tasks for i in (*t.support_images, *t.query_images)})
+
+
+def text_keys(universe: Universe) -> list[str]:
+    """Every question and answer prompt of the universe, sorted (the text feature table's keys)."""
+    return sorted({t.question for t in universe.tasks} | {p for t in universe.tasks for p in t.prompts})
+
+
+# ---------------------------------------------------------------------------------------------------- stand-in
+
+
+def standin_universe(splits_dir: str | Path, dim: int = 768, seed: int = 0) -> Universe:
+    """The Meta-VQA structure with random N(0, 1) float32 features, for paper-scale speed benchmarks only.
+
+    One `torch.Generator` seeded `seed` draws the image rows (sorted image names), then the text rows (sorted texts).
+    """
+    universe = load_split_files(splits_dir)
+    generator = torch.Generator().manual_seed(seed)
+    images, texts = image_keys(universe), text_keys(universe)
+    universe.image_features = FeatureTable(
+        images, torch.randn(len(images), dim, generator=generator), source="<metavqa stand-in images>"
+    )
+    universe.text_features = FeatureTable(
+        texts, torch.randn(len(texts), dim, generator=generator), source="<metavqa stand-in texts>"
+    )
+    universe.name = "metavqa-standin"
+    universe.info.update(standin_seed=seed, standin_dim=dim)
+    return universe
+
+
+# ---------------------------------------------------------------------------------------------------- CLIP features
+
+
+def coco_image_path(coco_root: str | Path, name: str) -> Path:
+    """`coco_root/<train2014|val2014>/<name>.jpg`, else `coco_root/<name>.jpg`; a clear error naming it if neither."""
+    root = Path(coco_root)
+    parts = name.split("_")
+    candidates = [root / parts[1] / f"{name}.jpg"] if len(parts) == 3 and parts[0] == "COCO" else []
+    candidates.append(root / f"{name}.jpg")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise HyperguideError(f"COCO image {name} not found: looked for {' and '.join(str(c) for c in candidates)}")
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest of a complete features folder, or None if there is none."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = read_json(path, what="Meta-VQA features manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise HyperguideError(f"Meta-VQA features manifest {path} is not a format-{MANIFEST_FORMAT} manifest")
+    return manifest
+
+
+def _check_covers(table: FeatureTable, keys: list[str], what: str) -> None:
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise HyperguideError(
+            f"feature table {table.source} lacks {len(missing)} {what} of the split files (first: {missing[0]!r}); "
+            "re-run prepare for these split files"
+        )
+
+
+def load_metavqa(
+    splits_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    prompts_file: str | Path | None = None,
+    clip_model: str | None = None,
+) -> Universe:
+    """The Meta-VQA universe with the CLIP features `prepare_metavqa` wrote to `out_dir`.
+
+    With `clip_model`, features computed with another model are refused.
+    """
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise HyperguideError(
+            f"no complete Meta-VQA features in {out_dir} ({MANIFEST} missing): run prepare for Meta-VQA first"
+        )
+    if clip_model is not None and manifest.get("clip_model") != str(clip_model):
+        raise HyperguideError(
+            f"the features in {out_dir} were computed with {manifest.get('clip_model')!r}, not {str(clip_model)!r}"
+        )
+    universe = load_split_files(splits_dir, prompts_file)
+    images = FeatureTable.load(out_dir / IMAGE_FEATURES, dim=manifest.get("image_dim"))
+    texts = FeatureTable.load(out_dir / TEXT_FEATURES, dim=manifest.get("text_dim"))
+    if images.dim != texts.dim:
+        raise HyperguideError(
+            f"image features ({out_dir / IMAGE_FEATURES}, dim {images.dim}) and text features "
+            f"({out_dir / TEXT_FEATURES}, dim {texts.dim}) must have the same dimension"
+        )
+    _check_covers(images, image_keys(universe), "image(s)")
+    _check_covers(texts, text_keys(universe), "question(s) or answer prompt(s)")
+    universe.image_features, universe.text_features = images, texts
+    universe.info.update(clip_model=manifest.get("clip_model"), feature_dim=images.dim)
+    return universe
+
+
+def prepare_metavqa(
+    splits_dir: str | Path,
+    coco_root: str | Path,
+    out_dir: str | Path,
+    *,
+    clip_model: str | Path = DEFAULT_CLIP_MODEL,
+    device: str = "cpu",
+    batch_size: int = 32,
+    progress: bool = True,
+    prompts_file: str | Path | None = None,
+) -> None:
+    """Compute CLIP features of every image, question and answer prompt into `out_dir` (SPEC 2.5).
+
+    Resumable: image features are written in shards that a restart reuses. Does nothing if `out_dir` already
+    holds complete features from the same model for these split files.
+    """
+    from hyperguide.encoders.clip import ClipEncoder
+
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / MANIFEST
+    try:
+        manifest = read_manifest(out_dir)
+    except HyperguideError:
+        manifest = None
+    if manifest is not None and manifest.get("clip_model") == str(clip_model):
+        try:
+            load_metavqa(splits_dir, out_dir, prompts_file=prompts_file, clip_model=str(clip_model))
+            return
+        except HyperguideError:
+            pass  # incomplete or stale: recompute below
+    if manifest_path.exists():
+        manifest_path.unlink()  # the folder is incomplete until a new manifest is written
+
+    universe = load_split_files(splits_dir, prompts_file)
+    names = image_keys(universe)
+    named_paths = [(name, coco_image_path(coco_root, name)) for name in names]
+    texts = text_keys(universe)
+
+    encoder = ClipEncoder(clip_model, device=device)
+    images = encoder.encode_images(named_paths, out_dir / IMAGE_SHARDS, batch_size=batch_size, progress=progress)
+    images.save(out_dir / IMAGE_FEATURES, clip_model=str(clip_model))
+    text_table = FeatureTable(texts, encoder.encode_texts(texts, batch_size=max(batch_size, 256), progress=progress))
+    text_table.save(out_dir / TEXT_FEATURES, clip_model=str(clip_model))
+    write_json(
+        manifest_path,
+        {
+            "format": MANIFEST_FORMAT,
+            "clip_model": str(clip_model),
+            "image_dim": images.dim,
+            "text_dim": text_table.dim,
+            "image_size": encoder.image_size,
+            "preprocessing": encoder.preprocessing,
+            "n_images": len(images),
+            "n_texts": len(text_table),
+            "n_tasks": len(universe.tasks),
+            "n_meta_train": len(universe.meta_train),
+            "n_meta_test": len(universe.meta_test),
+        },
+    )
+    shutil.rmtree(out_dir / IMAGE_SHARDS, ignore_errors=True)
