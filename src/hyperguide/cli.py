@@ -43,6 +43,12 @@ def _universe_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="folder with the VQA v2 question and annotation JSON files (builds the split files)",
     )
+    meta.add_argument(
+        "--prompts-file",
+        type=Path,
+        default=None,
+        help="JSON {question: template with {}} for answer prompts (default: prompt_meta.json in --splits-dir)",
+    )
     meta.add_argument("--coco-root", type=Path, default=None, help="folder with COCO train2014/ and val2014/ images")
     meta.add_argument(
         "--clip-model",
@@ -60,6 +66,7 @@ def _options(args: argparse.Namespace) -> UniverseOptions:
         splits_dir=args.splits_dir,
         vqa_root=args.vqa_root,
         coco_root=args.coco_root,
+        prompts_file=args.prompts_file,
         clip_model=args.clip_model,
         batch_size=args.batch_size,
         progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),

@@ -41,6 +41,9 @@ class UniverseOptions:
     splits_dir: Path | None = None  # metavqa: the authors' split files
     vqa_root: Path | None = None  # metavqa: VQA v2 question/annotation JSON, to build the split files
     coco_root: Path | None = None  # metavqa: COCO 2014 images
+    prompts_file: Path | None = (
+        None  # metavqa: {question: template} answer prompts (default: splits_dir/prompt_meta.json)
+    )
     clip_model: str = DEFAULT_CLIP
     batch_size: int = 32
     progress: bool = True
@@ -83,7 +86,7 @@ def load_universe_structure(name: str, options: UniverseOptions | None = None) -
         return synthetic_universe(seed=options.seed)
     from hyperguide.data.metavqa import load_split_files
 
-    universe = load_split_files(_metavqa_splits_dir(options))
+    universe = load_split_files(_metavqa_splits_dir(options), options.prompts_file)
     universe.name = name
     return universe
 
@@ -182,6 +185,7 @@ def _prepare_metavqa(options: UniverseOptions) -> dict[str, Any]:
         device=options.device,
         batch_size=options.batch_size,
         progress=options.progress,
+        prompts_file=options.prompts_file,
     )
     return read_json(folder / "features" / MANIFEST, what="metavqa manifest")
 
@@ -195,11 +199,16 @@ def load_universe(name: str, options: UniverseOptions | None = None) -> Universe
     if name == "metavqa-standin":
         from hyperguide.data.metavqa import standin_universe
 
-        return standin_universe(_metavqa_splits_dir(options), seed=options.seed)
+        return standin_universe(_metavqa_splits_dir(options))  # fixed stand-ins, whatever the run's seed
     if name == "metavqa":
         from hyperguide.data.metavqa import load_metavqa
 
-        return load_metavqa(_metavqa_splits_dir(options), universe_dir("metavqa", options) / "features")
+        return load_metavqa(
+            _metavqa_splits_dir(options),
+            universe_dir("metavqa", options) / "features",
+            prompts_file=options.prompts_file,
+            clip_model=options.clip_model,
+        )
     folder = universe_dir("easyvqa", options)
     if not (folder / MANIFEST).is_file():
         raise HyperguideError(f"easyvqa is not prepared in {folder}; run `hyperguide prepare easyvqa` first")
