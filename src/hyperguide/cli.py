@@ -128,9 +128,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     print(f"{args.universe}: {state}")
     tower = manifest.get("image_tower")
     if isinstance(tower, dict):
-        for key in ("test_color_acc", "test_shape_acc", "train_color_acc", "train_shape_acc", "train_seconds"):
+        for key in ("test_color_accuracy", "test_shape_accuracy", "train_color_accuracy", "train_shape_accuracy"):
             if key in tower:
-                print(f"  image tower {key}: {tower[key]}")
+                print(f"  image tower zero-shot {key.replace('_', ' ')}: {tower[key]:.2f}%")
+        print(f"  image tower training: {tower.get('train_seconds', 0):.0f} s")
     return 0
 
 
