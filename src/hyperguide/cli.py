@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _universe_args(stats)
     stats.add_argument("--split", default="random", choices=SPLIT_KINDS, help="split kind (default random)")
     stats.add_argument("--folds", type=int, default=5, help="kfold: number of folds (default 5)")
+    stats.add_argument("--fold", type=int, default=0, help="kfold: which fold to describe in detail (default 0)")
     stats.add_argument(
         "--held-out",
         nargs="+",
@@ -142,7 +143,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     universe = load_universe_structure(args.universe, _options(args))
     splits = make_splits(universe, args.split, folds=args.folds, held_out=args.held_out)
-    stats = universe_stats(universe, splits)
+    stats = universe_stats(universe, splits, args.fold)
     print(json.dumps(stats) if args.json else format_stats(stats))
     return 0
 
@@ -157,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HyperguideError as e:
         print(f"hyperguide {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(
             f"hyperguide {args.command}: interrupted; finished work is kept and reused on the next run", file=sys.stderr

@@ -9,6 +9,7 @@ from typing import Any
 
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import TaskSpec, Universe
+from hyperguide.errors import HyperguideError
 
 
 def _summary(values: Sequence[float]) -> dict[str, float]:
@@ -61,12 +62,14 @@ def side_stats(tasks: Sequence[TaskSpec]) -> dict[str, Any]:
     }
 
 
-def universe_stats(universe: Universe, splits: Sequence[TaskSplit]) -> dict[str, Any]:
-    """Statistics of the first fold, in detail, plus the task counts of every fold.
+def universe_stats(universe: Universe, splits: Sequence[TaskSplit], fold: int = 0) -> dict[str, Any]:
+    """Statistics of one fold (the only one, except for kfold) in detail, plus the task counts of every fold.
 
     Top-level keys `meta_train_tasks`, `meta_test_tasks`, `pairs`, `mean_answers` are a stable contract.
     """
-    first = splits[0]
+    if not 0 <= fold < len(splits):
+        raise HyperguideError(f"fold {fold} does not exist: split {splits[0].kind!r} has folds 0..{len(splits) - 1}")
+    first = splits[fold]
     train = [universe.tasks[i] for i in first.train]
     test = [universe.tasks[i] for i in first.test]
     all_tasks = universe.tasks
