@@ -1,0 +1,89 @@
+"""A batch of tasks padded to common sizes, with masks, so that many tasks run as one computation.
+
+Tasks differ in their numbers of support examples, query examples and answers: each is padded to the batch's largest,
+and masks mark what is real. Padded answers get -inf logits; padded examples carry no loss and no accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from hyperguide.data.tasks import Task
+
+
+@dataclass
+class TaskBatch:
+    """B tasks. Shapes: support (B, Ns, D), query (B, Nq, D), answers (B, K, D), questions (B, Dq)."""
+
+    question_emb: torch.Tensor  # (B, Dq)
+    answer_emb: torch.Tensor  # (B, K, D)
+    answer_mask: torch.Tensor  # (B, K) bool
+    support_x: torch.Tensor  # (B, Ns, D)
+    support_y: torch.Tensor  # (B, Ns) int64, 0 where padded
+    support_mask: torch.Tensor  # (B, Ns) bool
+    query_x: torch.Tensor  # (B, Nq, D)
+    query_y: torch.Tensor  # (B, Nq)
+    query_mask: torch.Tensor  # (B, Nq) bool
+
+    def __len__(self) -> int:
+        return int(self.question_emb.shape[0])
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def swapped(self) -> TaskBatch:
+        """Support and query exchanged (the reference code's meta-training default, SPEC 8.5)."""
+        return replace(
+            self,
+            support_x=self.query_x,
+            support_y=self.query_y,
+            support_mask=self.query_mask,
+            query_x=self.support_x,
+            query_y=self.support_y,
+            query_mask=self.support_mask,
+        )
+
+    def merged(self) -> TaskBatch:
+        """Support := support + query (all of a task's data), query unchanged: for multitask training."""
+        return replace(
+            self,
+            support_x=torch.cat([self.support_x, self.query_x], 1),
+            support_y=torch.cat([self.support_y, self.query_y], 1),
+            support_mask=torch.cat([self.support_mask, self.query_mask], 1),
+        )
+
+
+def _pad(rows: Sequence[torch.Tensor], fill: float | int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack tensors of shape (n_i, *rest) into (B, max n, *rest) and a (B, max n) mask."""
+    n = max((r.shape[0] for r in rows), default=0)
+    out = rows[0].new_full((len(rows), n, *rows[0].shape[1:]), fill)
+    mask = torch.zeros(len(rows), n, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = True
+    return out, mask
+
+
+def collate(tasks: Sequence[Task]) -> TaskBatch:
+    """Pad and stack tasks into one batch."""
+    if not tasks:
+        raise ValueError("cannot collate an empty list of tasks")
+    answer_emb, answer_mask = _pad([t.answer_emb for t in tasks])
+    support_x, support_mask = _pad([t.support_x for t in tasks])
+    support_y, _ = _pad([t.support_y for t in tasks])
+    query_x, query_mask = _pad([t.query_x for t in tasks])
+    query_y, _ = _pad([t.query_y for t in tasks])
+    return TaskBatch(
+        question_emb=torch.stack([t.question_emb for t in tasks]),
+        answer_emb=answer_emb,
+        answer_mask=answer_mask,
+        support_x=support_x,
+        support_y=support_y,
+        support_mask=support_mask,
+        query_x=query_x,
+        query_y=query_y,
+        query_mask=query_mask,
+    )

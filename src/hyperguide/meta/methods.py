@@ -1,0 +1,228 @@
+"""The methods (table rows) that produce adapter weights for a task: baselines of the paper (SPEC 5) and bounds.
+
+Every method is a pair (inner parameters, generator): `init_phi(batch)` gives each task's inner parameters phi
+(B, M) before adaptation, and `generate(phi)` maps them to flat adapter weights (B, P). Zero-shot weights are
+`generate(zero_shot_phi(batch))`; few-shot fine-tuning adapts phi from there. Training is either multitask
+(one loss on all of each meta-train task's data) or MAML (adapt phi on the support set, loss on the query set).
+
+| row | phi | generate | trained by |
+|---|---|---|---|
+| clip-zeroshot | zero adapter weights | identity | nothing (the frozen encoders alone) |
+| uncond-multitask | shared adapter weights | identity | multitask |
+| uncond-mnet-maml | shared adapter weights | identity | MAML on the weights |
+| uncond-hnet-maml | a learned latent z0 | HyperNet(z) | MAML on z |
+| cond-multitask | HyperNet(question) | identity | multitask |
+| cond-multitask-film | shared adapter with FiLM(question) on its hidden layer | identity | multitask |
+| cond-hnet-maml | the question embedding | HyperNet(q) | MAML on q |
+| oracle | adapter weights fine-tuned on the full support set | identity | nothing (uses labels) |
+
+`chance` and `majority` make no weights; the evaluation computes them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from hyperguide.data.batch import TaskBatch
+from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
+from hyperguide.meta.losses import task_cross_entropy
+from hyperguide.models.adapter import AdapterShape, adapter_logits
+from hyperguide.models.hypernet import FiLM, HyperNet
+
+Training = Literal["none", "multitask", "maml"]
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Architecture and inner-loop settings shared by the methods (paper defaults, SPEC 3 and 4.1)."""
+
+    adapter_hidden: int = 256
+    latent_dim: int = 128
+    hnet_hidden: tuple[int, ...] = (128, 128, 128)
+    film_hidden: int = 128
+    adapter_init: Literal["normal", "identity"] = "normal"  # own-weights init: N(0, 1) as the paper, or zeros
+    inner: InnerLoop = field(default_factory=InnerLoop)  # MAML inner loop (meta-training)
+    oracle: InnerLoop = field(default_factory=lambda: InnerLoop(steps=100, lr=1e-3, optimizer="adam"))
+
+
+class Method(nn.Module):
+    """Base class: subclasses set `name`, `trained_by` and implement `init_phi` (and `generate` if not identity)."""
+
+    name: ClassVar[str]
+    trained_by: ClassVar[Training] = "none"
+    conditional: ClassVar[bool] = False
+    uses_support_for_zero_shot: ClassVar[bool] = False
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__()
+        self.shape = shape
+        self.question_dim = question_dim
+        self.config = config
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate(self, phi: torch.Tensor) -> torch.Tensor:
+        return phi
+
+    def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
+        """The inner parameters the method answers with before seeing any label of the task."""
+        return self.init_phi(batch)
+
+    def _own_weights(self) -> nn.Parameter:
+        if self.config.adapter_init == "normal":
+            return nn.Parameter(self.shape.init_normal(1)[0])
+        return nn.Parameter(self.shape.identity(1)[0])
+
+    def query_loss(self, batch: TaskBatch, weights: torch.Tensor) -> torch.Tensor:
+        logits = adapter_logits(self.shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask)
+        return task_cross_entropy(logits, batch.query_y, batch.query_mask).mean()
+
+    def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
+        """The training objective on a batch of meta-train tasks (scalar)."""
+        if self.trained_by == "multitask":
+            all_data = batch.merged()
+            logits = adapter_logits(
+                self.shape, self.generate(self.init_phi(batch)), all_data.support_x, batch.answer_emb, batch.answer_mask
+            )
+            return task_cross_entropy(logits, all_data.support_y, all_data.support_mask).mean()
+        if self.trained_by == "maml":
+            phi = adapt(
+                support_loss_fn(self.shape, self.generate, batch),
+                self.init_phi(batch),
+                self.config.inner,
+                track_meta_grad=True,
+            )
+            return self.query_loss(batch, self.generate(phi))
+        raise RuntimeError(f"method {self.name} is not trained")
+
+
+class ClipZeroShot(Method):
+    name = "clip-zeroshot"
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        return self.shape.identity(len(batch)).to(batch.support_x)
+
+
+class Oracle(ClipZeroShot):
+    """Not zero-shot: an adapter fine-tuned on the task's full support set, from the identity. The upper bound."""
+
+    name = "oracle"
+    uses_support_for_zero_shot = True
+
+    def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
+        return adapt(support_loss_fn(self.shape, self.generate, batch), self.init_phi(batch), self.config.oracle)
+
+
+class UncondMultitask(Method):
+    name = "uncond-multitask"
+    trained_by = "multitask"
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__(shape, question_dim, config)
+        self.weights = self._own_weights()
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        return self.weights.expand(len(batch), -1)
+
+
+class UncondMNetMAML(UncondMultitask):
+    name = "uncond-mnet-maml"
+    trained_by = "maml"
+
+
+class UncondHNetMAML(Method):
+    name = "uncond-hnet-maml"
+    trained_by = "maml"
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__(shape, question_dim, config)
+        self.z0 = nn.Parameter(torch.randn(config.latent_dim))
+        self.hypernet = HyperNet(config.latent_dim, config.hnet_hidden, shape.n_params)
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        return self.z0.expand(len(batch), -1)
+
+    def generate(self, phi: torch.Tensor) -> torch.Tensor:
+        return self.hypernet(phi)
+
+
+class CondMultitask(Method):
+    name = "cond-multitask"
+    trained_by = "multitask"
+    conditional = True
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__(shape, question_dim, config)
+        self.hypernet = HyperNet(question_dim, config.hnet_hidden, shape.n_params)
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        return self.hypernet(batch.question_emb)
+
+
+class CondMultitaskFiLM(Method):
+    """A shared adapter whose hidden units are scaled and shifted by FiLM parameters predicted from the question.
+
+    relu(s * (W1' x + b1) + t) = relu((diag(s) W1)' x + (s * b1 + t)), so the modulated adapter is itself an adapter:
+    its weights are W1 scaled row-wise by s, b1 -> s * b1 + t, and the shared W2, b2. Few-shot fine-tuning then works on
+    those weights like for every other method.
+    """
+
+    name = "cond-multitask-film"
+    trained_by = "multitask"
+    conditional = True
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__(shape, question_dim, config)
+        self.weights = self._own_weights()
+        self.film = FiLM(question_dim, config.film_hidden, shape.hidden_dim)
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        scale, shift = self.film(batch.question_emb)  # (B, H) each
+        shared = self.shape.unflatten(self.weights.expand(len(batch), -1))
+        modulated = {
+            "w1": shared["w1"] * scale.unsqueeze(-1),
+            "b1": shared["b1"] * scale + shift,
+            "w2": shared["w2"],
+            "b2": shared["b2"],
+        }
+        return self.shape.flatten(modulated)
+
+
+class CondHNetMAML(Method):
+    """A hypernetwork from the question embedding, meta-trained with MAML on its input: phi0 = the question."""
+
+    name = "cond-hnet-maml"
+    trained_by = "maml"
+    conditional = True
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__(shape, question_dim, config)
+        self.hypernet = HyperNet(question_dim, config.hnet_hidden, shape.n_params)
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        return batch.question_emb
+
+    def generate(self, phi: torch.Tensor) -> torch.Tensor:
+        return self.hypernet(phi)
+
+
+METHODS: dict[str, type[Method]] = {
+    m.name: m
+    for m in (
+        ClipZeroShot,
+        UncondMultitask,
+        UncondMNetMAML,
+        UncondHNetMAML,
+        CondMultitask,
+        CondMultitaskFiLM,
+        CondHNetMAML,
+        Oracle,
+    )
+}
+REFERENCE_ROWS = ("chance", "majority")
+ALL_ROWS = (*REFERENCE_ROWS, *METHODS)

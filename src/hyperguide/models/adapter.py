@@ -1,0 +1,111 @@
+"""The task network: a residual CLIP-adapter scored against answer-prompt embeddings (SPEC 3.1).
+
+Weights theta = (W1 (H, D), b1 (H), W2 (D, H), b2 (D)), flattened as [W1, W2, b1, b2] (the paper's layout).
+Forward for image features x (D,):  h = relu(x W1'^T + b1),  a = h W2'^T + b2 + x,  with W1' = W1 / sqrt(D) and
+W2' = W2 / sqrt(H) (so N(0, 1) weights behave like LeCun-normal ones). Logits are 100 * cos(a, t_k) for the task's
+answer-prompt embeddings t_k. All-zero weights give the identity adapter: pure frozen-encoder zero-shot.
+
+Everything here is batched over tasks: weights (B, P), features (B, N, D), answers (B, K, D), with masks for padding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOGIT_SCALE = 100.0
+
+
+@dataclass(frozen=True)
+class AdapterShape:
+    """The adapter's parameter shapes; `n_params` is the length of a flat weight vector."""
+
+    feature_dim: int
+    hidden_dim: int
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        d, h = self.feature_dim, self.hidden_dim
+        return {"w1": (h, d), "w2": (d, h), "b1": (h,), "b2": (d,)}
+
+    @property
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes.values())
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, P) -> {name: (B, *shape)} views, in the layout [W1, W2, b1, b2]."""
+        if flat.shape[-1] != self.n_params:
+            raise ValueError(f"adapter weights have {flat.shape[-1]} entries, expected {self.n_params}")
+        out, start = {}, 0
+        for name, shape in self.param_shapes.items():
+            size = math.prod(shape)
+            out[name] = flat[..., start : start + size].reshape(*flat.shape[:-1], *shape)
+            start += size
+        return out
+
+    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{name: (B, *shape)} -> (B, P); the inverse of `unflatten`."""
+        lead = params["b1"].shape[:-1]
+        return torch.cat([params[n].reshape(*lead, -1) for n in self.param_shapes], dim=-1)
+
+    def identity(self, batch: int = 1) -> torch.Tensor:
+        """(batch, P) zero weights: the adapter that returns its input."""
+        return torch.zeros(batch, self.n_params)
+
+    def init_normal(self, batch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(batch, P) N(0, 1) weights and biases, the paper's own-weights init (SPEC 3.1)."""
+        return torch.randn(batch, self.n_params, generator=generator)
+
+
+def adapt_features(shape: AdapterShape, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Adapted features a (B, N, D) from weights (B, P) and image features x (B, N, D)."""
+    p = shape.unflatten(weights)
+    w1 = p["w1"] / math.sqrt(shape.feature_dim)  # (B, H, D)
+    w2 = p["w2"] / math.sqrt(shape.hidden_dim)  # (B, D, H)
+    h = torch.relu(torch.baddbmm(p["b1"].unsqueeze(1), x, w1.transpose(1, 2)))  # (B, N, H)
+    return torch.baddbmm(p["b2"].unsqueeze(1), h, w2.transpose(1, 2)) + x  # (B, N, D)
+
+
+def adapter_logits(
+    shape: AdapterShape,
+    weights: torch.Tensor,
+    x: torch.Tensor,
+    answer_emb: torch.Tensor,
+    answer_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, N, K) logits: 100 * cosine between adapted image features and answer embeddings; padded answers -inf."""
+    a = F.normalize(adapt_features(shape, weights, x), dim=-1)
+    t = F.normalize(answer_emb, dim=-1)
+    logits = LOGIT_SCALE * torch.bmm(a, t.transpose(1, 2))
+    if answer_mask is not None:
+        logits = logits.masked_fill(~answer_mask.unsqueeze(1), float("-inf"))
+    return logits
+
+
+class ResidualAdapter(nn.Module):
+    """The same adapter as an ordinary module that owns its weights (the reference the functional form must match)."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.shape = AdapterShape(feature_dim, hidden_dim)
+        self.fc1 = nn.Linear(feature_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, feature_dim)
+        for p in self.parameters():
+            nn.init.normal_(p)
+
+    def forward(self, x: torch.Tensor, answer_emb: torch.Tensor) -> torch.Tensor:
+        """x (N, D), answer_emb (K, D) -> logits (N, K)."""
+        d, h = self.shape.feature_dim, self.shape.hidden_dim
+        hidden = torch.relu(F.linear(x, self.fc1.weight / math.sqrt(d), self.fc1.bias))
+        adapted = F.linear(hidden, self.fc2.weight / math.sqrt(h), self.fc2.bias) + x
+        return LOGIT_SCALE * F.normalize(adapted, dim=-1) @ F.normalize(answer_emb, dim=-1).T
+
+    def flat_weights(self) -> torch.Tensor:
+        """(P,) in the paper's layout."""
+        return self.shape.flatten(
+            {"w1": self.fc1.weight, "w2": self.fc2.weight, "b1": self.fc1.bias, "b2": self.fc2.bias}
+        )

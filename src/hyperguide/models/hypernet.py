@@ -1,0 +1,48 @@
+"""Hypernetworks (SPEC 3.2): an MLP from a latent or a question embedding to a flat adapter weight vector, and the
+FiLM conditioner of the `cond-multitask-film` baseline.
+
+Init as the paper: Kaiming-normal (ReLU gain) hidden layers, Kaiming-normal with linear gain (std 1/sqrt(fan_in))
+output layer, zero biases; so generated adapter weights start small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class HyperNet(nn.Module):
+    """in_dim -> hidden_dims (ReLU) -> out_dim, no output activation. forward: (B, in_dim) -> (B, out_dim)."""
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden_dims, out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="linear" if last else "relu")
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            z = torch.relu(layer(z))
+        return self.layers[-1](z)
+
+
+class FiLM(nn.Module):
+    """Question embedding (B, Dq) -> per-unit scale and shift (B, H) for the adapter's hidden layer.
+
+    The output layer starts at zero, so the modulation starts as the identity (scale 1, shift 0).
+    """
+
+    def __init__(self, cond_dim: int, hidden_dim: int, units: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cond_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2 * units))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        delta_scale, shift = self.net(cond).chunk(2, dim=-1)
+        return 1.0 + delta_scale, shift
