@@ -31,6 +31,16 @@ class TaskBatch:
     def __len__(self) -> int:
         return int(self.question_emb.shape[0])
 
+    def lengths(self, which: str, max_waste: float = 0.25) -> list[int] | None:
+        """Real examples per task of the `support` or `query` set when padding would waste more than `max_waste` of
+        a batched computation (each mask is a prefix), else None: the hint for the adapter's ragged path."""
+        mask = self.support_mask if which == "support" else self.query_mask
+        counts = mask.sum(1)
+        padded = mask.shape[0] * mask.shape[1]
+        if padded == 0 or float(counts.sum()) >= (1 - max_waste) * padded:
+            return None
+        return [int(c) for c in counts]
+
     def to(self, device: torch.device | str) -> TaskBatch:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
@@ -47,13 +57,15 @@ class TaskBatch:
         )
 
     def merged(self) -> TaskBatch:
-        """Support := support + query (all of a task's data), query unchanged: for multitask training."""
-        return replace(
-            self,
-            support_x=torch.cat([self.support_x, self.query_x], 1),
-            support_y=torch.cat([self.support_y, self.query_y], 1),
-            support_mask=torch.cat([self.support_mask, self.query_mask], 1),
-        )
+        """Support := support + query (all of a task's data, packed to a prefix), query unchanged: for multitask."""
+        xs, ys = [], []
+        for b in range(len(self)):
+            s, q = self.support_mask[b], self.query_mask[b]
+            xs.append(torch.cat([self.support_x[b, s], self.query_x[b, q]]))
+            ys.append(torch.cat([self.support_y[b, s], self.query_y[b, q]]))
+        x, mask = _pad(xs)
+        y, _ = _pad(ys)
+        return replace(self, support_x=x, support_y=y, support_mask=mask)
 
 
 def _pad(rows: Sequence[torch.Tensor], fill: float | int = 0) -> tuple[torch.Tensor, torch.Tensor]:

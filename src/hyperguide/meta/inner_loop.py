@@ -47,8 +47,11 @@ class InnerLoop:
 def support_loss_fn(shape: AdapterShape, generate: Generator, batch: TaskBatch) -> LossFn:
     """phi -> (B,) cross-entropy of each task's support set under the adapter weights generate(phi)."""
 
+    lengths = batch.lengths("support")
+
     def loss(phi: torch.Tensor) -> torch.Tensor:
-        logits = adapter_logits(shape, generate(phi), batch.support_x, batch.answer_emb, batch.answer_mask)
+        weights = generate(phi)
+        logits = adapter_logits(shape, weights, batch.support_x, batch.answer_emb, batch.answer_mask, lengths)
         return task_cross_entropy(logits, batch.support_y, batch.support_mask)
 
     return loss

@@ -79,17 +79,14 @@ class Method(nn.Module):
         return nn.Parameter(self.shape.identity(1)[0])
 
     def query_loss(self, batch: TaskBatch, weights: torch.Tensor) -> torch.Tensor:
-        logits = adapter_logits(self.shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask)
+        lengths = batch.lengths("query")
+        logits = adapter_logits(self.shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths)
         return task_cross_entropy(logits, batch.query_y, batch.query_mask).mean()
 
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         """The training objective on a batch of meta-train tasks (scalar)."""
         if self.trained_by == "multitask":
-            all_data = batch.merged()
-            logits = adapter_logits(
-                self.shape, self.generate(self.init_phi(batch)), all_data.support_x, batch.answer_emb, batch.answer_mask
-            )
-            return task_cross_entropy(logits, all_data.support_y, all_data.support_mask).mean()
+            return support_loss_fn(self.shape, self.generate, batch.merged())(self.init_phi(batch)).mean()
         if self.trained_by == "maml":
             phi = adapt(
                 support_loss_fn(self.shape, self.generate, batch),

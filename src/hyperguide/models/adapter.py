@@ -64,10 +64,28 @@ class AdapterShape:
 def adapt_features(shape: AdapterShape, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Adapted features a (B, N, D) from weights (B, P) and image features x (B, N, D)."""
     p = shape.unflatten(weights)
-    w1 = p["w1"] / math.sqrt(shape.feature_dim)  # (B, H, D)
-    w2 = p["w2"] / math.sqrt(shape.hidden_dim)  # (B, D, H)
-    h = torch.relu(torch.baddbmm(p["b1"].unsqueeze(1), x, w1.transpose(1, 2)))  # (B, N, H)
-    return torch.baddbmm(p["b2"].unsqueeze(1), h, w2.transpose(1, 2)) + x  # (B, N, D)
+    # The 1/sqrt(fan_in) weight scaling rides on the matmul's alpha: no scaled copy of the weights is made.
+    h = torch.relu(
+        torch.baddbmm(p["b1"].unsqueeze(1), x, p["w1"].transpose(1, 2), alpha=shape.feature_dim**-0.5)
+    )  # (B, N, H)
+    return torch.baddbmm(p["b2"].unsqueeze(1), h, p["w2"].transpose(1, 2), alpha=shape.hidden_dim**-0.5) + x
+
+
+def adapt_features_ragged(
+    shape: AdapterShape, weights: torch.Tensor, x: torch.Tensor, lengths: list[int]
+) -> torch.Tensor:
+    """As `adapt_features`, computing only each task's first `lengths[b]` examples (padded rows come back zero).
+
+    When tasks differ much in size, padding to the largest wastes most of a batched matmul; one matmul per task
+    does only the real work.
+    """
+    n = x.shape[1]
+    # split/unbind, not indexing: the backward of `weights[b]` would write a zero (B, P) gradient for every task.
+    rows = [
+        F.pad(adapt_features(shape, w, xb[:, :length])[0], (0, 0, 0, n - length))
+        for w, xb, length in zip(weights.split(1), x.split(1), lengths, strict=True)
+    ]
+    return torch.stack(rows)
 
 
 def adapter_logits(
@@ -76,9 +94,17 @@ def adapter_logits(
     x: torch.Tensor,
     answer_emb: torch.Tensor,
     answer_mask: torch.Tensor | None = None,
+    lengths: list[int] | None = None,
 ) -> torch.Tensor:
-    """(B, N, K) logits: 100 * cosine between adapted image features and answer embeddings; padded answers -inf."""
-    a = F.normalize(adapt_features(shape, weights, x), dim=-1)
+    """(B, N, K) logits: 100 * cosine between adapted image features and answer embeddings; padded answers -inf.
+
+    With `lengths` (real examples per task, a prefix of each row), padded rows are skipped (see
+    `adapt_features_ragged`) and their logits are 0.
+    """
+    adapted = (
+        adapt_features(shape, weights, x) if lengths is None else adapt_features_ragged(shape, weights, x, lengths)
+    )
+    a = F.normalize(adapted, dim=-1)
     t = F.normalize(answer_emb, dim=-1)
     logits = LOGIT_SCALE * torch.bmm(a, t.transpose(1, 2))
     if answer_mask is not None:

@@ -1,0 +1,120 @@
+"""Zero-shot and k-shot evaluation of a method on meta-test tasks: per-task accuracy and balanced accuracy.
+
+Zero-shot (SPEC 7): adapter weights from the question alone, scored on each task's query set.
+k-shot (SPEC P8): keep the answers with at least k support examples (in support and query), keep tasks with at least
+two such answers, take k support examples per kept answer, fine-tune the method's inner parameters from its zero-shot
+value, and score on the kept query examples, still choosing among all of the task's answers. "full" fine-tunes on the
+whole support set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+from hyperguide.data.batch import TaskBatch, collate
+from hyperguide.data.tasks import Task
+from hyperguide.eval.metrics import task_accuracy, task_balanced_accuracy
+from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
+from hyperguide.meta.methods import Method
+from hyperguide.models.adapter import adapter_logits
+
+Scores = dict[str, list[float]]  # {"acc": per task, "bal_acc": per task}
+
+
+def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        weights = method.generate(phi)
+        lengths = batch.lengths("query")
+        logits = adapter_logits(method.shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths)
+    k = batch.answer_emb.shape[1]
+    return (
+        task_accuracy(logits, batch.query_y, batch.query_mask),
+        task_balanced_accuracy(logits, batch.query_y, batch.query_mask, k),
+    )
+
+
+def evaluate_method(
+    method: Method,
+    tasks: Sequence[Task],
+    *,
+    finetune: InnerLoop | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> Scores:
+    """Per-task scores of the method's zero-shot weights, or, with `finetune`, after fine-tuning on each support set."""
+    method.eval()
+    acc: list[float] = []
+    bal: list[float] = []
+    for start in range(0, len(tasks), batch_size):
+        batch = collate(tasks[start : start + batch_size]).to(device)
+        with torch.no_grad():  # the inner loop (oracle, fine-tuning) turns gradients on for itself
+            phi = method.zero_shot_phi(batch)
+        if finetune is not None:
+            phi = adapt(support_loss_fn(method.shape, method.generate, batch), phi.detach(), finetune)
+        a, b = _score(method, batch, phi.detach())
+        acc.extend(a.tolist())
+        bal.extend(b.tolist())
+    return {"acc": acc, "bal_acc": bal}
+
+
+def reference_scores(name: str, tasks: Sequence[Task]) -> Scores:
+    """`chance`: the expected accuracy of uniform guessing (100/K). `majority`: the support set's most frequent answer
+    (ties to the lowest label) for every query; it uses support labels, so it is a reference, never zero-shot."""
+    acc: list[float] = []
+    bal: list[float] = []
+    for t in tasks:
+        k = t.n_answers
+        if name == "chance":
+            acc.append(100.0 / k)
+            bal.append(100.0 / k)
+            continue
+        if name != "majority":
+            raise ValueError(f"unknown reference row {name!r}")
+        counts = torch.bincount(t.support_y, minlength=k)
+        majority = int(counts.argmax())  # argmax returns the first maximum: the lowest label among ties
+        correct = t.query_y == majority
+        acc.append(100.0 * float(correct.float().mean()))
+        present = torch.unique(t.query_y)
+        bal.append(100.0 * float((present == majority).any()) / len(present))
+    return {"acc": acc, "bal_acc": bal}
+
+
+def k_shot_task(task: Task, k: int | None, generator: torch.Generator) -> Task | None:
+    """The task with k support examples per answer that has at least k (None: the full support set), or None when
+    fewer than two answers have k examples."""
+    if k is None:
+        return task
+    keep = [a for a in range(task.n_answers) if int((task.support_y == a).sum()) >= k]
+    if len(keep) < 2:
+        return None
+    chosen = []
+    for a in keep:
+        idx = torch.nonzero(task.support_y == a).flatten()
+        chosen.append(idx[torch.randperm(len(idx), generator=generator)[:k]])
+    support_idx = torch.cat(chosen).sort().values
+    query_keep = torch.isin(task.query_y, torch.tensor(keep))
+    if not bool(query_keep.any()):
+        return None
+    return replace(
+        task,
+        support_x=task.support_x[support_idx],
+        support_y=task.support_y[support_idx],
+        query_x=task.query_x[query_keep],
+        query_y=task.query_y[query_keep],
+    )
+
+
+def k_shot_tasks(tasks: Sequence[Task], k: int | None, seed: int) -> tuple[list[int], list[Task]]:
+    """Indices of the tasks kept for k-shot evaluation and the filtered tasks, sampled with a generator from `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    kept: list[int] = []
+    out: list[Task] = []
+    for i, t in enumerate(tasks):
+        filtered = k_shot_task(t, k, generator)
+        if filtered is not None:
+            kept.append(i)
+            out.append(filtered)
+    return kept, out

@@ -1,0 +1,299 @@
+"""Runs: train methods over seeds and folds into a run folder, then evaluate them all into one results.json.
+
+A run folder holds `config.json` (the resolved RunConfig), per method, seed and fold a checkpoint
+(`<method>/seed<S>-fold<F>.safetensors` + `.json`) and a `metrics.jsonl` training log, and `results.json`.
+Training skips checkpoints that exist, so an interrupted `train` picks up where it stopped; every (method, seed, fold)
+is seeded from its own identity, so a resumed run ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyperguide.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from hyperguide.config import from_dict, to_dict
+from hyperguide.data.splits import TaskSplit, make_splits
+from hyperguide.data.tasks import Task, Universe
+from hyperguide.errors import HyperguideError
+from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, reference_scores
+from hyperguide.eval.stats import paired_difference, summarize
+from hyperguide.io import read_json, write_json
+from hyperguide.meta.inner_loop import InnerLoop
+from hyperguide.meta.methods import ALL_ROWS, METHODS, REFERENCE_ROWS, Method, MethodConfig
+from hyperguide.meta.train import TrainConfig, train_method
+from hyperguide.models.adapter import AdapterShape
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """k-shot settings (SPEC P8: 10 SGD steps at lr 0.1 from the zero-shot inner parameters)."""
+
+    k_shots: tuple[str, ...] = ("1", "2", "4", "8", "full")
+    k_shot_methods: tuple[str, ...] = ()  # rows that get the k-shot curve; empty: all
+    finetune: InnerLoop = field(default_factory=InnerLoop)
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    universe: str = "easyvqa"
+    split: str = "random"
+    folds: int = 5
+    held_out: tuple[str, ...] = ()
+    prompts: str = "declarative"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = ALL_ROWS
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in ALL_ROWS]
+        if unknown:
+            raise HyperguideError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_ROWS)}")
+        for k in self.eval.k_shots:
+            if k != "full" and not (k.isdigit() and int(k) > 0):
+                raise HyperguideError(f"k-shot value {k!r} must be a positive integer or 'full'")
+
+
+def run_seed(method: str, seed: int, fold: int) -> int:
+    """A seed for one (method, seed, fold), independent of which other methods run."""
+    return (zlib.crc32(method.encode()) + 1_000_003 * seed + 7919 * fold) % 2**31
+
+
+def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
+    return make_splits(universe, config.split, folds=config.folds, held_out=config.held_out or None)
+
+
+def build_method(name: str, universe_tasks: list[Task], config: MethodConfig) -> Method:
+    example = universe_tasks[0]
+    shape = AdapterShape(int(example.support_x.shape[1]), config.adapter_hidden)
+    return METHODS[name](shape, int(example.question_emb.shape[0]), config)
+
+
+def _checkpoint_stem(out_dir: Path, method: str, seed: int, fold: int) -> Path:
+    return out_dir / method / f"seed{seed}-fold{fold}"
+
+
+def write_config(out_dir: Path, config: RunConfig) -> None:
+    """Write config.json, or check that the folder's existing one is the same run."""
+    path = out_dir / "config.json"
+    data = to_dict(config)
+    if path.is_file():
+        existing = read_json(path, what="run config")
+        if existing != data:
+            changed = sorted(k for k in data if existing.get(k) != data[k])
+            raise HyperguideError(
+                f"{out_dir} holds a run with a different config (differs in: {', '.join(changed)}); "
+                "use another --out folder"
+            )
+        return
+    write_json(path, data)
+
+
+def read_config(out_dir: Path) -> RunConfig:
+    return from_dict(RunConfig, read_json(out_dir / "config.json", what="run config"))
+
+
+def train_run(
+    universe: Universe,
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+    say: Progress = print,
+) -> dict[str, float]:
+    """Train every trainable method for every seed and fold; returns seconds spent per method (skipped: 0)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_config(out_dir, config)
+    tasks = universe.materialize(range(len(universe.tasks)))
+    splits = splits_of(universe, config)
+    seconds: dict[str, float] = {}
+    for name in config.methods:
+        if name in REFERENCE_ROWS:
+            continue
+        seconds[name] = 0.0
+        for seed in config.seeds:
+            for split in splits:
+                stem = _checkpoint_stem(out_dir, name, seed, split.fold)
+                if checkpoint_exists(stem):
+                    continue
+                say(f"train {name} seed {seed} fold {split.fold} ({len(split.train)} tasks)")
+                s = run_seed(name, seed, split.fold)
+                torch.manual_seed(s)
+                method = build_method(name, tasks, config.method)
+                log_path = stem.parent / f"seed{seed}-fold{split.fold}.metrics.jsonl"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_path.unlink(missing_ok=True)
+
+                def log(record: dict[str, float], path: Path = log_path) -> None:
+                    with open(path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+
+                start = time.perf_counter()
+                train_method(
+                    method,
+                    [tasks[i] for i in split.train],
+                    config.train,
+                    generator=torch.Generator().manual_seed(s),
+                    device=device,
+                    log=log,
+                    progress=progress,
+                )
+                elapsed = time.perf_counter() - start
+                seconds[name] += elapsed
+                save_checkpoint(
+                    stem,
+                    method,
+                    {"method": name, "seed": seed, "fold": split.fold, "run_seed": s, "train_seconds": elapsed},
+                )
+    return seconds
+
+
+def _method_scores(
+    name: str,
+    method: Method | None,
+    tasks: list[Task],
+    k: str | None,
+    config: RunConfig,
+    seed: int,
+    device: str,
+) -> tuple[list[int], Scores]:
+    """Indices (into `tasks`) of the evaluated tasks and their scores, zero-shot (k None) or k-shot."""
+    if k is None:
+        kept, chosen = list(range(len(tasks))), tasks
+    else:
+        kept, chosen = k_shot_tasks(
+            tasks, None if k == "full" else int(k), seed=1000 * seed + (0 if k == "full" else int(k))
+        )
+    if not chosen:
+        return [], {"acc": [], "bal_acc": []}
+    if method is None:
+        return kept, reference_scores(name, chosen)
+    finetune = config.eval.finetune if k is not None else None
+    return kept, evaluate_method(method, chosen, finetune=finetune, batch_size=config.eval.batch_size, device=device)
+
+
+def evaluate_run(
+    universe: Universe,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    say: Progress = print,
+) -> dict[str, Any]:
+    """Evaluate every method of the run on every seed and fold; write and return results.json."""
+    config = read_config(out_dir)
+    tasks = universe.materialize(range(len(universe.tasks)))
+    splits = splits_of(universe, config)
+    results: dict[str, Any] = {
+        "universe": config.universe,
+        "split": config.split,
+        "folds": len(splits),
+        "seeds": list(config.seeds),
+        "test_tasks": [universe.tasks[i].question for s in splits for i in s.test],
+        "methods": {},
+    }
+    settings: list[str | None] = [None, *config.eval.k_shots]
+    for name in config.methods:
+        say(f"evaluate {name}")
+        wants_k = not config.eval.k_shot_methods or name in config.eval.k_shot_methods
+        per_setting: dict[str | None, dict[str, list]] = {s: {"acc": [], "bal_acc": [], "n": []} for s in settings}
+        per_task_acc: list[list[float]] = []
+        train_seconds = 0.0
+        for seed in config.seeds:
+            seed_scores: dict[str | None, Scores] = {s: {"acc": [], "bal_acc": []} for s in settings}
+            for split in splits:
+                method = None
+                if name not in REFERENCE_ROWS:
+                    torch.manual_seed(run_seed(name, seed, split.fold))
+                    method = build_method(name, tasks, config.method).to(device)
+                    stem = _checkpoint_stem(out_dir, name, seed, split.fold)
+                    if METHODS[name].trained_by != "none":
+                        if not checkpoint_exists(stem):
+                            raise HyperguideError(f"no checkpoint {stem}.safetensors: run `hyperguide train` first")
+                        train_seconds += float(load_checkpoint(stem, method).get("train_seconds", 0.0))
+                test_tasks = [tasks[i] for i in split.test]
+                for setting in settings:
+                    if setting is not None and not wants_k:
+                        continue
+                    _, scores = _method_scores(name, method, test_tasks, setting, config, seed, device)
+                    seed_scores[setting]["acc"].extend(scores["acc"])
+                    seed_scores[setting]["bal_acc"].extend(scores["bal_acc"])
+            per_task_acc.append(seed_scores[None]["acc"])
+            for setting in settings:
+                s = seed_scores[setting]
+                if s["acc"]:
+                    per_setting[setting]["acc"].append(sum(s["acc"]) / len(s["acc"]))
+                    per_setting[setting]["bal_acc"].append(sum(s["bal_acc"]) / len(s["bal_acc"]))
+                    per_setting[setting]["n"].append(len(s["acc"]))
+        zero = per_setting[None]
+        entry: dict[str, Any] = {
+            "zero_shot": {
+                "acc": summarize(zero["acc"]),
+                "bal_acc": summarize(zero["bal_acc"]),
+                "per_task_acc": per_task_acc,
+            },
+            "k_shot": {},
+            "uses_support_labels": name in ("majority", "oracle"),
+            "train_seconds": train_seconds,
+        }
+        for setting in config.eval.k_shots:
+            s = per_setting[setting]
+            if s["acc"]:
+                entry["k_shot"][setting] = {
+                    "acc": summarize(s["acc"]),
+                    "bal_acc": summarize(s["bal_acc"]),
+                    "tasks": s["n"][0],
+                }
+        results["methods"][name] = entry
+    write_json(out_dir / "results.json", results)
+    return results
+
+
+def compare(results: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """Paired comparison of rows a and b: over seeds (the mean over tasks per seed) and over tasks (the mean over
+    seeds per task). Positive means a is better."""
+    ma, mb = results["methods"][a]["zero_shot"], results["methods"][b]["zero_shot"]
+    per_task_a = [sum(col) / len(col) for col in zip(*ma["per_task_acc"], strict=True)]
+    per_task_b = [sum(col) / len(col) for col in zip(*mb["per_task_acc"], strict=True)]
+    return {
+        "over_seeds": paired_difference(ma["acc"]["per_seed"], mb["acc"]["per_seed"]),
+        "over_tasks": paired_difference(per_task_a, per_task_b),
+    }
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """A Markdown table: zero-shot acc and bal_acc with 95% CI, and the k-shot accuracies."""
+    ks = sorted({k for m in results["methods"].values() for k in m["k_shot"]}, key=lambda k: (k == "full", k.zfill(4)))
+    head = ["method", "zero-shot acc", "zero-shot bal_acc", *[f"{k}-shot acc" for k in ks]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in results["methods"].items():
+        zs = m["zero_shot"]
+        label = name + (" *" if m.get("uses_support_labels") else "")
+        cells = [
+            label,
+            f"{zs['acc']['mean']:.2f} ± {zs['acc']['ci95']:.2f}",
+            f"{zs['bal_acc']['mean']:.2f} ± {zs['bal_acc']['ci95']:.2f}",
+        ]
+        for k in ks:
+            v = m["k_shot"].get(k)
+            cells.append(f"{v['acc']['mean']:.2f} ± {v['acc']['ci95']:.2f}" if v else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"{results['universe']}, split {results['split']}, {len(results['seeds'])} seeds"
+        + (f", {results['folds']} folds" if results["folds"] > 1 else "")
+        + "; mean over seeds of the mean over meta-test tasks, ± 95% CI over seeds. * uses support labels."
+    )
+    return "\n".join(lines)
