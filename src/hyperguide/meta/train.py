@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -31,7 +31,23 @@ class TrainConfig:
     lr: float = 1e-3
     grad_clip: float = 10.0
     swap_support_query: bool = False
+    max_examples: int | None = 64  # per task and set, a fresh random subset each step (None: all examples)
     log_every: int = 1
+
+
+def subsample(task: Task, max_examples: int | None, generator: torch.Generator) -> Task:
+    """The task with at most `max_examples` random support and query examples (meta-training only)."""
+    if max_examples is None:
+        return task
+    keep_s = torch.randperm(len(task.support_y), generator=generator)[:max_examples].sort().values
+    keep_q = torch.randperm(len(task.query_y), generator=generator)[:max_examples].sort().values
+    return replace(
+        task,
+        support_x=task.support_x[keep_s],
+        support_y=task.support_y[keep_s],
+        query_x=task.query_x[keep_q],
+        query_y=task.query_y[keep_q],
+    )
 
 
 def train_method(
@@ -59,7 +75,8 @@ def train_method(
         order = torch.randperm(len(tasks), generator=generator).tolist()
         losses = []
         for b in range(n_batches):
-            batch = collate([tasks[i] for i in order[b * config.meta_batch_size : (b + 1) * config.meta_batch_size]])
+            chosen = order[b * config.meta_batch_size : (b + 1) * config.meta_batch_size]
+            batch = collate([subsample(tasks[i], config.max_examples, generator) for i in chosen])
             batch = batch.to(device)
             if config.swap_support_query:
                 batch = batch.swapped()

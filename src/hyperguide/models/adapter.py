@@ -40,12 +40,12 @@ class AdapterShape:
         """(B, P) -> {name: (B, *shape)} views, in the layout [W1, W2, b1, b2]."""
         if flat.shape[-1] != self.n_params:
             raise ValueError(f"adapter weights have {flat.shape[-1]} entries, expected {self.n_params}")
-        out, start = {}, 0
-        for name, shape in self.param_shapes.items():
-            size = math.prod(shape)
-            out[name] = flat[..., start : start + size].reshape(*flat.shape[:-1], *shape)
-            start += size
-        return out
+        shapes = self.param_shapes
+        # torch.split, not slicing: a slice's backward writes a zero gradient the size of the whole vector.
+        pieces = flat.split([math.prod(s) for s in shapes.values()], dim=-1)
+        return {
+            name: piece.reshape(*flat.shape[:-1], *s) for (name, s), piece in zip(shapes.items(), pieces, strict=True)
+        }
 
     def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """{name: (B, *shape)} -> (B, P); the inverse of `unflatten`."""
