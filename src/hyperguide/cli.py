@@ -12,10 +12,12 @@ from hyperguide.data.splits import SPLIT_KINDS
 from hyperguide.data.universes import UNIVERSES, UniverseOptions
 from hyperguide.errors import HyperguideError
 from hyperguide.io import default_home
+from hyperguide.meta.methods import ALL_ROWS
 
 
-def _universe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("universe", help=f"task universe: {', '.join(UNIVERSES)}")
+def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
+    if positional:
+        p.add_argument("universe", help=f"task universe: {', '.join(UNIVERSES)}")
     p.add_argument(
         "--home",
         type=Path,
@@ -23,7 +25,7 @@ def _universe_args(p: argparse.ArgumentParser) -> None:
         help=f"where prepared universes are cached (default: $HYPERGUIDE_HOME or {default_home()})",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for everything random in this command (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device for encoders: cpu, cuda, cuda:1 (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
     p.add_argument(
         "--prompts",
         default="declarative",
@@ -60,7 +62,7 @@ def _universe_args(p: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> UniverseOptions:
     options = UniverseOptions(
-        seed=args.seed,
+        seed=getattr(args, "seed", 0),
         device=args.device,
         prompts=args.prompts,
         splits_dir=args.splits_dir,
@@ -115,7 +117,110 @@ def build_parser() -> argparse.ArgumentParser:
         help="compositional: concepts whose questions go to meta-test (default: the universe's)",
     )
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    train = sub.add_parser(
+        "train",
+        help="meta-train methods over seeds (and folds) into a run folder",
+        description="Meta-train one or more methods on a prepared universe's meta-train tasks, for every seed and "
+        "fold, into RUN_DIR/<method>/seed<S>-fold<F>.{safetensors,json} with a metrics.jsonl log each. Existing "
+        "checkpoints are kept, so an interrupted run resumes. Methods: " + ", ".join(ALL_ROWS) + ".",
+    )
+    train.add_argument("methods", metavar="METHOD", help="a method, a comma-separated list, or 'all'")
+    _universe_args(train)
+    _run_args(train)
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a run folder: zero-shot and k-shot accuracy with 95%% CIs, into results.json",
+        description="Evaluate every method of a run on the meta-test tasks of every seed and fold: zero-shot "
+        "accuracy and balanced accuracy, and k-shot accuracy after fine-tuning (SPEC P8). Writes RUN_DIR/results.json "
+        "and prints the table.",
+    )
+    ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _universe_args(ev, positional=False)
+
+    cmp = sub.add_parser("compare", help="paired comparison of two methods of an evaluated run")
+    cmp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    cmp.add_argument("a", metavar="METHOD_A")
+    cmp.add_argument("b", metavar="METHOD_B")
     return parser
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<universe>-<split>)")
+    p.add_argument("--split", default="random", choices=SPLIT_KINDS, help="split kind (default random)")
+    p.add_argument("--folds", type=int, default=5, help="kfold: number of folds (default 5)")
+    p.add_argument("--held-out", nargs="+", default=None, metavar="CONCEPT", help="compositional: held-out concepts")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds (default: just --seed)")
+    p.add_argument("--epochs", type=int, default=None, help="meta-training epochs (same as --set train.epochs=N)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='override a config field, e.g. --set method.inner.steps=5 --set eval.k_shots=\'["1","full"]\'',
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hyperguide.config import apply_overrides
+    from hyperguide.data.universes import load_universe
+    from hyperguide.harness import RunConfig, train_run
+
+    methods = ALL_ROWS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    seeds = tuple(args.seeds) if args.seeds else (args.seed,)
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    config = RunConfig(
+        universe=args.universe,
+        split=args.split,
+        folds=args.folds,
+        held_out=tuple(args.held_out or ()),
+        prompts=args.prompts,
+        seeds=seeds,
+        methods=methods,
+    )
+    config = apply_overrides(config, overrides)
+    out = args.out or Path("runs") / f"{args.universe}-{args.split}"
+    universe = load_universe(args.universe, _options(args))
+    seconds = train_run(universe, config, out, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+    trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
+    print(f"trained into {out}: {trained}")
+    print(f"next: hyperguide eval {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hyperguide.data.universes import load_universe
+    from hyperguide.harness import evaluate_run, format_results, read_config
+
+    config = read_config(args.run_dir)
+    options = _options(args)
+    options.prompts = config.prompts
+    universe = load_universe(config.universe, options)
+    results = evaluate_run(universe, args.run_dir, device=args.device)
+    print(format_results(results))
+    print(f"wrote {args.run_dir / 'results.json'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hyperguide.harness import compare
+    from hyperguide.io import read_json
+
+    results = read_json(args.run_dir / "results.json", what="results")
+    for name in (args.a, args.b):
+        if name not in results["methods"]:
+            raise HyperguideError(f"{name!r} is not in {args.run_dir}/results.json; it has {list(results['methods'])}")
+    c = compare(results, args.a, args.b)
+    for unit, d in c.items():
+        print(
+            f"{args.a} - {args.b}, paired {unit.replace('_', ' ')} (n={d['n']}): "
+            f"{d['mean']:+.2f} ± {d['ci95']:.2f} points (95% CI), p = {d['p_value']:.3g}"
+        )
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -148,7 +253,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"prepare": cmd_prepare, "stats": cmd_stats}
+COMMANDS = {
+    "prepare": cmd_prepare,
+    "stats": cmd_stats,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
