@@ -42,20 +42,25 @@ def test_support_split_is_the_seeded_per_answer_shuffle(universe) -> None:
 
 
 def test_declarative_prompts() -> None:
-    assert answer_prompt("what color is the circle?", "red") == "the circle is red"
-    assert answer_prompt("what is the color of the shape?", "teal") == "the shape is teal"
-    assert answer_prompt("what is the red shape?", "circle") == "the red shape is a circle"
-    assert answer_prompt("is there a red shape?", "yes") == "there is a red shape"
-    assert answer_prompt("is there not a red shape in the image?", "yes") == "there is no red shape"
-    assert answer_prompt("does the image not contain a circle?", "no") == "there is a circle"
-    assert answer_prompt("is no rectangle present?", "no") == "there is a rectangle"
+    def declarative(question: str, answer: str) -> str:
+        return answer_prompt(question, answer, "declarative")
+
+    assert declarative("what color is the circle?", "red") == "the circle is red"
+    assert declarative("what is the color of the shape?", "teal") == "the shape is teal"
+    assert declarative("what is the red shape?", "circle") == "the red shape is a circle"
+    assert declarative("is there a red shape?", "yes") == "there is a red shape"
+    assert declarative("is there not a red shape in the image?", "yes") == "there is no red shape"
+    assert declarative("does the image not contain a circle?", "no") == "there is a circle"
+    assert declarative("is no rectangle present?", "no") == "there is a rectangle"
     assert answer_prompt("is there not a red shape?", "yes", "answer") == "yes"
     with pytest.raises(HyperguideError, match="no answer-prompt rule"):
-        answer_prompt("how many shapes?", "1")
+        declarative("how many shapes?", "1")
 
 
-def test_every_easyvqa_question_has_a_prompt_rule(universe) -> None:
-    assert all(len(set(t.prompts)) == t.n_answers for t in universe.tasks)
+def test_every_easyvqa_question_has_a_prompt_rule() -> None:
+    tasks = easyvqa_structure("declarative").tasks
+    assert all(len(set(t.prompts)) == t.n_answers for t in tasks)
+    assert easyvqa_structure().tasks[0].prompts == easyvqa_structure().tasks[0].answers  # default: bare answers
 
 
 def test_compositional_split_holds_out_red_and_teal(universe) -> None:

@@ -28,9 +28,9 @@ def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> No
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
     p.add_argument(
         "--prompts",
-        default="declarative",
-        choices=("declarative", "answer"),
-        help="easyvqa: answer prompts as statements ('the circle is red') or bare answers ('red')",
+        default="answer",
+        choices=("answer", "declarative"),
+        help="easyvqa: answer prompts as bare answers ('red', 'yes'; default) or statements ('the circle is red')",
     )
     meta = p.add_argument_group("metavqa")
     meta.add_argument(

@@ -50,7 +50,7 @@ class RunConfig:
     split: str = "random"
     folds: int = 5
     held_out: tuple[str, ...] = ()
-    prompts: str = "declarative"
+    prompts: str = "answer"
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ALL_ROWS
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -77,7 +77,8 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
 
 def build_method(name: str, universe_tasks: list[Task], config: MethodConfig) -> Method:
     example = universe_tasks[0]
-    shape = AdapterShape(int(example.support_x.shape[1]), config.adapter_hidden)
+    feature_dim = int(example.support_x.shape[1])
+    shape = AdapterShape(feature_dim, config.adapter_hidden or feature_dim // 3)
     return METHODS[name](shape, int(example.question_emb.shape[0]), config)
 
 

@@ -4,11 +4,13 @@ easy-VQA has no answer types, so yes/no questions are kept: 107 tasks. Records a
 pools train2014 then val2014); images are keyed "train/{id}" and "test/{id}".
 
 Answer prompts (the text each answer is scored against) come in two styles:
-- `declarative` (default, the paper's idea of prompt_meta.json): the question turned into a statement that is true
-  when the answer is right: "what color is the circle?" + red -> "the circle is red"; for yes/no questions the
-  affirmative or negated statement, "is there not a red shape?" + yes -> "there is no red shape".
-- `answer`: the bare answer ("red", "yes"). Then yes/no tasks can only be solved from the question: a harder,
-  question-dependent variant.
+- `answer` (default): the bare answer ("red", "yes"). Yes/no tasks can then only be solved through the question, as
+  in Meta-VQA, where tasks with the same answers ("what color is the bowl?", "... the grass?") differ by question.
+- `declarative` (the idea of the paper's prompt_meta.json): the question turned into a statement that is true when the
+  answer is right: "what color is the circle?" + red -> "the circle is red"; for yes/no questions the affirmative or
+  negated statement, "is there not a red shape?" + yes -> "there is no red shape". Every task then reduces to matching
+  an image with a true sentence, so the question carries no information the prompts lack: one shared adapter already
+  scores 97.8% zero-shot (uncond-multitask, seed 0), and every trained method lands between 96% and 100%.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ _WH = [
 ]
 
 
-def answer_prompt(question: str, answer: str, style: str = "declarative") -> str:
+def answer_prompt(question: str, answer: str, style: str = "answer") -> str:
     """The text an answer is scored against, for an easy-VQA question."""
     if style not in PROMPT_STYLES:
         raise HyperguideError(f"unknown prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
@@ -75,7 +77,7 @@ def easyvqa_records() -> list[tuple[str, str, str]]:
     return records
 
 
-def easyvqa_structure(prompts: str = "declarative") -> Universe:
+def easyvqa_structure(prompts: str = "answer") -> Universe:
     """The 107 easy-VQA tasks with the paper's per-answer support/query split and meta-train/test split."""
     built = build_meta_vqa(easyvqa_records())
     questions = list(built)

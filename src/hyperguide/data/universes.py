@@ -36,7 +36,7 @@ class UniverseOptions:
     home: Path = field(default_factory=default_home)
     seed: int = 0
     device: str = "cpu"
-    prompts: str = "declarative"  # easyvqa: answer-prompt style
+    prompts: str = "answer"  # easyvqa: answer-prompt style
     tower_epochs: int | None = None  # easyvqa: image-tower training epochs (None: the tower's default)
     splits_dir: Path | None = None  # metavqa: the authors' split files
     vqa_root: Path | None = None  # metavqa: VQA v2 question/annotation JSON, to build the split files

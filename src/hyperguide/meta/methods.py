@@ -40,13 +40,13 @@ Training = Literal["none", "multitask", "maml"]
 class MethodConfig:
     """Architecture and inner-loop settings shared by the methods (paper defaults, SPEC 3 and 4.1)."""
 
-    adapter_hidden: int = 256
+    adapter_hidden: int | None = None  # None: a third of the feature dim, the paper's ratio (256 for 768-d CLIP)
     latent_dim: int = 128
     hnet_hidden: tuple[int, ...] = (128, 128, 128)
     film_hidden: int = 128
-    adapter_init: Literal["normal", "identity"] = "normal"  # own-weights init: N(0, 1) as the paper, or zeros
+    adapter_init: Literal["normal", "identity"] = "normal"  # own weights: N(0, 1) as the paper, or the identity
     inner: InnerLoop = field(default_factory=InnerLoop)  # MAML inner loop (meta-training)
-    oracle: InnerLoop = field(default_factory=lambda: InnerLoop(steps=100, lr=1e-3, optimizer="adam"))
+    oracle: InnerLoop = field(default_factory=lambda: InnerLoop(steps=100, lr=1e-2, optimizer="adam"))
 
 
 class Method(nn.Module):
@@ -76,7 +76,7 @@ class Method(nn.Module):
     def _own_weights(self) -> nn.Parameter:
         if self.config.adapter_init == "normal":
             return nn.Parameter(self.shape.init_normal(1)[0])
-        return nn.Parameter(self.shape.identity(1)[0])
+        return nn.Parameter(self.shape.identity_random(1)[0])
 
     def query_loss(self, batch: TaskBatch, weights: torch.Tensor) -> torch.Tensor:
         lengths = batch.lengths("query")
@@ -99,10 +99,17 @@ class Method(nn.Module):
 
 
 class ClipZeroShot(Method):
+    """The identity adapter. Its weights are W1 ~ N(0, 1) (drawn once, from the run's seed) and zeros elsewhere: the
+    same function as all-zero weights, but fine-tuning from it moves every weight (zeros are a saddle point)."""
+
     name = "clip-zeroshot"
 
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
+        super().__init__(shape, question_dim, config)
+        self.register_buffer("identity_weights", shape.identity_random(1)[0])
+
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return self.shape.identity(len(batch)).to(batch.support_x)
+        return self.identity_weights.expand(len(batch), -1)
 
 
 class Oracle(ClipZeroShot):

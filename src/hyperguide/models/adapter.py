@@ -3,7 +3,7 @@
 Weights theta = (W1 (H, D), b1 (H), W2 (D, H), b2 (D)), flattened as [W1, W2, b1, b2] (the paper's layout).
 Forward for image features x (D,):  h = relu(x W1'^T + b1),  a = h W2'^T + b2 + x,  with W1' = W1 / sqrt(D) and
 W2' = W2 / sqrt(H) (so N(0, 1) weights behave like LeCun-normal ones). Logits are 100 * cos(a, t_k) for the task's
-answer-prompt embeddings t_k. All-zero weights give the identity adapter: pure frozen-encoder zero-shot.
+answer-prompt embeddings t_k. Weights with W2 = 0, b2 = 0 give the identity adapter: pure frozen-encoder zero-shot.
 
 Everything here is batched over tasks: weights (B, P), features (B, N, D), answers (B, K, D), with masks for padding.
 """
@@ -55,6 +55,14 @@ class AdapterShape:
     def identity(self, batch: int = 1) -> torch.Tensor:
         """(batch, P) zero weights: the adapter that returns its input."""
         return torch.zeros(batch, self.n_params)
+
+    def identity_random(self, batch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(batch, P) weights that compute the identity (W2 = b1 = b2 = 0) but with W1 ~ N(0, 1), so that gradients
+        reach every weight. All-zero weights are a saddle: relu(0) passes no gradient to W1, b1 or W2."""
+        flat = self.identity(batch)
+        n_w1 = self.hidden_dim * self.feature_dim
+        flat[:, :n_w1] = torch.randn(batch, n_w1, generator=generator)
+        return flat
 
     def init_normal(self, batch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """(batch, P) N(0, 1) weights and biases, the paper's own-weights init (SPEC 3.1)."""
