@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -65,6 +65,16 @@ class Task:
     @property
     def n_answers(self) -> int:
         return len(self.answers)
+
+    def select(self, support: torch.Tensor, query: torch.Tensor) -> Task:
+        """The same task with only the chosen support and query examples (index or boolean tensors)."""
+        return replace(
+            self,
+            support_x=self.support_x[support],
+            support_y=self.support_y[support],
+            query_x=self.query_x[query],
+            query_y=self.query_y[query],
+        )
 
 
 @dataclass

@@ -10,7 +10,6 @@ whole support set.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 
@@ -98,13 +97,7 @@ def k_shot_task(task: Task, k: int | None, generator: torch.Generator) -> Task |
     query_keep = torch.isin(task.query_y, torch.tensor(keep))
     if not bool(query_keep.any()):
         return None
-    return replace(
-        task,
-        support_x=task.support_x[support_idx],
-        support_y=task.support_y[support_idx],
-        query_x=task.query_x[query_keep],
-        query_y=task.query_y[query_keep],
-    )
+    return task.select(support_idx, query_keep)
 
 
 def k_shot_tasks(tasks: Sequence[Task], k: int | None, seed: int) -> tuple[list[int], list[Task]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -41,13 +41,7 @@ def subsample(task: Task, max_examples: int | None, generator: torch.Generator) 
         return task
     keep_s = torch.randperm(len(task.support_y), generator=generator)[:max_examples].sort().values
     keep_q = torch.randperm(len(task.query_y), generator=generator)[:max_examples].sort().values
-    return replace(
-        task,
-        support_x=task.support_x[keep_s],
-        support_y=task.support_y[keep_s],
-        query_x=task.query_x[keep_q],
-        query_y=task.query_y[keep_q],
-    )
+    return task.select(keep_s, keep_q)
 
 
 def train_method(
