@@ -26,6 +26,8 @@ from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, reference_scores
 from hyperguide.eval.stats import paired_difference, summarize
 from hyperguide.io import read_json, write_json
+from hyperguide.meta.collect import collect_latents
+from hyperguide.meta.hyperldm import HNetHyperLDM, HyperLDMConfig, LatentData, train_hyperldm
 from hyperguide.meta.inner_loop import InnerLoop
 from hyperguide.meta.methods import ALL_ROWS, METHODS, REFERENCE_ROWS, Method, MethodConfig
 from hyperguide.meta.train import TrainConfig, train_method
@@ -56,14 +58,23 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    hyperldm: HyperLDMConfig = field(default_factory=HyperLDMConfig)
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in ALL_ROWS]
+        unknown = [m for m in self.methods if m not in ALL_ROWS and not _is_guidance_row(m)]
         if unknown:
             raise HyperguideError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_ROWS)}")
         for k in self.eval.k_shots:
             if k != "full" and not (k.isdigit() and int(k) > 0):
                 raise HyperguideError(f"k-shot value {k!r} must be a positive integer or 'full'")
+
+
+def _is_guidance_row(row: str) -> bool:
+    name, _, gamma = row.partition("@")
+    try:
+        return name == HNetHyperLDM.name and gamma != "" and float(gamma) >= 0
+    except ValueError:
+        return False
 
 
 def run_seed(method: str, seed: int, fold: int) -> int:
@@ -75,11 +86,30 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
     return make_splits(universe, config.split, folds=config.folds, held_out=config.held_out or None)
 
 
-def build_method(name: str, universe_tasks: list[Task], config: MethodConfig) -> Method:
+def trained_name(row: str) -> str:
+    """The trained model behind a table row: `hnet+hyperldm@1.5` is `hnet+hyperldm` sampled at gamma 1.5."""
+    return row.split("@", 1)[0]
+
+
+def row_gamma(row: str) -> float | None:
+    return float(row.split("@", 1)[1]) if "@" in row else None
+
+
+def method_class(name: str) -> type[Method]:
+    return HNetHyperLDM if name == HNetHyperLDM.name else METHODS[name]
+
+
+def build_method(row: str, universe_tasks: list[Task], config: RunConfig) -> Method:
     example = universe_tasks[0]
     feature_dim = int(example.support_x.shape[1])
-    shape = AdapterShape(feature_dim, config.adapter_hidden or feature_dim // 3)
-    return METHODS[name](shape, int(example.question_emb.shape[0]), config)
+    shape = AdapterShape(feature_dim, config.method.adapter_hidden or feature_dim // 3)
+    question_dim = int(example.question_emb.shape[0])
+    name = trained_name(row)
+    if name == HNetHyperLDM.name:
+        method = HNetHyperLDM(shape, question_dim, config.method, config.hyperldm)
+        method.gamma = row_gamma(row) if row_gamma(row) is not None else 1.0
+        return method
+    return METHODS[name](shape, question_dim, config.method)
 
 
 def _checkpoint_stem(out_dir: Path, method: str, seed: int, fold: int) -> Path:
@@ -106,6 +136,74 @@ def read_config(out_dir: Path) -> RunConfig:
     return from_dict(RunConfig, read_json(out_dir / "config.json", what="run config"))
 
 
+def _log_to(path: Path) -> Callable[[dict[str, float]], None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+
+    def log(record: dict[str, float]) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    return log
+
+
+def _train_one(
+    name: str,
+    seed: int,
+    split: TaskSplit,
+    tasks: list[Task],
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    device: str,
+    progress: bool,
+    say: Progress,
+) -> float:
+    """Train one (method, seed, fold) unless its checkpoint exists; returns the seconds spent."""
+    stem = _checkpoint_stem(out_dir, name, seed, split.fold)
+    if checkpoint_exists(stem):
+        return 0.0
+    spent = 0.0
+    if name == HNetHyperLDM.name:  # needs the HNet it diffuses in: train that first
+        spent += _train_one(
+            "uncond-hnet-maml", seed, split, tasks, config, out_dir, device=device, progress=progress, say=say
+        )
+    say(f"train {name} seed {seed} fold {split.fold} ({len(split.train)} tasks)")
+    s = run_seed(name, seed, split.fold)
+    torch.manual_seed(s)
+    method = build_method(name, tasks, config)
+    train_tasks = [tasks[i] for i in split.train]
+    generator = torch.Generator().manual_seed(s)
+    log = _log_to(stem.parent / f"seed{seed}-fold{split.fold}.metrics.jsonl")
+    start = time.perf_counter()
+    if isinstance(method, HNetHyperLDM):
+        load_checkpoint(_checkpoint_stem(out_dir, "uncond-hnet-maml", seed, split.fold), method.base)
+        method.base.to(device)
+        latents = collect_latents(
+            method.base,
+            train_tasks,
+            n_aug=config.hyperldm.n_aug,
+            inner=config.method.inner,
+            generator=generator,
+            device=device,
+            progress=progress,
+        )
+        data = LatentData(latents, torch.stack([t.question_emb for t in train_tasks]))
+        denoiser, history = train_hyperldm(data, config.hyperldm, generator=generator, progress=progress)
+        for record in history:
+            log(record)
+        method.denoiser.load_state_dict(denoiser.state_dict())
+        method.latent_mean.copy_(data.mean)
+        method.latent_std.copy_(data.std)
+    else:
+        train_method(method, train_tasks, config.train, generator=generator, device=device, log=log, progress=progress)
+    elapsed = time.perf_counter() - start
+    save_checkpoint(
+        stem, method, {"method": name, "seed": seed, "fold": split.fold, "run_seed": s, "train_seconds": elapsed}
+    )
+    return spent + elapsed
+
+
 def train_run(
     universe: Universe,
     config: RunConfig,
@@ -121,44 +219,15 @@ def train_run(
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
     seconds: dict[str, float] = {}
-    for name in config.methods:
-        if name in REFERENCE_ROWS or METHODS[name].trained_by == "none":
+    for row in config.methods:
+        name = trained_name(row)
+        if name in REFERENCE_ROWS or method_class(name).trained_by == "none" or name in seconds:
             continue
-        seconds[name] = 0.0
-        for seed in config.seeds:
-            for split in splits:
-                stem = _checkpoint_stem(out_dir, name, seed, split.fold)
-                if checkpoint_exists(stem):
-                    continue
-                say(f"train {name} seed {seed} fold {split.fold} ({len(split.train)} tasks)")
-                s = run_seed(name, seed, split.fold)
-                torch.manual_seed(s)
-                method = build_method(name, tasks, config.method)
-                log_path = stem.parent / f"seed{seed}-fold{split.fold}.metrics.jsonl"
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                log_path.unlink(missing_ok=True)
-
-                def log(record: dict[str, float], path: Path = log_path) -> None:
-                    with open(path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(record) + "\n")
-
-                start = time.perf_counter()
-                train_method(
-                    method,
-                    [tasks[i] for i in split.train],
-                    config.train,
-                    generator=torch.Generator().manual_seed(s),
-                    device=device,
-                    log=log,
-                    progress=progress,
-                )
-                elapsed = time.perf_counter() - start
-                seconds[name] += elapsed
-                save_checkpoint(
-                    stem,
-                    method,
-                    {"method": name, "seed": seed, "fold": split.fold, "run_seed": s, "train_seconds": elapsed},
-                )
+        seconds[name] = sum(
+            _train_one(name, seed, split, tasks, config, out_dir, device=device, progress=progress, say=say)
+            for seed in config.seeds
+            for split in splits
+        )
     return seconds
 
 
@@ -217,10 +286,12 @@ def evaluate_run(
             for split in splits:
                 method = None
                 if name not in REFERENCE_ROWS:
-                    torch.manual_seed(run_seed(name, seed, split.fold))
-                    method = build_method(name, tasks, config.method).to(device)
-                    stem = _checkpoint_stem(out_dir, name, seed, split.fold)
-                    if METHODS[name].trained_by != "none":
+                    trained = trained_name(name)
+                    torch.manual_seed(run_seed(trained, seed, split.fold))
+                    method = build_method(name, tasks, config).to(device)
+                    method.sample_seed = run_seed(trained, seed, split.fold)  # type: ignore[assignment]
+                    stem = _checkpoint_stem(out_dir, trained, seed, split.fold)
+                    if method_class(trained).trained_by != "none":
                         if not checkpoint_exists(stem):
                             raise HyperguideError(f"no checkpoint {stem}.safetensors: run `hyperguide train` first")
                         train_seconds += float(load_checkpoint(stem, method).get("train_seconds", 0.0))

@@ -33,7 +33,7 @@ from hyperguide.meta.losses import task_cross_entropy
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.models.hypernet import FiLM, HyperNet
 
-Training = Literal["none", "multitask", "maml"]
+Training = Literal["none", "multitask", "maml", "guidance"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,52 @@
+"""The adapted-latent dataset (SPEC P2): for every meta-train task, many latents fine-tuned from the meta-learned z0
+on random subsets of the task's data, computed batched over tasks.
+
+One augmentation draws, per task, a random fraction f ~ U(2/3, 1) of all its examples (support and query pooled) and
+fine-tunes z from z0 on them (paper: 10 SGD steps at lr 0.1). The result is (n_aug, n_tasks, L).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from hyperguide.data.batch import collate
+from hyperguide.data.tasks import Task
+from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
+from hyperguide.meta.methods import UncondHNetMAML
+
+
+def random_subset(task: Task, generator: torch.Generator) -> Task:
+    """All of the task's examples pooled, then a random ceil(f n) of them, f ~ U(2/3, 1), as its support set."""
+    x = torch.cat([task.support_x, task.query_x])
+    y = torch.cat([task.support_y, task.query_y])
+    f = 2 / 3 + torch.rand((), generator=generator).item() / 3
+    keep = torch.randperm(len(y), generator=generator)[: math.ceil(f * len(y))]
+    return Task(task.question, task.answers, task.question_emb, task.answer_emb, x[keep], y[keep], x[keep], y[keep])
+
+
+@torch.no_grad()
+def collect_latents(
+    method: UncondHNetMAML,
+    tasks: Sequence[Task],
+    *,
+    n_aug: int,
+    inner: InnerLoop,
+    generator: torch.Generator,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = False,
+) -> torch.Tensor:
+    """(n_aug, len(tasks), latent_dim) fine-tuned latents."""
+    method.eval()
+    out = torch.empty(n_aug, len(tasks), method.config.latent_dim)
+    for a in tqdm(range(n_aug), desc="collect latents", disable=not progress, unit="aug"):
+        for start in range(0, len(tasks), batch_size):
+            chunk = [random_subset(t, generator) for t in tasks[start : start + batch_size]]
+            batch = collate(chunk).to(device)
+            z = adapt(support_loss_fn(method.shape, method.generate, batch), method.init_phi(batch), inner)
+            out[a, start : start + len(chunk)] = z.cpu()
+    return out
