@@ -2,6 +2,10 @@
 
 Tasks differ in their numbers of support examples, query examples and answers: each is padded to the batch's largest,
 and masks mark what is real. Padded answers get -inf logits; padded examples carry no loss and no accuracy.
+
+Questions travel twice: pooled (`question_emb`, (B, Dq)) and as token states (`question_tokens`, (B, L, Dq), with
+`question_token_mask`). Every batch has tokens: a task without token states contributes one token, its
+`question_emb`, so that token-level code never has to branch.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from hyperguide.data.tasks import Task
 
 @dataclass
 class TaskBatch:
-    """B tasks. Shapes: support (B, Ns, D), query (B, Nq, D), answers (B, K, D), questions (B, Dq)."""
+    """B tasks. Shapes: support (B, Ns, D), query (B, Nq, D), answers (B, K, D), questions (B, Dq).
+
+    `question_tokens` (B, L, Dq) is zero where `question_token_mask` (B, L) is False; each mask row is a non-empty
+    prefix. Both may be left out when constructing a batch directly: they then default to one token per task, the
+    pooled `question_emb` (the same fallback `collate` uses for tasks without token states).
+    """
 
     question_emb: torch.Tensor  # (B, Dq)
     answer_emb: torch.Tensor  # (B, K, D)
@@ -27,6 +36,17 @@ class TaskBatch:
     query_x: torch.Tensor  # (B, Nq, D)
     query_y: torch.Tensor  # (B, Nq)
     query_mask: torch.Tensor  # (B, Nq) bool
+    question_tokens: torch.Tensor = None  # type: ignore[assignment]  # (B, L, Dq); None -> question_emb[:, None]
+    question_token_mask: torch.Tensor = None  # type: ignore[assignment]  # (B, L) bool
+
+    def __post_init__(self) -> None:
+        if (self.question_tokens is None) != (self.question_token_mask is None):
+            raise ValueError("give both question_tokens and question_token_mask, or neither")
+        if self.question_tokens is None:
+            self.question_tokens = self.question_emb.unsqueeze(1)
+            self.question_token_mask = torch.ones(
+                self.question_emb.shape[0], 1, dtype=torch.bool, device=self.question_emb.device
+            )
 
     def __len__(self) -> int:
         return int(self.question_emb.shape[0])
@@ -88,6 +108,7 @@ def collate(tasks: Sequence[Task]) -> TaskBatch:
     support_y, _ = _pad([t.support_y for t in tasks])
     query_x, query_mask = _pad([t.query_x for t in tasks])
     query_y, _ = _pad([t.query_y for t in tasks])
+    question_tokens, question_token_mask = _pad([_tokens(t) for t in tasks])
     return TaskBatch(
         question_emb=torch.stack([t.question_emb for t in tasks]),
         answer_emb=answer_emb,
@@ -98,4 +119,11 @@ def collate(tasks: Sequence[Task]) -> TaskBatch:
         query_x=query_x,
         query_y=query_y,
         query_mask=query_mask,
+        question_tokens=question_tokens,
+        question_token_mask=question_token_mask,
     )
+
+
+def _tokens(task: Task) -> torch.Tensor:
+    """A task's (L, Dq) question token states; without any, its pooled embedding as the one token."""
+    return task.question_emb.unsqueeze(0) if task.question_tokens is None else task.question_tokens

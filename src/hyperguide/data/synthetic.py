@@ -5,6 +5,10 @@ vectors plus noise. Task "which value of attribute a?" (several tasks per attrib
 scores images against answer embeddings that are the prototypes seen through a fixed random rotation mixed with the
 prototypes themselves: the identity adapter is better than chance, a learned adapter (shared across tasks) is better
 still. A question's embedding is its attribute's code plus a little per-task noise, so conditioning can help.
+
+Each question also has token states (`Universe.question_tokens`): 4 to 7 tokens whose mean is exactly its embedding,
+spread around it by zero-mean noise and a per-variant code on its second token. They come from a second generator
+(seeded from `seed`), so every other tensor of the universe is what it was before tokens existed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import torch
 
 from hyperguide.data.features import FeatureTable
 from hyperguide.data.tasks import TaskSpec, Universe
+from hyperguide.data.tokens import TokenTable
+
+TOKEN_SEED_OFFSET = 7919  # the token generator's seed is seed + this, apart from the main stream
 
 
 def synthetic_universe(
@@ -39,6 +46,9 @@ def synthetic_universe(
     tasks: list[TaskSpec] = []
     text_keys: list[str] = []
     text_rows: list[torch.Tensor] = []
+    token_rows: list[torch.Tensor] = []
+    g_tokens = torch.Generator().manual_seed(seed + TOKEN_SEED_OFFSET)
+    variant_codes = torch.randn(tasks_per_attribute, dim, generator=g_tokens)
     for a in range(n_attributes):
         for j in range(tasks_per_attribute):
             k = 2 + j % (n_values - 1)  # 2..n_values answers
@@ -62,6 +72,7 @@ def synthetic_universe(
             )
             text_keys.append(question)
             text_rows.append(attribute_codes[a] + 0.1 * torch.randn(dim, generator=g))
+            token_rows.append(_question_tokens(text_rows[-1], variant_codes[j], 4 + j % 4, g_tokens))
             for v, p in zip(chosen, prompts, strict=True):
                 if p not in text_keys:
                     text_keys.append(p)
@@ -78,5 +89,13 @@ def synthetic_universe(
         held_out_concepts=("attribute 0",),
         image_features=FeatureTable(image_keys, image_x, source="synthetic images"),
         text_features=FeatureTable(text_keys, torch.stack(text_rows), source="synthetic texts"),
+        question_tokens=TokenTable.from_rows([t.question for t in tasks], token_rows, source="synthetic tokens"),
         info={"seed": seed, "dim": dim},
     )
+
+
+def _question_tokens(emb: torch.Tensor, variant: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
+    """(length, D) token states whose mean is `emb`: noise and the variant's code on token 1, centred, plus `emb`."""
+    spread = 0.5 * torch.randn(length, emb.shape[0], generator=g)
+    spread[1] += variant
+    return emb + (spread - spread.mean(0))

@@ -3,6 +3,9 @@
 `TaskSpec` is the structure alone (ids and labels, no features): enough for statistics and splits.
 `Task` is a task with its features attached, ready for a learner.
 `Universe` is a named list of task structures plus the protocol's own meta-train / meta-test split.
+
+Questions come as one pooled embedding (`Task.question_emb`, always) and, when the universe has them, as the token
+states it was pooled from (`Task.question_tokens`, (L, Dq), real tokens only); see `hyperguide.data.tokens`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from hyperguide.data.features import FeatureTable
+from hyperguide.data.tokens import TokenTable
 from hyperguide.errors import HyperguideError
 
 
@@ -51,7 +55,11 @@ class TaskSpec:
 
 @dataclass
 class Task:
-    """A task with frozen features attached. Shapes: D image/answer feature dim, Dq question embedding dim."""
+    """A task with frozen features attached. Shapes: D image/answer feature dim, Dq question embedding dim.
+
+    `question_tokens` is optional: the (L, Dq) token states of the question (real tokens only, no padding), or None
+    when the universe has none; a batch then stands `question_emb` in as the question's single token.
+    """
 
     question: str
     answers: tuple[str, ...]
@@ -61,6 +69,14 @@ class Task:
     support_y: torch.Tensor  # (Ns,) int64
     query_x: torch.Tensor  # (Nq, D)
     query_y: torch.Tensor  # (Nq,) int64
+    question_tokens: torch.Tensor | None = None  # (L, Dq)
+
+    def __post_init__(self) -> None:
+        tokens, dq = self.question_tokens, int(self.question_emb.shape[-1])
+        if tokens is not None and (tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.shape[1] != dq):
+            raise HyperguideError(
+                f"task {self.question!r}: question tokens must be (L >= 1, {dq}), got {tuple(tokens.shape)}"
+            )
 
     @property
     def n_answers(self) -> int:
@@ -83,6 +99,7 @@ class Universe:
 
     `image_features` and `text_features` are None when only the structure was loaded (enough for `stats`).
     `text_features` holds the question embeddings and the answer prompt embeddings, keyed by their text.
+    `question_tokens`, when present, holds each question's token states; `task(i)` then attaches them.
     """
 
     name: str
@@ -93,6 +110,7 @@ class Universe:
     image_features: FeatureTable | None = None
     text_features: FeatureTable | None = None
     info: dict[str, object] = field(default_factory=dict)
+    question_tokens: TokenTable | None = None
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -119,6 +137,7 @@ class Universe:
             support_y=torch.tensor(spec.support_labels, dtype=torch.long),
             query_x=images.get(list(spec.query_images)),
             query_y=torch.tensor(spec.query_labels, dtype=torch.long),
+            question_tokens=None if self.question_tokens is None else self.question_tokens.get(spec.question),
         )
 
     def materialize(self, indices: Sequence[int]) -> list[Task]:

@@ -9,6 +9,10 @@
 
 Prepared features live in `<home>/<universe>/` (home: `--home`, `$HYPERGUIDE_HOME` or `~/.cache/hyperguide`), and a
 `manifest.json` written last marks a complete preparation; without it, nothing in the folder is trusted.
+
+Every prepared universe also carries its questions' token states (`question_tokens.safetensors`, see
+`hyperguide.data.tokens`), written at prepare time before the manifest. A folder prepared before token features
+existed lacks the file: loading then computes the tokens with the universe's text encoder and caches them there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from hyperguide.data.features import FeatureTable
 from hyperguide.data.tasks import Universe
+from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
 from hyperguide.errors import HyperguideError
 from hyperguide.io import default_home, read_json, write_json
 
@@ -144,11 +149,15 @@ def _prepare_easyvqa(options: UniverseOptions) -> dict[str, Any]:
     start = time.perf_counter()
     encoder = TextEncoder(device=options.device)
     texts: list[str] = []
+    questions: list[str] = []
     for style in PROMPT_STYLES:
         for task in easyvqa_structure(style).tasks:
             texts.extend([task.question, *task.prompts])
-    texts = list(dict.fromkeys(texts))
+            questions.append(task.question)
+    texts, questions = list(dict.fromkeys(texts)), list(dict.fromkeys(questions))
     FeatureTable(texts, encoder.encode(texts, progress=options.progress)).save(folder / "text_features.safetensors")
+    tokens = TokenTable.from_rows(questions, encoder.question_tokens(questions))
+    tokens.save(folder / QUESTION_TOKENS_FILE, encoder=request["text_encoder"])
     kwargs: dict[str, Any] = {"seed": options.seed, "progress": options.progress}
     if options.tower_epochs is not None:
         kwargs["epochs"] = options.tower_epochs
@@ -159,6 +168,11 @@ def _prepare_easyvqa(options: UniverseOptions) -> dict[str, Any]:
         "text_dim": encoder.dim,
         "image_dim": encoder.dim,
         "texts": len(texts),
+        "question_tokens": {
+            "file": QUESTION_TOKENS_FILE,
+            "questions": len(tokens),
+            "tokens": int(tokens.tokens.shape[0]),
+        },
         "image_tower": tower_report,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -216,8 +230,25 @@ def load_universe(name: str, options: UniverseOptions | None = None) -> Universe
     universe = load_universe_structure(name, options)
     universe.text_features = FeatureTable.load(folder / "text_features.safetensors", dim=manifest["text_dim"])
     universe.image_features = FeatureTable.load(folder / "image_features.safetensors", dim=manifest["image_dim"])
+    universe.question_tokens = _easyvqa_question_tokens(folder, universe, manifest, options)
     universe.info["manifest"] = manifest
     return universe
+
+
+def _easyvqa_question_tokens(
+    folder: Path, universe: Universe, manifest: dict[str, Any], options: UniverseOptions
+) -> TokenTable:
+    """The prepared question tokens, or (a folder prepared before they existed) computed now and cached."""
+    from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
+
+    name = str(manifest.get("request", {}).get("text_encoder", DEFAULT_TEXT_ENCODER))
+    return cached_question_tokens(
+        folder / QUESTION_TOKENS_FILE,
+        [t.question for t in universe.tasks],
+        lambda questions: TextEncoder(name, device=options.device).question_tokens(questions),
+        encoder=name,
+        dim=manifest["text_dim"],
+    )
 
 
 def options_dict(options: UniverseOptions) -> dict[str, Any]:

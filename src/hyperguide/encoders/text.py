@@ -64,6 +64,18 @@ class TextEncoder:
         return out.float().cpu(), batch["attention_mask"].cpu()
 
     @torch.no_grad()
+    def question_tokens(self, texts: Sequence[str], *, batch_size: int = 256) -> list[torch.Tensor]:
+        """One (L_i, D) float32 matrix of last hidden states per text: its real tokens, [CLS] and [SEP] included.
+
+        These are exactly the rows `encode` mean-pools: the L2-normalised mean of text i's matrix is its embedding.
+        """
+        rows: list[torch.Tensor] = []
+        for start in range(0, len(texts), batch_size):
+            states, mask = self.token_states(texts[start : start + batch_size])
+            rows.extend(s[m.bool()] for s, m in zip(states, mask, strict=True))
+        return rows
+
+    @torch.no_grad()
     def encode(self, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
         """(len(texts), D) float32 sentence embeddings."""
         chunks = []
