@@ -22,6 +22,7 @@ from hyperguide.meta.train import TrainConfig
 TINY = RunConfig(
     universe="synthetic",
     seeds=(0, 1),
+    methods=ALL_ROWS,
     method=MethodConfig(adapter_hidden=16, latent_dim=8, hnet_hidden=(32,)),
     train=TrainConfig(epochs=15, meta_batch_size=8, max_examples=32),
     eval=EvalConfig(k_shots=("1", "full")),

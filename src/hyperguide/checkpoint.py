@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from hyperguide.errors import HyperguideError
@@ -29,10 +30,20 @@ def git_commit() -> str | None:
 
 def save_checkpoint(stem: str | Path, module: nn.Module, metadata: dict[str, Any]) -> None:
     """Write `<stem>.safetensors` then `<stem>.json`; the JSON, written last, marks the checkpoint complete."""
+    save_tensors(stem, dict(module.state_dict()), metadata)
+
+
+def save_tensors(stem: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """A checkpoint of plain named tensors (data a stage produced, such as collected latents)."""
     stem = Path(stem)
-    state = {k: v for k, v in module.state_dict().items()}
-    write_tensors(stem.with_suffix(".safetensors"), state)
+    write_tensors(stem.with_suffix(".safetensors"), {k: v.contiguous() for k, v in tensors.items()})
     write_json(stem.with_suffix(".json"), {**metadata, "commit": git_commit(), "saved_at": time.time()})
+
+
+def load_tensors(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    stem = Path(stem)
+    metadata = read_json(stem.with_suffix(".json"), what="checkpoint metadata")
+    return read_tensors(stem.with_suffix(".safetensors"), what="checkpoint"), metadata
 
 
 def checkpoint_exists(stem: str | Path) -> bool:

@@ -8,17 +8,11 @@ is seeded from its own identity, so a resumed run ends with the same numbers as 
 
 from __future__ import annotations
 
-import json
-import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from hyperguide.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from hyperguide.config import from_dict, to_dict
 from hyperguide.data.splits import TaskSplit, make_splits
 from hyperguide.data.tasks import Task, Universe
@@ -26,12 +20,27 @@ from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, reference_scores
 from hyperguide.eval.stats import paired_difference, summarize
 from hyperguide.io import read_json, write_json
-from hyperguide.meta.collect import collect_latents
-from hyperguide.meta.hyperldm import HNetHyperLDM, HyperLDMConfig, LatentData, train_hyperldm
+from hyperguide.meta.collect import CollectConfig
+from hyperguide.meta.guided import GAMMA_ROWS, GUIDED
+from hyperguide.meta.hvae import HVAEConfig
+from hyperguide.meta.hyperclip import HyperCLIPConfig
+from hyperguide.meta.hyperldm import HyperLDMConfig
 from hyperguide.meta.inner_loop import InnerLoop
-from hyperguide.meta.methods import ALL_ROWS, METHODS, REFERENCE_ROWS, Method, MethodConfig
-from hyperguide.meta.train import TrainConfig, train_method
-from hyperguide.models.adapter import AdapterShape
+from hyperguide.meta.methods import ALL_ROWS, REFERENCE_ROWS, Method, MethodConfig
+from hyperguide.meta.train import TrainConfig
+from hyperguide.stages import (  # noqa: F401  (build_method, row_gamma, run_seed: part of this module's API)
+    StageContext,
+    build_method,
+    ensure_stage,
+    is_known_row,
+    load_trained,
+    method_class,
+    row_gamma,
+    run_seed,
+    stage_stem,
+    stages_of,
+    trained_name,
+)
 
 Progress = Callable[[str], None]
 
@@ -54,66 +63,36 @@ class RunConfig:
     held_out: tuple[str, ...] = ()
     prompts: str = "answer"
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = ALL_ROWS
+    methods: tuple[str, ...] = field(default_factory=lambda: default_rows())
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    hvae: HVAEConfig = field(default_factory=HVAEConfig)
+    hyperclip: HyperCLIPConfig = field(default_factory=HyperCLIPConfig)
     hyperldm: HyperLDMConfig = field(default_factory=HyperLDMConfig)
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in ALL_ROWS and not _is_guidance_row(m)]
+        unknown = [m for m in self.methods if not is_known_row(m)]
         if unknown:
-            raise HyperguideError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_ROWS)}")
+            raise HyperguideError(
+                f"unknown method(s) {unknown}; choose from {', '.join(ALL_ROWS)}, {', '.join(GUIDED)} "
+                f"(rows of {', '.join(GAMMA_ROWS)} need a guidance scale: NAME@GAMMA)"
+            )
         for k in self.eval.k_shots:
             if k != "full" and not (k.isdigit() and int(k) > 0):
                 raise HyperguideError(f"k-shot value {k!r} must be a positive integer or 'full'")
 
 
-def _is_guidance_row(row: str) -> bool:
-    name, _, gamma = row.partition("@")
-    try:
-        return name == HNetHyperLDM.name and gamma != "" and float(gamma) >= 0
-    except ValueError:
-        return False
-
-
-def run_seed(method: str, seed: int, fold: int) -> int:
-    """A seed for one (method, seed, fold), independent of which other methods run."""
-    return (zlib.crc32(method.encode()) + 1_000_003 * seed + 7919 * fold) % 2**31
+def default_rows(gammas: tuple[float, ...] = HyperLDMConfig().gammas) -> tuple[str, ...]:
+    """Every row of the table: the references and baselines, then the guidance rows, HyperLDM at each gamma."""
+    rows = [*ALL_ROWS, "hnet+hyperclip", "hvae+hyperclip"]
+    rows += [f"{name}@{gamma:g}" for name in GAMMA_ROWS for gamma in gammas]
+    return tuple(rows)
 
 
 def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
     return make_splits(universe, config.split, folds=config.folds, held_out=config.held_out or None)
-
-
-def trained_name(row: str) -> str:
-    """The trained model behind a table row: `hnet+hyperldm@1.5` is `hnet+hyperldm` sampled at gamma 1.5."""
-    return row.split("@", 1)[0]
-
-
-def row_gamma(row: str) -> float | None:
-    return float(row.split("@", 1)[1]) if "@" in row else None
-
-
-def method_class(name: str) -> type[Method]:
-    return HNetHyperLDM if name == HNetHyperLDM.name else METHODS[name]
-
-
-def build_method(row: str, universe_tasks: list[Task], config: RunConfig) -> Method:
-    example = universe_tasks[0]
-    feature_dim = int(example.support_x.shape[1])
-    shape = AdapterShape(feature_dim, config.method.adapter_hidden or feature_dim // 3)
-    question_dim = int(example.question_emb.shape[0])
-    name = trained_name(row)
-    if name == HNetHyperLDM.name:
-        method = HNetHyperLDM(shape, question_dim, config.method, config.hyperldm)
-        method.gamma = row_gamma(row) if row_gamma(row) is not None else 1.0
-        return method
-    return METHODS[name](shape, question_dim, config.method)
-
-
-def _checkpoint_stem(out_dir: Path, method: str, seed: int, fold: int) -> Path:
-    return out_dir / method / f"seed{seed}-fold{fold}"
 
 
 def write_config(out_dir: Path, config: RunConfig) -> None:
@@ -122,6 +101,11 @@ def write_config(out_dir: Path, config: RunConfig) -> None:
     data = to_dict(config)
     if path.is_file():
         existing = read_json(path, what="run config")
+        methods = list(dict.fromkeys([*existing.get("methods", []), *data["methods"]]))
+        if {**existing, "methods": methods} == {**data, "methods": methods}:
+            if methods != existing.get("methods"):  # a run folder gathers the methods trained into it
+                write_json(path, {**data, "methods": methods})
+            return
         if existing != data:
             changed = sorted(k for k in data if existing.get(k) != data[k])
             raise HyperguideError(
@@ -136,74 +120,6 @@ def read_config(out_dir: Path) -> RunConfig:
     return from_dict(RunConfig, read_json(out_dir / "config.json", what="run config"))
 
 
-def _log_to(path: Path) -> Callable[[dict[str, float]], None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-
-    def log(record: dict[str, float]) -> None:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    return log
-
-
-def _train_one(
-    name: str,
-    seed: int,
-    split: TaskSplit,
-    tasks: list[Task],
-    config: RunConfig,
-    out_dir: Path,
-    *,
-    device: str,
-    progress: bool,
-    say: Progress,
-) -> float:
-    """Train one (method, seed, fold) unless its checkpoint exists; returns the seconds spent."""
-    stem = _checkpoint_stem(out_dir, name, seed, split.fold)
-    if checkpoint_exists(stem):
-        return 0.0
-    spent = 0.0
-    if name == HNetHyperLDM.name:  # needs the HNet it diffuses in: train that first
-        spent += _train_one(
-            "uncond-hnet-maml", seed, split, tasks, config, out_dir, device=device, progress=progress, say=say
-        )
-    say(f"train {name} seed {seed} fold {split.fold} ({len(split.train)} tasks)")
-    s = run_seed(name, seed, split.fold)
-    torch.manual_seed(s)
-    method = build_method(name, tasks, config)
-    train_tasks = [tasks[i] for i in split.train]
-    generator = torch.Generator().manual_seed(s)
-    log = _log_to(stem.parent / f"seed{seed}-fold{split.fold}.metrics.jsonl")
-    start = time.perf_counter()
-    if isinstance(method, HNetHyperLDM):
-        load_checkpoint(_checkpoint_stem(out_dir, "uncond-hnet-maml", seed, split.fold), method.base)
-        method.base.to(device)
-        latents = collect_latents(
-            method.base,
-            train_tasks,
-            n_aug=config.hyperldm.n_aug,
-            inner=config.method.inner,
-            generator=generator,
-            device=device,
-            progress=progress,
-        )
-        data = LatentData(latents, torch.stack([t.question_emb for t in train_tasks]))
-        denoiser, history = train_hyperldm(data, config.hyperldm, generator=generator, progress=progress)
-        for record in history:
-            log(record)
-        method.denoiser.load_state_dict(denoiser.state_dict())
-        method.latent_mean.copy_(data.mean)
-        method.latent_std.copy_(data.std)
-    else:
-        train_method(method, train_tasks, config.train, generator=generator, device=device, log=log, progress=progress)
-    elapsed = time.perf_counter() - start
-    save_checkpoint(
-        stem, method, {"method": name, "seed": seed, "fold": split.fold, "run_seed": s, "train_seconds": elapsed}
-    )
-    return spent + elapsed
-
-
 def train_run(
     universe: Universe,
     config: RunConfig,
@@ -212,22 +128,29 @@ def train_run(
     device: str = "cpu",
     progress: bool = False,
     say: Progress = print,
+    stages: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """Train every trainable method for every seed and fold; returns seconds spent per method (skipped: 0)."""
+    """Train every stage the config's rows need (plus `stages`) for every seed and fold, skipping stages whose
+    checkpoints exist; returns seconds spent per stage (0 where everything was already there)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_config(out_dir, config)
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
-    seconds: dict[str, float] = {}
+    needed: list[str] = []
     for row in config.methods:
         name = trained_name(row)
-        if name in REFERENCE_ROWS or method_class(name).trained_by == "none" or name in seconds:
+        if name in REFERENCE_ROWS or method_class(name).trained_by == "none":
             continue
-        seconds[name] = sum(
-            _train_one(name, seed, split, tasks, config, out_dir, device=device, progress=progress, say=say)
-            for seed in config.seeds
-            for split in splits
-        )
+        needed += stages_of(name)
+    needed = list(dict.fromkeys([*needed, *stages]))
+    seconds: dict[str, float] = {}
+    for stage in needed:
+        for seed in config.seeds:
+            for split in splits:
+                ctx = StageContext(out_dir, seed, split, tasks, config, device, progress, say)
+                for name, spent in ensure_stage(stage, ctx).items():
+                    seconds[name] = seconds.get(name, 0.0) + spent
+        seconds.setdefault(stage, 0.0)
     return seconds
 
 
@@ -281,20 +204,15 @@ def evaluate_run(
         per_setting: dict[str | None, dict[str, list]] = {s: {"acc": [], "bal_acc": [], "n": []} for s in settings}
         per_task_acc: list[list[float]] = []
         train_seconds = 0.0
+        uses_labels = name in ("majority", "oracle")
         for seed in config.seeds:
             seed_scores: dict[str | None, Scores] = {s: {"acc": [], "bal_acc": []} for s in settings}
             for split in splits:
                 method = None
                 if name not in REFERENCE_ROWS:
-                    trained = trained_name(name)
-                    torch.manual_seed(run_seed(trained, seed, split.fold))
-                    method = build_method(name, tasks, config).to(device)
-                    method.sample_seed = run_seed(trained, seed, split.fold)  # type: ignore[assignment]
-                    stem = _checkpoint_stem(out_dir, trained, seed, split.fold)
-                    if method_class(trained).trained_by != "none":
-                        if not checkpoint_exists(stem):
-                            raise HyperguideError(f"no checkpoint {stem}.safetensors: run `hyperguide train` first")
-                        train_seconds += float(load_checkpoint(stem, method).get("train_seconds", 0.0))
+                    method = load_trained(name, tasks, config, out_dir, seed, split.fold).to(device)
+                    train_seconds += float(method.train_seconds)  # type: ignore[arg-type]
+                    uses_labels = uses_labels or method.uses_support_for_zero_shot
                 test_tasks = [tasks[i] for i in split.test]
                 for setting in settings:
                     if setting is not None and not wants_k:
@@ -317,7 +235,7 @@ def evaluate_run(
                 "per_task_acc": per_task_acc,
             },
             "k_shot": {},
-            "uses_support_labels": name in ("majority", "oracle"),
+            "uses_support_labels": uses_labels,
             "train_seconds": train_seconds,
         }
         for setting in config.eval.k_shots:
@@ -329,8 +247,35 @@ def evaluate_run(
                     "tasks": s["n"][0],
                 }
         results["methods"][name] = entry
+    results["diagnostics"] = _diagnostics(out_dir, config, splits)
     write_json(out_dir / "results.json", results)
     return results
+
+
+def _diagnostics(out_dir: Path, config: RunConfig, splits: list[TaskSplit]) -> dict[str, Any]:
+    """HyperCLIP task identification accuracy (among `hyperclip.candidates` questions) over seeds, per space."""
+    out: dict[str, Any] = {}
+    for stage in ("hyperclip-hnet", "hyperclip-hvae"):
+        per_seed: dict[str, list[float]] = {"train": [], "test": []}
+        for seed in config.seeds:
+            values: dict[str, list[float]] = {"train": [], "test": []}
+            for split in splits:
+                stem = stage_stem(out_dir, stage, seed, split.fold)
+                if not stem.with_suffix(".json").is_file():
+                    continue
+                meta = read_json(stem.with_suffix(".json"), what="checkpoint metadata")
+                for key in values:
+                    values[key].append(float(meta[f"task_id_{key}"]))
+            for key, v in values.items():
+                if v:
+                    per_seed[key].append(sum(v) / len(v))
+        if per_seed["train"]:
+            out[f"{stage}_task_id"] = {
+                "candidates": config.hyperclip.candidates,
+                "train": summarize(per_seed["train"]),
+                "test": summarize(per_seed["test"]),
+            }
+    return out
 
 
 def compare(results: dict[str, Any], a: str, b: str) -> dict[str, Any]:

@@ -63,11 +63,22 @@ class DDPM:
         gamma: float = 1.0,
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",
+        x_start: torch.Tensor | None = None,
+        start_index: int | None = None,
     ) -> torch.Tensor:
-        """Ancestral sampling over every entry of the schedule (respace the schedule for fewer steps)."""
+        """Ancestral sampling over the entries of the schedule (respace the schedule for fewer steps).
+
+        By default the chain starts from pure noise at the last entry. With `x_start` and `start_index`, it starts
+        from x_start noised to entry `start_index` (q(x_t | x_0), SDEdit-style) and runs down from there.
+        """
+        top = self.schedule.num_steps - 1 if start_index is None else start_index
+        if not 0 <= top < self.schedule.num_steps:
+            raise ValueError(f"start_index must lie in 0..{self.schedule.num_steps - 1}, got {start_index}")
         x = torch.randn(shape, generator=generator).to(device)
         timesteps = self.schedule.original_timesteps
-        for index in reversed(range(self.schedule.num_steps)):
+        if x_start is not None:
+            x = self.add_noise(x_start.to(device), x, torch.full((shape[0],), top, dtype=torch.long, device=device))
+        for index in reversed(range(top + 1)):
             t = torch.full((shape[0],), int(timesteps[index]), dtype=torch.long, device=device)
             if cond is None or gamma == 0:
                 eps = eps_model(x, t, None)

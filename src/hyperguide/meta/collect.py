@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -19,13 +20,22 @@ from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
 from hyperguide.meta.methods import UncondHNetMAML
 
 
+@dataclass(frozen=True)
+class CollectConfig:
+    """SPEC P2: 100 augmentations per meta-train task, each 10 SGD steps at lr 0.1 from the meta-learned z0."""
+
+    n_aug: int = 100
+    inner: InnerLoop = field(default_factory=InnerLoop)
+    batch_size: int = 32
+
+
 def random_subset(task: Task, generator: torch.Generator) -> Task:
     """All of the task's examples pooled, then a random ceil(f n) of them, f ~ U(2/3, 1), as its support set."""
     x = torch.cat([task.support_x, task.query_x])
     y = torch.cat([task.support_y, task.query_y])
     f = 2 / 3 + torch.rand((), generator=generator).item() / 3
     keep = torch.randperm(len(y), generator=generator)[: math.ceil(f * len(y))]
-    return Task(task.question, task.answers, task.question_emb, task.answer_emb, x[keep], y[keep], x[keep], y[keep])
+    return replace(task, support_x=x[keep], support_y=y[keep], query_x=x[keep], query_y=y[keep])
 
 
 @torch.no_grad()

@@ -1,31 +1,40 @@
-"""HyperLDM (SPEC P6-P7): a conditional latent diffusion model over adapted HNet latents, sampled with
-classifier-free guidance scale gamma to give a new task's latent from its question alone.
+"""HyperLDM (SPEC P6-P7): a conditional latent diffusion model over a space of adapters (HNet z or HVAE u), sampled
+with classifier-free guidance scale gamma to give a new task's latent from its question alone.
 
 Training: latents normalised per dimension (mean and std over all collected latents), one uniformly drawn
-augmentation per task and epoch, condition dropout with probability p_uncond, Adam, and an EMA of the denoiser's
-weights, which is what samples (the reference code computes an EMA and never uses it).
+augmentation per task and epoch (for the HVAE, a fresh draw from its posterior), condition dropout with probability
+p_uncond, Adam, and an EMA of the denoiser's weights, which is what samples (the reference code computes an EMA and
+never uses it).
+
+Sampling options (SPEC P7): a respaced sampler (`sample_steps`); starting the reverse chain from the space's starting
+latent noised to a fraction of the process (`start_frac`, the reference starts from it without noising it); few-shot
+guidance (`few_shot_scale`: at every step the support loss gradient, rescaled to that fraction of the noise
+estimate's norm, is added to the noise estimate; this uses support labels, so it is not zero-shot).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from hyperguide.data.batch import TaskBatch
-from hyperguide.diffusion.ddpm import DDPM
+from hyperguide.diffusion.ddpm import DDPM, EpsModel
 from hyperguide.diffusion.schedule import NoiseSchedule
-from hyperguide.meta.methods import Method, MethodConfig, UncondHNetMAML
-from hyperguide.models.adapter import AdapterShape
+from hyperguide.meta.latent_data import epoch_batches, epochs_needed
+from hyperguide.meta.spaces import LatentSpace, draw
 from hyperguide.models.denoiser import LatentDenoiser
+
+GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
 
 @dataclass(frozen=True)
 class HyperLDMConfig:
-    n_aug: int = 100  # adapted latents per meta-train task (SPEC P2)
+    """Paper defaults (SPEC 4.1); `min_steps` 5400 is the paper's 200 epochs x 27 batches, kept on small universes."""
+
     num_steps: int = 1000
     schedule: Literal["cosine", "linear"] = "cosine"
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -33,10 +42,13 @@ class HyperLDMConfig:
     null: Literal["zeros", "learned"] = "zeros"
     p_uncond: float = 0.2
     epochs: int = 200
+    min_steps: int = 5400
     batch_size: int = 32
     lr: float = 1e-3
     ema_decay: float = 0.999
     sample_steps: int | None = None  # respaced sampling with this many steps; None: all num_steps
+    start_frac: float | None = None  # start the chain from the noised starting latent at this fraction of T
+    few_shot_scale: float = 0.0
     gammas: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 4.0)
 
     def schedule_obj(self) -> NoiseSchedule:
@@ -44,90 +56,115 @@ class HyperLDMConfig:
             return NoiseSchedule.cosine(self.num_steps)
         return NoiseSchedule.linear(self.num_steps)
 
+    def sampling_schedule(self) -> NoiseSchedule:
+        schedule = self.schedule_obj()
+        return schedule.strided(self.sample_steps) if self.sample_steps else schedule
 
-@dataclass
-class LatentData:
-    latents: torch.Tensor  # (A, N, L)
-    cond: torch.Tensor  # (N, C)
-    mean: torch.Tensor = field(init=False)  # (L,)
-    std: torch.Tensor = field(init=False)  # (L,)
 
-    def __post_init__(self) -> None:
-        flat = self.latents.reshape(-1, self.latents.shape[-1])
-        self.mean = flat.mean(0)
-        self.std = flat.std(0).clamp_min(1e-6)
+class HyperLDM(torch.nn.Module):
+    """The denoiser with the latent normalisation it was trained under; `sample` returns latents in the space."""
+
+    def __init__(self, latent_dim: int, cond_dim: int, config: HyperLDMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.denoiser = LatentDenoiser(latent_dim, cond_dim, config.hidden_dims, config.time_dim, config.null)
+        self.register_buffer("latent_mean", torch.zeros(latent_dim))
+        self.register_buffer("latent_std", torch.ones(latent_dim))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.latent_mean) / self.latent_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.latent_std + self.latent_mean
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        gamma: float,
+        generator: torch.Generator,
+        start: torch.Tensor | None = None,
+        grad_fn: GradFn | None = None,
+    ) -> torch.Tensor:
+        """(B, L) latents for the (B, C) conditions. `start` is used when config.start_frac is set; `grad_fn`
+        (the support loss gradient in the space) when config.few_shot_scale > 0."""
+        schedule = self.config.sampling_schedule()
+        eps_model: EpsModel = self.denoiser
+        if grad_fn is not None and self.config.few_shot_scale > 0:
+            eps_model = _with_few_shot_guidance(self.denoiser, self, grad_fn, self.config.few_shot_scale)
+        start_index = x_start = None
+        if self.config.start_frac is not None and start is not None:
+            start_index = min(schedule.num_steps - 1, int(self.config.start_frac * schedule.num_steps))
+            x_start = self.normalize(start)
+        x = DDPM(schedule).sample(
+            eps_model,
+            (cond.shape[0], self.latent_mean.shape[0]),
+            cond,
+            gamma=gamma,
+            generator=generator,
+            device=cond.device,
+            x_start=x_start,
+            start_index=start_index,
+        )
+        return self.denormalize(x)
+
+
+def _with_few_shot_guidance(denoiser: EpsModel, ldm: HyperLDM, grad_fn: GradFn, scale: float) -> EpsModel:
+    """eps + scale * ||eps|| * g / ||g||, g the support-loss gradient at the denormalised x_t (SPEC P7)."""
+
+    def eps_model(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        eps = denoiser(x, t, cond)
+        with torch.enable_grad():
+            g = grad_fn(ldm.denormalize(x)) * ldm.latent_std  # chain rule into the normalised coordinates
+        norm = eps.norm(dim=-1, keepdim=True) / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return eps + scale * norm * g
+
+    return eps_model
 
 
 def train_hyperldm(
-    data: LatentData,
+    space: LatentSpace,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
     config: HyperLDMConfig,
     *,
     generator: torch.Generator,
+    device: str = "cpu",
     progress: bool = False,
-) -> tuple[LatentDenoiser, list[dict[str, float]]]:
-    """Train the denoiser on normalised latents; returns its EMA copy and the per-epoch log."""
-    n_aug, n_tasks, latent_dim = data.latents.shape
-    model = LatentDenoiser(latent_dim, data.cond.shape[1], config.hidden_dims, config.time_dim, config.null)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+) -> tuple[HyperLDM, list[dict[str, float]]]:
+    """Train on the (A, N, Lz) adapted HNet latents mapped into `space`; returns the model with EMA weights."""
+    n_aug, n_tasks, _ = latents.shape
+    space = space.to(device).eval().requires_grad_(False)
+    mean, logvar = space.from_hnet_latents(latents.to(device))
+    cond = cond.to(device)
+    model = HyperLDM(mean.shape[-1], cond.shape[1], config).to(device)
+    flat = mean.reshape(-1, mean.shape[-1])
+    model.latent_mean.copy_(flat.mean(0))
+    model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
+    denoiser = model.denoiser
+    ema = copy.deepcopy(denoiser).requires_grad_(False)
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.lr)
     ddpm = DDPM(config.schedule_obj())
-    x_all = (data.latents - data.mean) / data.std
     history = []
     step = 0
-    for epoch in tqdm(range(config.epochs), desc="train hyperldm", disable=not progress, unit="epoch"):
-        aug = torch.randint(0, n_aug, (n_tasks,), generator=generator)
-        order = torch.randperm(n_tasks, generator=generator)
+    epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
+    for epoch in tqdm(range(epochs), desc=f"train hyperldm ({space.kind})", disable=not progress, unit="epoch"):
         losses = []
-        for start in range(0, n_tasks, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x0 = x_all[aug[idx], idx]
-            cond = model.drop_condition(data.cond[idx], config.p_uncond, generator)
-            loss = ddpm.loss(model, x0, cond, generator)
+        for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator):
+            aug, idx = aug.to(device), idx.to(device)
+            x0 = model.normalize(draw(mean[aug, idx], None if logvar is None else logvar[aug, idx], generator))
+            c = denoiser.drop_condition(cond[idx], config.p_uncond, generator)
+            loss = ddpm.loss(denoiser, x0, c, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             decay = min(config.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
-                for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+                for e, p in zip(ema.parameters(), denoiser.parameters(), strict=True):
                     e.lerp_(p, 1 - decay)
             losses.append(float(loss.detach()))
-        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses)})
-    return ema.eval(), history
-
-
-class HNetHyperLDM(Method):
-    """`hnet+hyperldm@G`: z ~ HyperLDM(question) with guidance scale G, weights = HNet(z)."""
-
-    name = "hnet+hyperldm"
-    trained_by = "guidance"
-    conditional = True
-
-    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig, ldm: HyperLDMConfig) -> None:
-        super().__init__(shape, question_dim, config)
-        self.base = UncondHNetMAML(shape, question_dim, config)
-        self.ldm_config = ldm
-        self.denoiser = LatentDenoiser(config.latent_dim, question_dim, ldm.hidden_dims, ldm.time_dim, ldm.null)
-        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
-        self.register_buffer("latent_std", torch.ones(config.latent_dim))
-        self.gamma = 1.0
-        self.sample_seed = 0
-
-    def generate(self, phi: torch.Tensor) -> torch.Tensor:
-        return self.base.generate(phi)
-
-    @torch.no_grad()
-    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        schedule = self.ldm_config.schedule_obj()
-        if self.ldm_config.sample_steps:
-            schedule = schedule.strided(self.ldm_config.sample_steps)
-        generator = torch.Generator().manual_seed(self.sample_seed)
-        x = DDPM(schedule).sample(
-            self.denoiser,
-            (len(batch), self.config.latent_dim),
-            batch.question_emb,
-            gamma=self.gamma,
-            generator=generator,
-            device=batch.question_emb.device,
-        )
-        return x * self.latent_std + self.latent_mean
+        history.append({"epoch": epoch + 1, "step": step, "loss": sum(losses) / len(losses)})
+    denoiser.load_state_dict(ema.state_dict())
+    return model.eval(), history

@@ -13,3 +13,21 @@ def task_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
     ce = F.cross_entropy(safe.reshape(b * n, k), labels.reshape(b * n), reduction="none").reshape(b, n)
     ce = ce.masked_fill(~mask, 0.0)
     return ce.sum(1) / mask.sum(1).clamp_min(1)
+
+
+def vae_loss(
+    recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_weight: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The HVAE loss (SPEC 3.3), scaled by 1/sqrt(P): [sum over dims of the batch-mean squared error
+    + kl_weight * batch-mean KL(N(mu, sigma^2) || N(0, I))] / sqrt(P). Returns (loss, reconstruction, KL)."""
+    dim = target.shape[-1]
+    rec = ((recon - target) ** 2).sum(-1).mean()
+    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()
+    return (rec + kl_weight * kl) / dim**0.5, rec, kl
+
+
+def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
+    """The contrastive loss of HyperCLIP (SPEC 3.4): cross-entropy of the matched pairs (the diagonal of the (N, N)
+    logits) over rows plus over columns, summed as the paper does."""
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)

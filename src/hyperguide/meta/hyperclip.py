@@ -1,0 +1,111 @@
+"""HyperCLIP (SPEC P4-P5): contrastive training of a weight encoder against question embeddings, its task
+identification diagnostic, and guidance: gradient ascent on a new task's latent towards its question.
+
+Training data per task: the weights of one augmentation's adapted latent, decoded in the chosen space (HNet(z), or
+Dec(u) with u drawn from the HVAE's posterior). Guidance maximises cos(f(G(x)), e_q) over x with Adam from the
+space's starting latent; tasks are independent, so it runs batched through `inner_loop.adapt`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from hyperguide.meta.inner_loop import InnerLoop, LossFn
+from hyperguide.meta.latent_data import epoch_batches, epochs_needed
+from hyperguide.meta.losses import symmetric_info_nce
+from hyperguide.meta.spaces import LatentSpace, draw
+from hyperguide.models.hyperclip import HyperCLIPEncoder, clip_logits
+
+
+@dataclass(frozen=True)
+class HyperCLIPConfig:
+    """Paper defaults (SPEC 4.1): Adam 1e-3, batch 32, 1,000 epochs; guidance 50 Adam steps at 1e-3 from the start."""
+
+    hidden_dims: tuple[int, ...] = (128, 128)
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 1000
+    min_steps: int = 0
+    guidance: InnerLoop = field(default_factory=lambda: InnerLoop(steps=50, lr=1e-3, optimizer="adam"))
+    init_l2: float = 0.0  # weight of 1/2 ||x - x0||^2 in the guidance loss
+    candidates: int = 10  # task identification among this many questions
+
+
+def train_hyperclip(
+    space: LatentSpace,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
+    config: HyperCLIPConfig,
+    *,
+    generator: torch.Generator,
+    device: str = "cpu",
+    progress: bool = False,
+) -> tuple[HyperCLIPEncoder, list[dict[str, float]]]:
+    """Train the weight encoder on the (A, N, Lz) adapted HNet latents and the (N, C) question embeddings."""
+    n_aug, n_tasks, _ = latents.shape
+    space = space.to(device).eval().requires_grad_(False)
+    mean, logvar = space.from_hnet_latents(latents.to(device))
+    cond = cond.to(device)
+    encoder = HyperCLIPEncoder(space.base.shape.n_params, config.hidden_dims, cond.shape[1]).to(device)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
+    history = []
+    epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
+    for epoch in tqdm(range(epochs), desc=f"train hyperclip ({space.kind})", disable=not progress, unit="epoch"):
+        losses, correct, seen = [], 0, 0
+        for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator, min_batch=2):
+            aug, idx = aug.to(device), idx.to(device)
+            with torch.no_grad():
+                x = draw(mean[aug, idx], None if logvar is None else logvar[aug, idx], generator)
+                weights = space.decode(x)
+            logits = clip_logits(encoder(weights), cond[idx])
+            loss = symmetric_info_nce(logits)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            correct += int((logits.argmax(1) == torch.arange(len(idx), device=device)).sum())
+            seen += len(idx)
+        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "batch_acc": 100.0 * correct / seen})
+    return encoder.eval(), history
+
+
+@torch.no_grad()
+def task_identification(
+    encoder: HyperCLIPEncoder,
+    weights: torch.Tensor,
+    cond: torch.Tensor,
+    *,
+    candidates: int,
+    generator: torch.Generator,
+) -> float:
+    """SPEC P4 step 3: % of tasks whose own question gets the highest logit for its weights among its question and
+    `candidates - 1` other tasks' questions drawn at random (all of them when there are fewer)."""
+    n = len(weights)
+    if n < 2:
+        return float("nan")
+    logits = clip_logits(encoder(weights), cond)  # (N, N)
+    hits = 0
+    for i in range(n):
+        others = torch.tensor([j for j in range(n) if j != i])
+        chosen = others[torch.randperm(len(others), generator=generator)[: candidates - 1]]
+        row = logits[i, torch.cat([torch.tensor([i]), chosen])]
+        hits += int(row.argmax() == 0)
+    return 100.0 * hits / n
+
+
+def guidance_loss_fn(
+    space: LatentSpace, encoder: HyperCLIPEncoder, cond: torch.Tensor, x0: torch.Tensor, init_l2: float
+) -> LossFn:
+    """x (B, L) -> (B,) per-task losses -cos(f(G(x)), e_q) + init_l2 / 2 ||x - x0||^2."""
+    target = F.normalize(cond, dim=-1)
+    anchor = x0.detach()
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        cos = (encoder(space.decode(x)) * target).sum(-1)
+        return -cos + 0.5 * init_l2 * ((x - anchor) ** 2).sum(-1)
+
+    return loss

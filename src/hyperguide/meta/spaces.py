@@ -1,0 +1,99 @@
+"""Latent spaces of adapters in which the guidance models work (SPEC P3-P7): an HNet's latent z, or an HVAE's u.
+
+A space decodes a latent to flat adapter weights, gives the starting latent of a new task (the meta-learned z0, or a
+stochastic encoding of HNet(z0) for the HVAE), and maps the collected adapted HNet latents into itself as a Gaussian
+per example (mean, log-variance; for the HNet the latents themselves with no noise), from which training draws.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from hyperguide.meta.methods import UncondHNetMAML
+from hyperguide.models.vae import WeightVAE
+
+SpaceKind = Literal["hnet", "hvae"]
+
+
+class LatentSpace(nn.Module):
+    kind: ClassVar[SpaceKind]
+
+    def __init__(self, base: UncondHNetMAML) -> None:
+        super().__init__()
+        self.base = base
+
+    @property
+    def latent_dim(self) -> int:
+        raise NotImplementedError
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """(n, L) starting latents for n new tasks."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def from_hnet_latents(self, z: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Adapted HNet latents (..., Lz) -> this space's per-example mean (..., L) and log-variance (or None)."""
+        raise NotImplementedError
+
+
+def draw(mean: torch.Tensor, logvar: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    """A sample of N(mean, exp(logvar)); the mean itself when there is no variance."""
+    if logvar is None:
+        return mean
+    return WeightVAE.reparameterize(mean, logvar, generator)
+
+
+class HNetSpace(LatentSpace):
+    kind = "hnet"
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.base.z0.shape[0])
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.generate(x)
+
+    def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        return self.base.z0.detach().expand(n, -1).clone()
+
+    @torch.no_grad()
+    def from_hnet_latents(self, z: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return z, None
+
+
+class HVAESpace(LatentSpace):
+    kind = "hvae"
+
+    def __init__(self, base: UncondHNetMAML, vae: WeightVAE) -> None:
+        super().__init__(base)
+        self.vae = vae
+
+    @property
+    def latent_dim(self) -> int:
+        return self.vae.latent_dim
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(x)
+
+    def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """u0 ~ q(u | HNet(z0)), drawn independently per task (SPEC P5)."""
+        with torch.no_grad():
+            mu, logvar = self.vae.encode(self.base.generate(self.base.z0.unsqueeze(0)))
+        return draw(mu.expand(n, -1), logvar.expand(n, -1), generator)
+
+    @torch.no_grad()
+    def from_hnet_latents(self, z: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+        flat = z.reshape(-1, z.shape[-1])
+        mus, logvars = [], []
+        for start in range(0, len(flat), chunk):
+            mu, logvar = self.vae.encode(self.base.generate(flat[start : start + chunk]))
+            mus.append(mu)
+            logvars.append(logvar)
+        shape = (*z.shape[:-1], self.latent_dim)
+        return torch.cat(mus).reshape(shape), torch.cat(logvars).reshape(shape)

@@ -1,0 +1,39 @@
+"""HyperCLIP's weight encoder (SPEC 3.4): an MLP with Softplus activations from a flat adapter weight vector to the
+question-embedding space, trained contrastively so that a task's weights land near its question.
+
+Only the weight tower is learned; the text side is the frozen question embedding (optionally passed through a
+learned question encoder by the caller). The logit scale is fixed at 100, as in the paper (never optimised there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOGIT_SCALE = 100.0
+
+
+class HyperCLIPEncoder(nn.Module):
+    """forward: weights (B, P) -> L2-normalised embeddings (B, C)."""
+
+    def __init__(self, weight_dim: int, hidden_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        dims = [weight_dim, *hidden_dims, out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        for layer in self.layers:
+            nn.init.kaiming_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, weights: torch.Tensor) -> torch.Tensor:
+        h = weights
+        for layer in self.layers[:-1]:
+            h = F.softplus(layer(h))
+        return F.normalize(self.layers[-1](h), dim=-1)
+
+
+def clip_logits(weight_emb: torch.Tensor, question_emb: torch.Tensor, scale: float = LOGIT_SCALE) -> torch.Tensor:
+    """(N, N') scaled cosines between normalised weight embeddings and (normalised here) question embeddings."""
+    return scale * weight_emb @ F.normalize(question_emb, dim=-1).T

@@ -1,0 +1,158 @@
+"""Guidance end to end on `synthetic`: adapted latents, HVAE, HyperCLIP, HyperLDM, every guidance row, determinism;
+and the losses of the guidance models on toy data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperguide.data.batch import collate
+from hyperguide.data.synthetic import synthetic_universe
+from hyperguide.errors import HyperguideError
+from hyperguide.harness import RunConfig, default_rows, evaluate_run, train_run
+from hyperguide.meta.collect import CollectConfig, random_subset
+from hyperguide.meta.hvae import HVAEConfig
+from hyperguide.meta.hyperclip import HyperCLIPConfig
+from hyperguide.meta.hyperldm import HyperLDMConfig
+from hyperguide.meta.inner_loop import InnerLoop
+from hyperguide.meta.losses import symmetric_info_nce, vae_loss
+from hyperguide.models.vae import WeightVAE
+from hyperguide.stages import GUIDANCE_STAGES, load_trained
+from tests.test_harness import TINY
+
+GUIDANCE_ROWS = (
+    "hnet+hyperclip",
+    "hvae+hyperclip",
+    "hnet+hyperldm@0",
+    "hnet+hyperldm@1",
+    "hnet+hyperldm@2",
+    "hvae+hyperldm@1",
+)
+GUIDED = replace(
+    TINY,
+    methods=("cond-multitask", *GUIDANCE_ROWS),
+    collect=CollectConfig(n_aug=4),
+    hvae=HVAEConfig(hidden_dims=(32,), latent_dim=8, lr=1e-3, epochs=40),
+    hyperclip=HyperCLIPConfig(
+        hidden_dims=(32,), epochs=40, batch_size=8, guidance=InnerLoop(steps=5, lr=1e-2, optimizer="adam")
+    ),
+    hyperldm=HyperLDMConfig(num_steps=50, epochs=30, min_steps=0, hidden_dims=(32,), time_dim=16),
+)
+
+
+@pytest.fixture(scope="module")
+def guided_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    out = tmp_path_factory.mktemp("guided")
+    universe = synthetic_universe()
+    seconds = train_run(universe, GUIDED, out, say=lambda s: None)
+    return out, seconds, evaluate_run(universe, out, say=lambda s: None)
+
+
+def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, dict]) -> None:
+    out, seconds, results = guided_run
+    assert set(GUIDANCE_STAGES) | {"uncond-hnet-maml", "cond-multitask"} == set(seconds)
+    assert all(v > 0 for v in seconds.values())
+    for stage in GUIDANCE_STAGES:  # every part trained and stored once per seed, shared by the rows that use it
+        assert sorted(p.name for p in (out / stage).glob("*.safetensors")) == [
+            "seed0-fold0.safetensors",
+            "seed1-fold0.safetensors",
+        ]
+    rows = results["methods"]
+    assert set(rows) == set(GUIDED.methods)
+    for row in rows.values():
+        assert 0 <= row["zero_shot"]["acc"]["mean"] <= 100 and set(row["k_shot"]) == {"1", "full"}
+        assert row["train_seconds"] > 0 and not row["uses_support_labels"]
+    # gamma changes the samples, so (almost surely) the scores
+    assert rows["hnet+hyperldm@0"]["zero_shot"]["per_task_acc"] != rows["hnet+hyperldm@2"]["zero_shot"]["per_task_acc"]
+    ident = results["diagnostics"]["hyperclip-hnet_task_id"]
+    assert ident["candidates"] == 10 and 0 <= ident["test"]["mean"] <= 100 and len(ident["train"]["per_seed"]) == 2
+    latents = json.loads((out / "latents" / "seed0-fold0.json").read_text())
+    assert latents["n_aug"] == 4 and latents["stage"] == "latents"
+
+
+def test_evaluation_is_deterministic(guided_run: tuple[Path, dict, dict]) -> None:
+    out, _, results = guided_run
+    again = evaluate_run(synthetic_universe(), out, say=lambda s: None)
+    assert again["methods"] == results["methods"]
+
+
+def test_a_fixed_seed_gives_identical_generated_weights(guided_run: tuple[Path, dict, dict]) -> None:
+    out, _, _ = guided_run
+    universe = synthetic_universe()
+    tasks = universe.materialize(range(len(universe.tasks)))
+    batch = collate(tasks[:5])
+    for row in ("hnet+hyperldm@1.5", "hvae+hyperclip"):
+        weights = []
+        for _ in range(2):
+            method = load_trained(row, tasks, GUIDED, out, 0, 0)
+            weights.append(method.generate(method.zero_shot_phi(batch)))
+        assert torch.equal(weights[0], weights[1])
+        other = load_trained(row, tasks, GUIDED, out, 1, 0)
+        assert not torch.equal(weights[0], other.generate(other.zero_shot_phi(batch)))
+
+
+def test_hyperclip_guidance_raises_the_cosine_to_the_question(guided_run: tuple[Path, dict, dict]) -> None:
+    out, _, _ = guided_run
+    universe = synthetic_universe()
+    tasks = universe.materialize(range(len(universe.tasks)))
+    batch = collate(tasks[:8])
+    method = load_trained("hnet+hyperclip", tasks, GUIDED, out, 0, 0)
+    q = torch.nn.functional.normalize(batch.question_emb, dim=-1)
+    with torch.no_grad():
+        before = (method.guide(method.generate(method.init_phi(batch))) * q).sum(-1)
+        after = (method.guide(method.generate(method.zero_shot_phi(batch))) * q).sum(-1)
+    assert float(after.mean()) > float(before.mean())
+
+
+def test_random_subset_pools_two_thirds_to_all_examples() -> None:
+    task = synthetic_universe().task(0)
+    n = len(task.support_y) + len(task.query_y)
+    g = torch.Generator().manual_seed(0)
+    sizes = [len(random_subset(task, g).support_y) for _ in range(50)]
+    assert min(sizes) >= 2 * n // 3 and max(sizes) <= n and len(set(sizes)) > 3
+
+
+def test_bad_guidance_row_names_are_rejected() -> None:
+    for bad in ("hnet+hyperldm@high", "hvae+hyperldm", "hnet+hyperclip@2", "hnet+hyperdiffusion@1"):
+        with pytest.raises(HyperguideError, match="unknown method"):
+            RunConfig(methods=(bad,))
+
+
+def test_default_rows_hold_every_guidance_row_and_gamma() -> None:
+    rows = default_rows()
+    assert {"hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm@1.5", "hvae+hyperldm@4", "oracle"} <= set(rows)
+    assert RunConfig().methods == rows
+
+
+def test_hyperclip_loss_is_symmetric_and_lower_for_matched_pairs() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 6, generator=g)
+    # symmetric: exchanging the roles of weights and questions (transposing) gives the same loss
+    assert torch.allclose(symmetric_info_nce(logits), symmetric_info_nce(logits.T))
+    emb = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    matched = symmetric_info_nce(10 * emb @ emb.T)
+    shuffled = symmetric_info_nce(10 * emb @ emb[torch.randperm(6, generator=g)].T)
+    assert float(matched) < float(shuffled)
+
+
+def test_vae_loss_falls_on_toy_data() -> None:
+    torch.manual_seed(0)
+    basis = torch.randn(3, 200)
+    data = torch.randn(256, 3) @ basis  # weight vectors on a 3-d subspace
+    vae = WeightVAE(200, (64,), 4)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(300):
+        recon, mu, logvar = vae(data)
+        loss = vae_loss(recon, data, mu, logvar)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.2 * losses[0]
+    _, rec, kl = vae_loss(data, data, torch.zeros(256, 4), torch.zeros(256, 4))
+    assert float(rec) == 0 and float(kl) == 0  # a perfect reconstruction and the prior itself
