@@ -15,6 +15,7 @@ from hyperguide.data.metavqa import (
     IMAGE_FEATURES,
     IMAGE_SHARDS,
     MANIFEST,
+    QUESTION_TOKENS_FILE,
     TEXT_FEATURES,
     load_metavqa,
     prepare_metavqa,
@@ -225,7 +226,7 @@ def test_prepare_and_load_metavqa(model_dir, encoder, images, tmp_path) -> None:
     splits, coco = write_fixture(tmp_path, images)
     out = tmp_path / "features"
     prepare_metavqa(splits, coco, out, clip_model=str(model_dir), batch_size=2, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == [IMAGE_FEATURES, MANIFEST, TEXT_FEATURES]  # shards removed
+    assert sorted(p.name for p in out.iterdir()) == [IMAGE_FEATURES, MANIFEST, QUESTION_TOKENS_FILE, TEXT_FEATURES]
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["clip_model"] == str(model_dir) and manifest["image_dim"] == manifest["text_dim"] == 16
     assert manifest["n_images"] == 5 and manifest["n_tasks"] == 2 and manifest["n_texts"] == 2 + 2 + 2

@@ -9,8 +9,11 @@ template falls back to `FALLBACK_PROMPT` (the answer itself); `universe.info["pr
 
 `prepare_metavqa` writes to `out_dir`: `image_features.safetensors` (one row per COCO image name),
 `text_features.safetensors` (one row per question and per answer prompt, keyed by the text),
+`question_tokens.safetensors` (each question's token states, see `clip_question_tokens`),
 `image_shards/` (resumable image-feature shards, removed once complete) and `manifest.json`, written last: its
-presence means the folder is complete. It records the CLIP model, the feature dims and the counts.
+presence means the folder is complete. It records the CLIP model, the feature dims and the counts. A folder prepared
+before question tokens existed lacks their file: `load_metavqa` then computes them with the manifest's CLIP model and
+caches them there.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ import shutil
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hyperguide.data.features import FeatureTable
 from hyperguide.data.tasks import TaskSpec, Universe
+from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json, write_json
+
+if TYPE_CHECKING:
+    from hyperguide.encoders.clip import ClipEncoder
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14-336"
 DEFAULT_HELD_OUT_CONCEPTS: tuple[str, ...] = ("dog", "cat")
@@ -276,8 +283,46 @@ def load_metavqa(
     _check_covers(images, image_keys(universe), "image(s)")
     _check_covers(texts, text_keys(universe), "question(s) or answer prompt(s)")
     universe.image_features, universe.text_features = images, texts
+    universe.question_tokens = _load_question_tokens(out_dir, universe, manifest)
     universe.info.update(clip_model=manifest.get("clip_model"), feature_dim=images.dim)
     return universe
+
+
+def _load_question_tokens(out_dir: Path, universe: Universe, manifest: dict[str, Any]) -> TokenTable:
+    """The prepared question tokens, or (a folder prepared before they existed) computed now and cached."""
+    model = str(manifest.get("clip_model"))
+
+    def compute(questions: list[str]) -> list[torch.Tensor]:
+        from hyperguide.encoders.clip import ClipEncoder
+
+        return clip_question_tokens(ClipEncoder(model), questions)
+
+    questions = [t.question for t in universe.tasks]
+    return cached_question_tokens(
+        out_dir / QUESTION_TOKENS_FILE, questions, compute, encoder=model, dim=manifest.get("text_dim")
+    )
+
+
+@torch.no_grad()
+def clip_question_tokens(encoder: ClipEncoder, texts: list[str], batch_size: int = 256) -> list[torch.Tensor]:
+    """One (L_i, D) matrix per text: CLIP's final-layer-normed text states of its real tokens (start and end tokens
+    included), each through the text projection, so they live in the joint space of the text features. The last row
+    (the end token) is the text's feature itself: CLIP pools by taking the end token's state.
+    """
+    model = encoder.model
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(texts), batch_size):
+        batch = encoder.tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=encoder.max_length,
+            return_tensors="pt",
+        )
+        ids, mask = batch["input_ids"].to(encoder.device), batch["attention_mask"].to(encoder.device)
+        states = model.text_projection(model.text_model(input_ids=ids, attention_mask=mask).last_hidden_state)
+        rows.extend(s[m.bool()].float().cpu() for s, m in zip(states, mask, strict=True))
+    return rows
 
 
 def prepare_metavqa(
@@ -323,6 +368,9 @@ def prepare_metavqa(
     images.save(out_dir / IMAGE_FEATURES, clip_model=str(clip_model))
     text_table = FeatureTable(texts, encoder.encode_texts(texts, batch_size=max(batch_size, 256), progress=progress))
     text_table.save(out_dir / TEXT_FEATURES, clip_model=str(clip_model))
+    questions = list(dict.fromkeys(t.question for t in universe.tasks))
+    tokens = TokenTable.from_rows(questions, clip_question_tokens(encoder, questions, max(batch_size, 256)))
+    tokens.save(out_dir / QUESTION_TOKENS_FILE, encoder=str(clip_model))
     write_json(
         manifest_path,
         {
@@ -334,6 +382,7 @@ def prepare_metavqa(
             "preprocessing": encoder.preprocessing,
             "n_images": len(images),
             "n_texts": len(text_table),
+            "n_question_tokens": int(tokens.tokens.shape[0]),
             "n_tasks": len(universe.tasks),
             "n_meta_train": len(universe.meta_train),
             "n_meta_test": len(universe.meta_test),
