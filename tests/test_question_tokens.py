@@ -3,6 +3,7 @@ attention-pooling `QuestionEncoder`."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -286,3 +287,23 @@ def test_metavqa_tokens_at_prepare_time_and_fallback(model_dir: Path, images, tm
     recomputed = load_metavqa(splits, out).task(0).question_tokens
     assert (out / QUESTION_TOKENS_FILE).is_file() and recomputed is not None
     torch.testing.assert_close(recomputed, task.question_tokens, atol=1e-5, rtol=1e-5)
+
+    (out / QUESTION_TOKENS_FILE).unlink()
+    shutil.move(model_dir, tmp_path / "moved-model")  # the CLIP model is gone: warn, fall back to pooled features
+    try:
+        with pytest.warns(UserWarning, match="fall back to their pooled"):
+            universe = load_metavqa(splits, out)
+    finally:
+        shutil.move(tmp_path / "moved-model", model_dir)
+    assert universe.question_tokens is None and collate([universe.task(0)]).question_tokens.shape == (1, 1, 16)
+
+
+def test_metavqa_standin_has_tokens_centred_on_its_stand_in_rows(images, tmp_path: Path) -> None:  # noqa: F811
+    from hyperguide.data.metavqa import standin_universe
+
+    splits, _ = write_fixture(tmp_path, images)
+    universe = standin_universe(splits, dim=8)
+    task = universe.task(0)
+    assert task.question_tokens is not None and task.question_tokens.shape == (len(task.question.split()) + 2, 8)
+    torch.testing.assert_close(task.question_tokens.mean(0), task.question_emb, atol=1e-5, rtol=0)
+    assert standin_universe(splits, dim=8).task(0).question_tokens.equal(task.question_tokens)

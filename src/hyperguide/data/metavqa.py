@@ -201,6 +201,8 @@ def standin_universe(splits_dir: str | Path, dim: int = 768, seed: int = 0) -> U
     """The Meta-VQA structure with random N(0, 1) float32 features, for paper-scale speed benchmarks only.
 
     One `torch.Generator` seeded `seed` draws the image rows (sorted image names), then the text rows (sorted texts).
+    Question tokens (one per word, plus 2 for start and end tokens) come from a second generator seeded `seed + 1`,
+    centred on the question's text row so that their mean is its pooled stand-in.
     """
     universe = load_split_files(splits_dir)
     generator = torch.Generator().manual_seed(seed)
@@ -211,9 +213,21 @@ def standin_universe(splits_dir: str | Path, dim: int = 768, seed: int = 0) -> U
     universe.text_features = FeatureTable(
         texts, torch.randn(len(texts), dim, generator=generator), source="<metavqa stand-in texts>"
     )
+    universe.question_tokens = _standin_question_tokens(universe.tasks, universe.text_features, seed + 1)
     universe.name = "metavqa-standin"
     universe.info.update(standin_seed=seed, standin_dim=dim)
     return universe
+
+
+def _standin_question_tokens(tasks: list[TaskSpec], texts: FeatureTable, seed: int) -> TokenTable:
+    """Random tokens per question, one per word plus 2, centred on the question's stand-in text row."""
+    generator = torch.Generator().manual_seed(seed)
+    questions = sorted({t.question for t in tasks})
+    rows = []
+    for question, emb in zip(questions, texts.get(questions), strict=True):
+        spread = torch.randn(len(question.split()) + 2, emb.shape[0], generator=generator)
+        rows.append(emb + spread - spread.mean(0))
+    return TokenTable.from_rows(questions, rows, source="<metavqa stand-in question tokens>")
 
 
 # ---------------------------------------------------------------------------------------------------- CLIP features
@@ -288,19 +302,39 @@ def load_metavqa(
     return universe
 
 
-def _load_question_tokens(out_dir: Path, universe: Universe, manifest: dict[str, Any]) -> TokenTable:
-    """The prepared question tokens, or (a folder prepared before they existed) computed now and cached."""
+class _EncoderUnavailable(Exception):
+    """The CLIP model that would compute missing question tokens cannot be loaded here."""
+
+
+def _load_question_tokens(out_dir: Path, universe: Universe, manifest: dict[str, Any]) -> TokenTable | None:
+    """The prepared question tokens, or (a folder prepared before they existed) computed now and cached.
+
+    If they must be computed but the manifest's CLIP model cannot be loaded offline (features copied from another
+    machine), warn and return None: batches then carry each question's pooled feature as its one token.
+    """
     model = str(manifest.get("clip_model"))
 
     def compute(questions: list[str]) -> list[torch.Tensor]:
         from hyperguide.encoders.clip import ClipEncoder
 
-        return clip_question_tokens(ClipEncoder(model), questions)
+        try:
+            encoder = ClipEncoder(model)
+        except HyperguideError as e:
+            raise _EncoderUnavailable(str(e)) from None
+        return clip_question_tokens(encoder, questions)
 
     questions = [t.question for t in universe.tasks]
-    return cached_question_tokens(
-        out_dir / QUESTION_TOKENS_FILE, questions, compute, encoder=model, dim=manifest.get("text_dim")
-    )
+    try:
+        return cached_question_tokens(
+            out_dir / QUESTION_TOKENS_FILE, questions, compute, encoder=model, dim=manifest.get("text_dim")
+        )
+    except _EncoderUnavailable as e:
+        warnings.warn(
+            f"no question tokens in {out_dir} and none can be computed ({e}); questions fall back to their pooled "
+            "features",
+            stacklevel=3,
+        )
+        return None
 
 
 @torch.no_grad()
