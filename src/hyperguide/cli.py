@@ -139,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     _universe_args(ev, positional=False)
 
+    bench = sub.add_parser(
+        "bench",
+        help="the whole benchmark, resumable: train every method over seeds, evaluate, write the report",
+        description="Train every method (RunConfig's rows) over seeds and folds, evaluate them all, and write "
+        "OUT/results.json (with seconds per stage), OUT/results.md and PNG plots. Finished stages in OUT are reused: "
+        "a run killed at any point resumes when started again with the same arguments and ends with the same numbers.",
+    )
+    bench.add_argument("universe", help=f"task universe: {', '.join(UNIVERSES)}")
+    _bench_args(bench)
+    _universe_args(bench, positional=False)
+
     cmp = sub.add_parser("compare", help="paired comparison of two methods of an evaluated run")
     cmp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     cmp.add_argument("a", metavar="METHOD_A")
@@ -161,6 +172,40 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help='override a config field, e.g. --set method.inner.steps=5 --set eval.k_shots=\'["1","full"]\'',
     )
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="random", choices=SPLIT_KINDS, help="split kind (default random)")
+    p.add_argument("--folds", type=int, default=5, help="kfold: number of folds (default 5)")
+    p.add_argument("--held-out", nargs="+", default=None, metavar="CONCEPT", help="compositional: held-out concepts")
+    p.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (default 3; --quick: 2)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/bench-<universe>-<split>)")
+    p.add_argument("--quick", action="store_true", help="a reduced configuration for smoke runs: fewer steps, seeds")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hyperguide.bench import bench_config, run_bench, summary_line
+    from hyperguide.data.universes import load_universe
+
+    config = bench_config(
+        args.universe,
+        split=args.split,
+        folds=args.folds,
+        held_out=tuple(args.held_out or ()),
+        prompts=args.prompts,
+        seeds=args.seeds,
+        quick=args.quick,
+        overrides=args.overrides,
+    )
+    out = args.out or Path("runs") / f"bench-{args.universe}-{args.split}{'-quick' if args.quick else ''}"
+    universe = load_universe(args.universe, _options(args))
+    result = run_bench(universe, config, out, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+    print(summary_line(result), file=sys.stderr)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -259,6 +304,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "compare": cmd_compare,
+    "bench": cmd_bench,
 }
 
 

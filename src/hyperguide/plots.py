@@ -1,0 +1,190 @@
+"""The bench's figures, as PNG: zero-shot accuracy against the guidance scale, k-shot curves, and per-task accuracy of
+the best guidance row against `cond-multitask`. Matplotlib's Agg canvas, no pyplot (no global figure state), and
+every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hyperguide.io import atomic_path
+from hyperguide.report import best_of, k_settings, row_kind, zero_shot_acc
+
+GAMMA_SWEEP = "gamma_sweep.png"
+K_SHOT = "k_shot.png"
+PER_TASK = "per_task.png"
+PER_TASK_BASE = "cond-multitask"
+BOUND_COLORS = {"chance": "0.55", "oracle": "black"}
+
+
+def _figure(width: float = 7.0, height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def _line_with_band(
+    ax: Any, x: list[float], stats: list[Mapping[str, float]], *, alpha: float = 0.15, **style: Any
+) -> None:
+    """A line through the means and a translucent band of ± the 95% CI, in the same colour."""
+    (line,) = ax.plot(x, [s["mean"] for s in stats], **style)
+    lower = [max(0.0, s["mean"] - s["ci95"]) for s in stats]  # accuracy lives in [0, 100]; so does its band
+    upper = [min(100.0, s["mean"] + s["ci95"]) for s in stats]
+    ax.fill_between(x, lower, upper, color=line.get_color(), alpha=alpha, lw=0)
+
+
+def gamma_families(results: Mapping[str, Any]) -> dict[str, list[tuple[float, str]]]:
+    """Rows named `X@G`, grouped by family X, each sorted by the guidance scale G."""
+    families: dict[str, list[tuple[float, str]]] = {}
+    for row in results["methods"]:
+        family, sep, gamma = row.rpartition("@")
+        if not sep:
+            continue
+        try:
+            families.setdefault(family, []).append((float(gamma), row))
+        except ValueError:
+            continue
+    return {f: sorted(points) for f, points in families.items()}
+
+
+def plot_gamma_sweep(results: Mapping[str, Any], path: Path) -> bool:
+    """Zero-shot accuracy against gamma, one line per family with its 95% CI band; False (no file) without gamma
+    rows. The best baseline is drawn as a horizontal reference."""
+    families = gamma_families(results)
+    if not families:
+        return False
+    fig = _figure()
+    ax = fig.add_subplot()
+    for family, points in families.items():
+        gammas = [g for g, _ in points]
+        stats = [results["methods"][row]["zero_shot"]["acc"] for _, row in points]
+        _line_with_band(ax, gammas, stats, marker="o", label=family)
+    baseline = best_of(results, "baseline")
+    if baseline:
+        ax.axhline(zero_shot_acc(results, baseline), color="tab:gray", ls="--", label=f"{baseline} (best baseline)")
+    if "chance" in results["methods"]:
+        ax.axhline(zero_shot_acc(results, "chance"), color=BOUND_COLORS["chance"], ls=":", label="chance")
+    ax.set_xlabel("guidance scale γ (0: unconditional, 1: conditional)")
+    ax.set_ylabel("zero-shot accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"Guidance sweep, {results['universe']} ({results['split']}); band: 95% CI over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+    return True
+
+
+def k_shot_panels(results: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The rows of each k-shot panel (rows without k-shot results are left out): the bounds, references and baselines
+    in one; in the other the guidance rows, a gamma family at its best gamma (zero-shot) only, drawn against the
+    bounds and the best baseline."""
+    with_k = [r for r, m in results["methods"].items() if m["k_shot"]]
+    best_gamma = {
+        max(points, key=lambda p: zero_shot_acc(results, p[1]))[1] for points in gamma_families(results).values()
+    }
+    guidance = [r for r in with_k if row_kind(r) == "guidance" and ("@" not in r or r in best_gamma)]
+    panels = {"baselines": [r for r in with_k if row_kind(r) != "guidance"]}
+    if guidance:
+        baseline = best_of(results, "baseline")
+        context = [r for r in with_k if row_kind(r) == "bound" or r == baseline]
+        panels["guidance (a gamma family at its best gamma)"] = [*context, *guidance]
+    return panels
+
+
+def plot_k_shot(results: Mapping[str, Any], path: Path) -> bool:
+    """Accuracy against labelled examples per answer (zero-shot first, 'full' last) with 95% CI bands, one panel for
+    the baselines and one for the guidance rows. Bounds are gray and black, and the rows a panel shows for context
+    are dashed. False (no file) when no row has k-shot results."""
+    ks = k_settings(results)
+    panels = k_shot_panels(results)
+    if not ks or not any(panels.values()):
+        return False
+    ticks = ["0", *ks]
+    fig = _figure(6.0 * len(panels) + 2.5, 5.0)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, rows) in zip(axes, panels.items(), strict=True):
+        own = "baseline" if title == "baselines" else "guidance"
+        colors = iter(_colors(len(rows)))
+        for row in rows:
+            entry = results["methods"][row]
+            points: list[tuple[float, Any]] = [(0, entry["zero_shot"]["acc"])]
+            points += [(i + 1, entry["k_shot"][k]["acc"]) for i, k in enumerate(ks) if k in entry["k_shot"]]
+            color = BOUND_COLORS.get(row) or next(colors)
+            style = {"marker": "o", "ms": 3, "ls": "-" if row_kind(row) == own else "--", "color": color, "label": row}
+            _line_with_band(ax, [p for p, _ in points], [s for _, s in points], alpha=0.1, **style)
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_xlabel("labelled examples per answer (0: zero-shot; full: whole support set)")
+        ax.set_title(title, fontsize="medium")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="lower right")
+    axes[0].set_ylabel("accuracy (%)")
+    fig.suptitle(f"k-shot accuracy, {results['universe']} ({results['split']}); band: 95% CI over seeds")
+    _save(fig, path)
+    return True
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]  # tab20 pairs a dark and a light shade: only for many rows
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def per_task_means(entry: Mapping[str, Any]) -> list[float]:
+    """A row's zero-shot accuracy per meta-test task, averaged over seeds."""
+    per_seed = entry["zero_shot"]["per_task_acc"]
+    return [sum(col) / len(col) for col in zip(*per_seed, strict=True)]
+
+
+def plot_per_task(results: Mapping[str, Any], row: str, path: Path, base: str = PER_TASK_BASE) -> None:
+    """One point per meta-test task: `base`'s zero-shot accuracy (x) against `row`'s (y), means over seeds."""
+    x = per_task_means(results["methods"][base])
+    y = per_task_means(results["methods"][row])
+    fig = _figure(5.5, 5.5)
+    ax = fig.add_subplot()
+    ax.plot([0, 100], [0, 100], color="gray", ls="--", lw=1)
+    ax.scatter(x, y, s=18, alpha=0.7)
+    above = sum(b > a for a, b in zip(x, y, strict=True))
+    below = sum(b < a for a, b in zip(x, y, strict=True))
+    ties = len(x) - above - below
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-2, 102)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{base} zero-shot accuracy (%)")
+    ax.set_ylabel(f"{row} zero-shot accuracy (%)")
+    ax.set_title(
+        f"{len(x)} meta-test tasks, mean over seeds:\n{above} above, {below} below, {ties} on the diagonal",
+        fontsize="medium",
+    )
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def write_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
+    """Write every plot that the results allow; returns title -> the PNG's file name, or a 'skipped: why' note."""
+    out: dict[str, str] = {}
+    title = "Zero-shot accuracy against the guidance scale"
+    ok = plot_gamma_sweep(results, out_dir / GAMMA_SWEEP)
+    out[title] = GAMMA_SWEEP if ok else "skipped: no gamma rows (`X@G`) in this run"
+    title = "k-shot accuracy"
+    out[title] = K_SHOT if plot_k_shot(results, out_dir / K_SHOT) else "skipped: no row has k-shot results"
+    guidance = best_of(results, "guidance")
+    if guidance is None:
+        out[f"Per-task accuracy against `{PER_TASK_BASE}`"] = "skipped: no guidance row (`+hyper`) in this run"
+    elif PER_TASK_BASE not in results["methods"]:
+        out["Per-task accuracy of the best guidance row"] = f"skipped: no `{PER_TASK_BASE}` row in this run"
+    else:
+        plot_per_task(results, guidance, out_dir / PER_TASK)
+        out[f"Per-task accuracy: `{guidance}` (the best guidance row) against `{PER_TASK_BASE}`"] = PER_TASK
+    return out

@@ -1,0 +1,167 @@
+"""results.md of a bench: the table of every row with the bounds marked, the paired difference of each row against
+the best baseline, the plots (or why one is missing) and the seconds per stage.
+
+Row kinds: `chance` and `oracle` are bounds, `majority` a reference that uses labels, rows with `+hyper` are guidance
+methods, and every other row is a baseline. Gamma rows are named `X@G` (family X, guidance scale G).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from hyperguide.harness import compare
+
+RowKind = Literal["bound", "reference", "baseline", "guidance", "other"]
+BOUNDS = {"chance": "lower bound", "oracle": "upper bound"}
+
+
+def row_kind(row: str) -> RowKind:
+    if row in BOUNDS:
+        return "bound"
+    if row == "majority":
+        return "reference"
+    if "+hyper" in row:
+        return "guidance"
+    if "hyper" in row:  # a guidance-stage model that is not a `+hyper` row is not a baseline either
+        return "other"
+    return "baseline"
+
+
+def zero_shot_acc(results: Mapping[str, Any], row: str) -> float:
+    return float(results["methods"][row]["zero_shot"]["acc"]["mean"])
+
+
+def best_of(results: Mapping[str, Any], kind: RowKind) -> str | None:
+    """The row of this kind with the highest mean zero-shot accuracy (the first such row on ties), or None."""
+    rows = [r for r in results["methods"] if row_kind(r) == kind]
+    return max(rows, key=lambda r: zero_shot_acc(results, r)) if rows else None
+
+
+def best_row(results: Mapping[str, Any]) -> str | None:
+    """The best zero-shot row among baselines and guidance rows (no bound, no label-using reference)."""
+    rows = [r for r in results["methods"] if row_kind(r) in ("baseline", "guidance")]
+    return max(rows, key=lambda r: zero_shot_acc(results, r)) if rows else None
+
+
+def differences(results: dict[str, Any], reference: str) -> dict[str, dict[str, Any]]:
+    """Per row other than `reference`: the paired difference row - reference of zero-shot accuracy, over seeds and
+    over tasks (`harness.compare`); positive means the row is better."""
+    return {row: compare(results, row, reference) for row in results["methods"] if row != reference}
+
+
+def _mean_ci(stat: Mapping[str, Any]) -> str:
+    return f"{stat['mean']:.2f} ± {stat['ci95']:.2f}"
+
+
+def _signed(d: Mapping[str, Any]) -> str:
+    return f"{d['mean']:+.2f} ± {d['ci95']:.2f}"
+
+
+def k_settings(results: Mapping[str, Any]) -> list[str]:
+    """The k-shot settings present in any row, numerically, with 'full' last."""
+    ks = {k for m in results["methods"].values() for k in m["k_shot"]}
+    return sorted(ks, key=lambda k: (k == "full", int(k) if k.isdigit() else 0))
+
+
+def _label(row: str, entry: Mapping[str, Any]) -> str:
+    label = f"`{row}`" + (" *" if entry.get("uses_support_labels") else "")
+    return f"{label} ({BOUNDS[row]})" if row in BOUNDS else label
+
+
+def ordered_rows(results: Mapping[str, Any]) -> list[str]:
+    """The lower bound first, then rows in the results' order, the upper bound last."""
+    rows = list(results["methods"])
+    first = [r for r in rows if r == "chance"]
+    last = [r for r in rows if r == "oracle"]
+    return first + [r for r in rows if r not in ("chance", "oracle")] + last
+
+
+def render_table(results: dict[str, Any], reference: str | None) -> str:
+    """One row per method: zero-shot acc and bal_acc, k-shot acc, and the paired difference against `reference`."""
+    ks = k_settings(results)
+    diffs = differences(results, reference) if reference else {}
+    head = ["method", "zero-shot acc", "zero-shot bal_acc", *[f"{k}-shot acc" for k in ks]]
+    if reference:
+        head.append(f"Δ acc vs `{reference}`")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ordered_rows(results):
+        entry = results["methods"][row]
+        zs = entry["zero_shot"]
+        cells = [_label(row, entry), _mean_ci(zs["acc"]), _mean_ci(zs["bal_acc"])]
+        cells += [_mean_ci(entry["k_shot"][k]["acc"]) if k in entry["k_shot"] else "" for k in ks]
+        if reference:
+            cells.append("best baseline" if row == reference else _signed(diffs[row]["over_seeds"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_differences(results: dict[str, Any], reference: str) -> str:
+    """The paired differences against `reference` in full: over seeds and over tasks, with p-values."""
+    lines = [
+        f"| method - `{reference}` | over seeds (n) | p | over tasks (n) | p |",
+        "|---|---|---|---|---|",
+    ]
+    for row, d in differences(results, reference).items():
+        s, t = d["over_seeds"], d["over_tasks"]
+        lines.append(
+            f"| `{row}` | {_signed(s)} ({s['n']}) | {s['p_value']:.3g} | {_signed(t)} ({t['n']}) | {t['p_value']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def render_timing(timing: Mapping[str, Any]) -> str:
+    """Seconds per training stage, the evaluation (all rows; per row in results.json), the report, and the total."""
+    lines = ["| stage | seconds |", "|---|---|"]
+    for name, seconds in timing.get("train", {}).items():
+        lines.append(f"| train `{name}` | {seconds:.1f} |")
+    evaluate = timing.get("evaluate", {})
+    lines.append(f"| evaluate ({len(evaluate)} rows) | {sum(evaluate.values()):.1f} |")
+    lines.append(f"| report | {timing.get('report', 0.0):.1f} |")
+    lines.append(f"| **total** | **{timing.get('total', 0.0):.1f}** |")
+    return "\n".join(lines)
+
+
+def _caption(results: Mapping[str, Any]) -> str:
+    folds = f", {results['folds']} folds" if results["folds"] > 1 else ""
+    return (
+        f"{results['universe']}, split {results['split']}, {len(results['seeds'])} seeds{folds}, "
+        f"{len(results['test_tasks'])} meta-test tasks (over all folds). Accuracy in %: the mean over seeds of the "
+        "mean over meta-test tasks ± the 95% Student-t CI over seeds. * uses support labels (not zero-shot)."
+    )
+
+
+def render_markdown(results: dict[str, Any], plots: Mapping[str, str]) -> str:
+    """The whole results.md. `plots` (from `plots.write_plots`) maps each plot's title to its PNG's file name in the
+    run folder, or to a note starting with 'skipped:' that says why there is no such plot."""
+    reference = best_of(results, "baseline")
+    parts = [f"# Benchmark: {results['universe']}, split {results['split']}", "", _caption(results), ""]
+    parts += [render_table(results, reference), ""]
+    if reference:
+        parts += [
+            f"Δ: the paired difference of zero-shot accuracy against the best baseline, `{reference}` "
+            f"({zero_shot_acc(results, reference):.2f}%), over seeds, with its 95% CI; positive is better.",
+            "",
+            "## Paired differences against the best baseline",
+            "",
+            render_differences(results, reference),
+            "",
+        ]
+    else:
+        parts += ["No baseline row in this run: no paired differences.", ""]
+    parts += ["## Plots", ""]
+    for title, value in plots.items():
+        if value.startswith("skipped:"):
+            parts += [f"- {title}: {value}", ""]
+        else:
+            parts += [f"### {title}", "", f"![{title}]({value})", ""]
+    if "timing" in results:
+        parts += [
+            "## Time",
+            "",
+            "Seconds per stage: training as its checkpoints record it, summed over seeds and folds (also over "
+            "earlier, interrupted runs); evaluation and report of the run that finished them.",
+            "",
+        ]
+        parts += [render_timing(results["timing"]), ""]
+    return "\n".join(parts)
