@@ -122,6 +122,16 @@ def render_timing(timing: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_diagnostics(diagnostics: Mapping[str, Any]) -> str:
+    """Per-stage diagnostics that carry train/test summaries (HyperCLIP task identification), as a table."""
+    lines = ["| diagnostic | meta-train | meta-test |", "|---|---|---|"]
+    for name, d in diagnostics.items():
+        if isinstance(d, Mapping) and {"train", "test"} <= set(d):
+            among = f" (among {d['candidates']})" if "candidates" in d else ""
+            lines.append(f"| `{name}`{among} | {_mean_ci(d['train'])} | {_mean_ci(d['test'])} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def _caption(results: Mapping[str, Any]) -> str:
     folds = f", {results['folds']} folds" if results["folds"] > 1 else ""
     return (
@@ -149,6 +159,9 @@ def render_markdown(results: dict[str, Any], plots: Mapping[str, str]) -> str:
         ]
     else:
         parts += ["No baseline row in this run: no paired differences.", ""]
+    diagnostics = render_diagnostics(results.get("diagnostics", {}))
+    if diagnostics:
+        parts += ["## Diagnostics", "", "Accuracy (%), mean over seeds ± 95% CI.", "", diagnostics, ""]
     parts += ["## Plots", ""]
     for title, value in plots.items():
         if value.startswith("skipped:"):
