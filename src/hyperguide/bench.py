@@ -28,8 +28,6 @@ from hyperguide.io import atomic_path, read_json, write_json
 from hyperguide.meta.methods import REFERENCE_ROWS
 from hyperguide.stages import STAGE_DEPS, method_class, stage_stem, stages_of, trained_name
 
-Say = Callable[[str], None]
-
 # The full benchmark: 3 seeds (RunConfig's default) and 30 meta-epochs, about 12 minutes of baseline training on
 # easyvqa on 2 CPU cores; k-shot evaluation as RunConfig has it.
 DEFAULT: dict[str, Any] = {
