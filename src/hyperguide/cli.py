@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from hyperguide.data.splits import SPLIT_KINDS
@@ -119,15 +120,62 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     train = sub.add_parser(
         "train",
-        help="meta-train methods over seeds (and folds) into a run folder",
-        description="Meta-train one or more methods on a prepared universe's meta-train tasks, for every seed and "
-        "fold, into RUN_DIR/<method>/seed<S>-fold<F>.{safetensors,json} with a metrics.jsonl log each. Existing "
-        "checkpoints are kept, so an interrupted run resumes. Methods: " + ", ".join(ALL_ROWS) + ".",
+        help="meta-train methods or guidance stages over seeds (and folds) into a run folder",
+        description="Train what one or more methods need on a prepared universe's meta-train tasks, for every seed "
+        "and fold, into RUN_DIR/<stage>/seed<S>-fold<F>.{safetensors,json} with a metrics.jsonl log each. A "
+        "stage's dependencies run first (hyperldm-hvae needs hvae, which needs the collected latents, which need "
+        "uncond-hnet-maml); existing checkpoints are kept, so an interrupted run resumes and stages chain through "
+        "the run folder. Methods: " + ", ".join(ALL_ROWS) + ", hnet+hyperclip, hvae+hyperclip, "
+        "hnet+hyperldm@GAMMA, hvae+hyperldm@GAMMA (without @GAMMA: the sweep hyperldm.gammas). Stages: collect "
+        "(= latents), hvae, hyperclip, hyperldm (both spaces), or hyperclip-hnet, hyperclip-hvae, hyperldm-hnet, "
+        "hyperldm-hvae.",
     )
-    train.add_argument("methods", metavar="METHOD", help="a method, a comma-separated list, or 'all'")
+    train.add_argument("methods", metavar="METHOD", help="a method or stage, a comma-separated list, or 'all'")
     _universe_args(train)
     _run_args(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    collect = sub.add_parser(
+        "collect",
+        help="collect the adapted HNet latents of every meta-train task (the guidance models' data)",
+        description="SPEC P2: for every seed and fold, fine-tune the meta-learned HNet latent on n_aug random subsets "
+        "of each meta-train task's data (--set collect.n_aug=N; 10 SGD steps at lr 0.1), batched over tasks, into "
+        "RUN_DIR/latents/. Trains uncond-hnet-maml first if the run folder lacks it. Same as `train collect`.",
+    )
+    _universe_args(collect)
+    _run_args(collect)
+    collect.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    gen = sub.add_parser(
+        "generate",
+        help="adapter weights (and predictions) for new questions, zero-shot, from a trained run",
+        description="Embed each question with the run's text encoder, generate its adapter weights with a trained "
+        "question-conditioned method (no labels, no fine-tuning), write OUT/weights.safetensors and "
+        "OUT/generated.json, and, given images or features, print the answer the adapter picks for each.",
+    )
+    gen.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    gen.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions")
+    gen.add_argument(
+        "--answers",
+        nargs="+",
+        default=None,
+        metavar="ANSWER",
+        help="candidate answers (for every question); default: the universe task's answers when it has the question",
+    )
+    gen.add_argument(
+        "--method", default=None, help="a row of the run, e.g. hnet+hyperldm@2 (default: its best conditional row)"
+    )
+    gen.add_argument("--run-seed", type=int, default=None, help="which trained seed to use (default: the run's first)")
+    gen.add_argument("--fold", type=int, default=0, help="which fold's models to use (default 0)")
+    gen.add_argument("--images", nargs="+", type=Path, default=None, metavar="IMAGE", help="images to answer about")
+    gen.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        help="safetensors file with an (N, D) tensor 'features' instead of images",
+    )
+    gen.add_argument("--out", type=Path, default=Path("generated"), help="output folder (default ./generated)")
+    _universe_args(gen, positional=False)
 
     ev = sub.add_parser(
         "eval",
@@ -211,9 +259,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from hyperguide.config import apply_overrides
     from hyperguide.data.universes import load_universe
-    from hyperguide.harness import RunConfig, train_run
+    from hyperguide.harness import RunConfig, resolve_targets, train_run
 
-    methods = ALL_ROWS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    names = [m.strip() for m in getattr(args, "methods", "collect").split(",") if m.strip()]
     seeds = tuple(args.seeds) if args.seeds else (args.seed,)
     overrides = list(args.overrides)
     if args.epochs is not None:
@@ -225,15 +273,46 @@ def cmd_train(args: argparse.Namespace) -> int:
         held_out=tuple(args.held_out or ()),
         prompts=args.prompts,
         seeds=seeds,
-        methods=methods,
+        methods=(),
     )
     config = apply_overrides(config, overrides)
+    rows, stages = resolve_targets(names, config.hyperldm.gammas)
+    config = replace(config, methods=rows)
     out = args.out or Path("runs") / f"{args.universe}-{args.split}"
     universe = load_universe(args.universe, _options(args))
-    seconds = train_run(universe, config, out, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+    seconds = train_run(
+        universe, config, out, device=args.device, progress=not args.quiet and sys.stderr.isatty(), stages=stages
+    )
     trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
     print(f"trained into {out}: {trained}")
     print(f"next: hyperguide eval {out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from hyperguide.generate import generate
+
+    out = generate(
+        args.run_dir,
+        args.questions,
+        [args.answers] if args.answers else None,
+        method=args.method,
+        seed=args.run_seed,
+        fold=args.fold,
+        images=args.images,
+        features=args.features,
+        options=_options(args),
+    )
+    folder = out.save(args.out)
+    for i, question in enumerate(out.questions):
+        print(f"{question}  [{out.method}; answers: {', '.join(out.answers[i])}]")
+        if out.predictions is not None and out.probabilities is not None:
+            names = [str(p) for p in (args.images or range(len(out.predictions[i])))]
+            for name, pred, probs in zip(names, out.predictions[i], out.probabilities[i], strict=True):
+                print(f"  {name}: {pred} ({100 * float(probs.max()):.1f}%)")
+    print(
+        f"wrote {folder / 'weights.safetensors'} and {folder / 'generated.json'} ({out.weights.shape[1]} weights each)"
+    )
     return 0
 
 
@@ -302,6 +381,8 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "stats": cmd_stats,
     "train": cmd_train,
+    "collect": cmd_train,
+    "generate": cmd_generate,
     "eval": cmd_eval,
     "compare": cmd_compare,
     "bench": cmd_bench,

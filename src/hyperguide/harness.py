@@ -8,7 +8,7 @@ is seeded from its own identity, so a resumed run ends with the same numbers as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from hyperguide.meta.inner_loop import InnerLoop
 from hyperguide.meta.methods import ALL_ROWS, REFERENCE_ROWS, Method, MethodConfig
 from hyperguide.meta.train import TrainConfig
 from hyperguide.stages import (  # noqa: F401  (build_method, row_gamma, run_seed: part of this module's API)
+    GUIDANCE_STAGES,
     StageContext,
     build_method,
     ensure_stage,
@@ -89,6 +90,41 @@ def default_rows(gammas: tuple[float, ...] = HyperLDMConfig().gammas) -> tuple[s
     rows = [*ALL_ROWS, "hnet+hyperclip", "hvae+hyperclip"]
     rows += [f"{name}@{gamma:g}" for name in GAMMA_ROWS for gamma in gammas]
     return tuple(rows)
+
+
+STAGE_ALIASES: dict[str, tuple[str, ...]] = {
+    "collect": ("latents",),
+    "hyperclip": ("hyperclip-hnet", "hyperclip-hvae"),
+    "hyperldm": ("hyperldm-hnet", "hyperldm-hvae"),
+}
+
+
+def resolve_targets(names: Sequence[str], gammas: Sequence[float]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What `hyperguide train` was asked for -> (table rows, extra stages). Names are rows (`cond-multitask`,
+    `hvae+hyperldm@2`), `all`, a guidance method without gamma (`hnet+hyperldm`: every gamma of the sweep), or stages
+    (`latents`/`collect`, `hvae`, `hyperclip`, `hyperldm` and their `-hnet`/`-hvae` forms)."""
+    rows: list[str] = []
+    stages: list[str] = []
+    for name in names:
+        if name == "all":
+            rows += default_rows(tuple(gammas))
+        elif name in STAGE_ALIASES or name in GUIDANCE_STAGES:
+            for stage in STAGE_ALIASES.get(name, (name,)):
+                stages.append(stage)
+                kind, _, space = stage.partition("-")
+                if kind in ("hyperclip", "hyperldm"):
+                    rows += [r for r in default_rows(tuple(gammas)) if r.startswith(f"{space}+{kind}")]
+        elif name in GAMMA_ROWS:
+            rows += [f"{name}@{g:g}" for g in gammas]
+        else:
+            rows.append(name)
+    unknown = [r for r in rows if not is_known_row(r)]
+    if unknown:
+        raise HyperguideError(
+            f"unknown method or stage {unknown}; methods: {', '.join(ALL_ROWS)}, {', '.join(GUIDED)} "
+            f"(NAME@GAMMA for {', '.join(GAMMA_ROWS)}); stages: {', '.join([*STAGE_ALIASES, *GUIDANCE_STAGES])}"
+        )
+    return tuple(dict.fromkeys(rows)), tuple(dict.fromkeys(stages))
 
 
 def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hyperguide.checkpoint import checkpoint_exists, load_checkpoint, load_tensors, save_checkpoint, save_tensors
-from hyperguide.data.batch import collate
+from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task
 from hyperguide.errors import HyperguideError
@@ -170,8 +170,8 @@ class StageContext:
     def test_tasks(self) -> list[Task]:
         return [self.tasks[i] for i in self.split.test]
 
-    def questions(self, tasks: list[Task]) -> torch.Tensor:
-        return torch.stack([t.question_emb for t in tasks])
+    def questions(self, tasks: list[Task]) -> Questions:
+        return Questions.of(tasks)
 
     def load_base(self) -> UncondHNetMAML:
         base = build_method("uncond-hnet-maml", self.tasks, self.config)

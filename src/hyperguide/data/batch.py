@@ -61,6 +61,10 @@ class TaskBatch:
             return None
         return [int(c) for c in counts]
 
+    @property
+    def questions(self) -> Questions:
+        return Questions(self.question_emb, self.question_tokens, self.question_token_mask)
+
     def to(self, device: torch.device | str) -> TaskBatch:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
@@ -86,6 +90,29 @@ class TaskBatch:
         x, mask = _pad(xs)
         y, _ = _pad(ys)
         return replace(self, support_x=x, support_y=y, support_mask=mask)
+
+
+@dataclass
+class Questions:
+    """N questions as a model sees them: pooled embeddings (N, Dq), token states (N, L, Dq) and their mask (N, L)."""
+
+    emb: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.emb.shape[0])
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Questions:
+        return Questions(self.emb[index], self.tokens[index], self.mask[index])
+
+    def to(self, device: torch.device | str) -> Questions:
+        return Questions(self.emb.to(device), self.tokens.to(device), self.mask.to(device))
+
+    @classmethod
+    def of(cls, tasks: Sequence[Task]) -> Questions:
+        tokens, mask = _pad([_tokens(t) for t in tasks])
+        return cls(torch.stack([t.question_emb for t in tasks]), tokens, mask)
 
 
 def _pad(rows: Sequence[torch.Tensor], fill: float | int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method, MethodConfig, UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
-from hyperguide.models.hyperclip import HyperCLIPEncoder
+from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.vae import WeightVAE
 
 GuideKind = Literal["hyperclip", "hyperldm"]
@@ -59,7 +59,9 @@ class GuidedMethod(Method):
         self.hyperclip_config = hyperclip
         self.guide: nn.Module
         if self.guide_kind == "hyperclip":
-            self.guide = HyperCLIPEncoder(shape.n_params, hyperclip.hidden_dims, question_dim)
+            self.guide = HyperCLIP(
+                shape.n_params, hyperclip.hidden_dims, question_dim, hyperclip.question, hyperclip.question_heads
+            )
         else:
             self.guide = HyperLDM(self.space.latent_dim, question_dim, hyperldm)
         self.uses_support_for_zero_shot = self.guide_kind == "hyperldm" and hyperldm.few_shot_scale > 0  # type: ignore[misc]
@@ -90,9 +92,9 @@ class GuidedMethod(Method):
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
         generator = self._generator()
         x0 = self.space.start(len(batch), generator).to(batch.question_emb.device)
-        if isinstance(self.guide, HyperCLIPEncoder):
+        if isinstance(self.guide, HyperCLIP):
             cfg = self.hyperclip_config
-            loss = guidance_loss_fn(self.space, self.guide, batch.question_emb, x0, cfg.init_l2)
+            loss = guidance_loss_fn(self.space, self.guide, batch.questions, x0, cfg.init_l2)
             return adapt(loss, x0, cfg.guidance)
         assert isinstance(self.guide, HyperLDM)
         grad_fn = None
@@ -103,7 +105,7 @@ class GuidedMethod(Method):
                 x = x.detach().requires_grad_(True)
                 return torch.autograd.grad(support_loss(x).sum(), x)[0]
 
-        return self.guide.sample(batch.question_emb, gamma=self.gamma, generator=generator, start=x0, grad_fn=grad_fn)
+        return self.guide.sample(batch.questions, gamma=self.gamma, generator=generator, start=x0, grad_fn=grad_fn)
 
 
 class HNetHyperCLIP(GuidedMethod):

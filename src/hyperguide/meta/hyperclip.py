@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from hyperguide.data.batch import Questions
 from hyperguide.meta.inner_loop import InnerLoop, LossFn
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.spaces import LatentSpace, draw
-from hyperguide.models.hyperclip import HyperCLIPEncoder, clip_logits
+from hyperguide.models.hyperclip import HyperCLIP
+from hyperguide.models.question import QuestionMode
 
 
 @dataclass(frozen=True)
@@ -32,25 +33,29 @@ class HyperCLIPConfig:
     min_steps: int = 0
     guidance: InnerLoop = field(default_factory=lambda: InnerLoop(steps=50, lr=1e-3, optimizer="adam"))
     init_l2: float = 0.0  # weight of 1/2 ||x - x0||^2 in the guidance loss
+    question: QuestionMode = "pooled"
+    question_heads: int = 4
     candidates: int = 10  # task identification among this many questions
 
 
 def train_hyperclip(
     space: LatentSpace,
     latents: torch.Tensor,
-    cond: torch.Tensor,
+    questions: Questions,
     config: HyperCLIPConfig,
     *,
     generator: torch.Generator,
     device: str = "cpu",
     progress: bool = False,
-) -> tuple[HyperCLIPEncoder, list[dict[str, float]]]:
-    """Train the weight encoder on the (A, N, Lz) adapted HNet latents and the (N, C) question embeddings."""
+) -> tuple[HyperCLIP, list[dict[str, float]]]:
+    """Train HyperCLIP on the (A, N, Lz) adapted HNet latents and the N tasks' questions."""
     n_aug, n_tasks, _ = latents.shape
     space = space.to(device).eval().requires_grad_(False)
     mean, logvar = space.from_hnet_latents(latents.to(device))
-    cond = cond.to(device)
-    encoder = HyperCLIPEncoder(space.base.shape.n_params, config.hidden_dims, cond.shape[1]).to(device)
+    questions = questions.to(device)
+    encoder = HyperCLIP(
+        space.base.shape.n_params, config.hidden_dims, questions.emb.shape[1], config.question, config.question_heads
+    ).to(device)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
     history = []
     epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
@@ -61,7 +66,7 @@ def train_hyperclip(
             with torch.no_grad():
                 x = draw(mean[aug, idx], None if logvar is None else logvar[aug, idx], generator)
                 weights = space.decode(x)
-            logits = clip_logits(encoder(weights), cond[idx])
+            logits = encoder.logits(weights, questions[idx])
             loss = symmetric_info_nce(logits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -75,9 +80,9 @@ def train_hyperclip(
 
 @torch.no_grad()
 def task_identification(
-    encoder: HyperCLIPEncoder,
+    encoder: HyperCLIP,
     weights: torch.Tensor,
-    cond: torch.Tensor,
+    questions: Questions,
     *,
     candidates: int,
     generator: torch.Generator,
@@ -87,7 +92,7 @@ def task_identification(
     n = len(weights)
     if n < 2:
         return float("nan")
-    logits = clip_logits(encoder(weights), cond)  # (N, N)
+    logits = encoder.logits(weights, questions)  # (N, N)
     hits = 0
     for i in range(n):
         others = torch.tensor([j for j in range(n) if j != i])
@@ -98,14 +103,15 @@ def task_identification(
 
 
 def guidance_loss_fn(
-    space: LatentSpace, encoder: HyperCLIPEncoder, cond: torch.Tensor, x0: torch.Tensor, init_l2: float
+    space: LatentSpace, encoder: HyperCLIP, questions: Questions, x0: torch.Tensor, init_l2: float
 ) -> LossFn:
     """x (B, L) -> (B,) per-task losses -cos(f(G(x)), e_q) + init_l2 / 2 ||x - x0||^2."""
-    target = F.normalize(cond, dim=-1)
+    with torch.no_grad():
+        target = encoder.embed_questions(questions)
     anchor = x0.detach()
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        cos = (encoder(space.decode(x)) * target).sum(-1)
+        cos = (encoder.embed_weights(space.decode(x)) * target).sum(-1)
         return -cos + 0.5 * init_l2 * ((x - anchor) ** 2).sum(-1)
 
     return loss

@@ -22,11 +22,13 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from hyperguide.data.batch import Questions
 from hyperguide.diffusion.ddpm import DDPM, EpsModel
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.spaces import LatentSpace, draw
 from hyperguide.models.denoiser import LatentDenoiser
+from hyperguide.models.question import QuestionEncoder, QuestionMode
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
@@ -50,6 +52,8 @@ class HyperLDMConfig:
     start_frac: float | None = None  # start the chain from the noised starting latent at this fraction of T
     few_shot_scale: float = 0.0
     gammas: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 4.0)
+    question: QuestionMode = "pooled"
+    question_heads: int = 4
 
     def schedule_obj(self) -> NoiseSchedule:
         if self.schedule == "cosine":
@@ -62,11 +66,13 @@ class HyperLDMConfig:
 
 
 class HyperLDM(torch.nn.Module):
-    """The denoiser with the latent normalisation it was trained under; `sample` returns latents in the space."""
+    """The denoiser with the latent normalisation it was trained under and the question encoder it conditions
+    through; `sample` returns latents in the space."""
 
     def __init__(self, latent_dim: int, cond_dim: int, config: HyperLDMConfig) -> None:
         super().__init__()
         self.config = config
+        self.question = QuestionEncoder(cond_dim, config.question, config.question_heads)
         self.denoiser = LatentDenoiser(latent_dim, cond_dim, config.hidden_dims, config.time_dim, config.null)
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
         self.register_buffer("latent_std", torch.ones(latent_dim))
@@ -80,15 +86,16 @@ class HyperLDM(torch.nn.Module):
     @torch.no_grad()
     def sample(
         self,
-        cond: torch.Tensor,
+        questions: Questions,
         *,
         gamma: float,
         generator: torch.Generator,
         start: torch.Tensor | None = None,
         grad_fn: GradFn | None = None,
     ) -> torch.Tensor:
-        """(B, L) latents for the (B, C) conditions. `start` is used when config.start_frac is set; `grad_fn`
-        (the support loss gradient in the space) when config.few_shot_scale > 0."""
+        """(B, L) latents for B questions. `start` is used when config.start_frac is set; `grad_fn` (the support
+        loss gradient in the space) when config.few_shot_scale > 0."""
+        cond = self.question.encode(questions)
         schedule = self.config.sampling_schedule()
         eps_model: EpsModel = self.denoiser
         if grad_fn is not None and self.config.few_shot_scale > 0:
@@ -126,7 +133,7 @@ def _with_few_shot_guidance(denoiser: EpsModel, ldm: HyperLDM, grad_fn: GradFn, 
 def train_hyperldm(
     space: LatentSpace,
     latents: torch.Tensor,
-    cond: torch.Tensor,
+    questions: Questions,
     config: HyperLDMConfig,
     *,
     generator: torch.Generator,
@@ -137,14 +144,14 @@ def train_hyperldm(
     n_aug, n_tasks, _ = latents.shape
     space = space.to(device).eval().requires_grad_(False)
     mean, logvar = space.from_hnet_latents(latents.to(device))
-    cond = cond.to(device)
-    model = HyperLDM(mean.shape[-1], cond.shape[1], config).to(device)
+    questions = questions.to(device)
+    model = HyperLDM(mean.shape[-1], questions.emb.shape[1], config).to(device)
     flat = mean.reshape(-1, mean.shape[-1])
     model.latent_mean.copy_(flat.mean(0))
     model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
     denoiser = model.denoiser
-    ema = copy.deepcopy(denoiser).requires_grad_(False)
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.lr)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     ddpm = DDPM(config.schedule_obj())
     history = []
     step = 0
@@ -154,7 +161,7 @@ def train_hyperldm(
         for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator):
             aug, idx = aug.to(device), idx.to(device)
             x0 = model.normalize(draw(mean[aug, idx], None if logvar is None else logvar[aug, idx], generator))
-            c = denoiser.drop_condition(cond[idx], config.p_uncond, generator)
+            c = denoiser.drop_condition(model.question.encode(questions[idx]), config.p_uncond, generator)
             loss = ddpm.loss(denoiser, x0, c, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -162,9 +169,8 @@ def train_hyperldm(
             step += 1
             decay = min(config.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
-                for e, p in zip(ema.parameters(), denoiser.parameters(), strict=True):
+                for e, p in zip(ema.parameters(), model.parameters(), strict=True):
                     e.lerp_(p, 1 - decay)
             losses.append(float(loss.detach()))
         history.append({"epoch": epoch + 1, "step": step, "loss": sum(losses) / len(losses)})
-    denoiser.load_state_dict(ema.state_dict())
-    return model.eval(), history
+    return ema.eval(), history

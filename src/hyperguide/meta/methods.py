@@ -14,6 +14,9 @@ Every method is a pair (inner parameters, generator): `init_phi(batch)` gives ea
 | cond-multitask | HyperNet(question) | identity | multitask |
 | cond-multitask-film | shared adapter with FiLM(question) on its hidden layer | identity | multitask |
 | cond-hnet-maml | the question embedding | HyperNet(q) | MAML on q |
+
+Conditional rows see the question through `MethodConfig.question`: the pooled embedding (the paper), or learned
+attention pooling over the question's token states (`models/question.py`), trained with the rest of the method.
 | oracle | adapter weights fine-tuned on the full support set | identity | nothing (uses labels) |
 
 `chance` and `majority` make no weights; the evaluation computes them directly.
@@ -32,6 +35,7 @@ from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
 from hyperguide.meta.losses import task_cross_entropy
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.models.hypernet import FiLM, HyperNet
+from hyperguide.models.question import QuestionEncoder, QuestionMode
 
 Training = Literal["none", "multitask", "maml", "guidance"]
 
@@ -44,6 +48,8 @@ class MethodConfig:
     latent_dim: int = 128
     hnet_hidden: tuple[int, ...] = (128, 128, 128)
     film_hidden: int = 128
+    question: QuestionMode = "pooled"  # the paper's pooled embedding, or learned attention pooling over its tokens
+    question_heads: int = 4
     adapter_init: Literal["normal", "identity"] = "normal"  # own weights: N(0, 1) as the paper, or the identity
     inner: InnerLoop = field(default_factory=InnerLoop)  # MAML inner loop (meta-training)
     oracle: InnerLoop = field(default_factory=lambda: InnerLoop(steps=100, lr=1e-2, optimizer="adam"))
@@ -65,6 +71,10 @@ class Method(nn.Module):
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
         raise NotImplementedError
+
+    def _question_encoder(self) -> QuestionEncoder:
+        """The question as this method conditions on it (`MethodConfig.question`); no parameters when pooled."""
+        return QuestionEncoder(self.question_dim, self.config.question, self.config.question_heads)
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return phi
@@ -162,10 +172,11 @@ class CondMultitask(Method):
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
+        self.question = self._question_encoder()
         self.hypernet = HyperNet(question_dim, config.hnet_hidden, shape.n_params)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return self.hypernet(batch.question_emb)
+        return self.hypernet(self.question.encode_batch(batch))
 
 
 class CondMultitaskFiLM(Method):
@@ -183,10 +194,11 @@ class CondMultitaskFiLM(Method):
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
         self.weights = self._own_weights()
+        self.question = self._question_encoder()
         self.film = FiLM(question_dim, config.film_hidden, shape.hidden_dim)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        scale, shift = self.film(batch.question_emb)  # (B, H) each
+        scale, shift = self.film(self.question.encode_batch(batch))  # (B, H) each
         shared = self.shape.unflatten(self.weights.expand(len(batch), -1))
         modulated = {
             "w1": shared["w1"] * scale.unsqueeze(-1),
@@ -206,10 +218,11 @@ class CondHNetMAML(Method):
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
+        self.question = self._question_encoder()
         self.hypernet = HyperNet(question_dim, config.hnet_hidden, shape.n_params)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return batch.question_emb
+        return self.question.encode_batch(batch)
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return self.hypernet(phi)

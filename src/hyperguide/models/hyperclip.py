@@ -1,8 +1,9 @@
 """HyperCLIP's weight encoder (SPEC 3.4): an MLP with Softplus activations from a flat adapter weight vector to the
 question-embedding space, trained contrastively so that a task's weights land near its question.
 
-Only the weight tower is learned; the text side is the frozen question embedding (optionally passed through a
-learned question encoder by the caller). The logit scale is fixed at 100, as in the paper (never optimised there).
+The weight tower is learned; the text side is the frozen pooled question embedding (the paper), or learned attention
+pooling over the question's token states (`models/question.py`), trained with the weight tower. The logit scale is
+fixed at 100, as in the paper (never optimised there).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hyperguide.data.batch import Questions
+from hyperguide.models.question import QuestionEncoder, QuestionMode
 
 LOGIT_SCALE = 100.0
 
@@ -37,3 +41,28 @@ class HyperCLIPEncoder(nn.Module):
 def clip_logits(weight_emb: torch.Tensor, question_emb: torch.Tensor, scale: float = LOGIT_SCALE) -> torch.Tensor:
     """(N, N') scaled cosines between normalised weight embeddings and (normalised here) question embeddings."""
     return scale * weight_emb @ F.normalize(question_emb, dim=-1).T
+
+
+class HyperCLIP(nn.Module):
+    """The two towers: `embed_weights` (B, P) -> (B, C) and `embed_questions` -> (B, C), both L2-normalised."""
+
+    def __init__(
+        self,
+        weight_dim: int,
+        hidden_dims: Sequence[int],
+        question_dim: int,
+        question_mode: QuestionMode = "pooled",
+        question_heads: int = 4,
+    ) -> None:
+        super().__init__()
+        self.weights = HyperCLIPEncoder(weight_dim, hidden_dims, question_dim)
+        self.question = QuestionEncoder(question_dim, question_mode, question_heads)
+
+    def embed_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        return self.weights(weights)
+
+    def embed_questions(self, questions: Questions) -> torch.Tensor:
+        return F.normalize(self.question.encode(questions), dim=-1)
+
+    def logits(self, weights: torch.Tensor, questions: Questions) -> torch.Tensor:
+        return clip_logits(self.embed_weights(weights), self.embed_questions(questions))

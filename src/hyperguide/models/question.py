@@ -23,7 +23,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from hyperguide.data.batch import TaskBatch
+from hyperguide.data.batch import Questions, TaskBatch
 
 QuestionMode = Literal["pooled", "attention"]
 QUESTION_MODES: tuple[str, ...] = get_args(QuestionMode)
@@ -71,6 +71,10 @@ class QuestionEncoder(nn.Module):
         weights = self.attention(tokens, mask)  # (B, H, L)
         pooled = torch.einsum("bhl,bld->bhd", weights, self.norm(tokens))  # (B, H, Dq)
         return question_emb + self.proj(pooled.flatten(1))
+
+    def encode(self, questions: Questions) -> torch.Tensor:
+        """`forward` on a `Questions` container: (N, Dq)."""
+        return self(questions.emb, questions.tokens, questions.mask)
 
     def encode_batch(self, batch: TaskBatch) -> torch.Tensor:
         """`forward` on a task batch's question fields: (B, Dq)."""

@@ -1,0 +1,235 @@
+"""Zero-shot weights for new questions from a trained run: the library function behind `hyperguide generate`.
+
+    from hyperguide.generate import generate
+    out = generate("runs/easyvqa-random", ["is there a purple shape?"], [["yes", "no"]],
+                   method="hnet+hyperldm@1", images=["shape.png"])
+    out.weights        # (1, P) flat adapter weights, [W1, W2, b1, b2] (see models/adapter.py)
+    out.predictions    # [["yes"]]: the answer the generated adapter picks for each image
+    out.save("generated/")  # weights.safetensors + generated.json
+
+The question (and its answers) are embedded with the same frozen text encoder as the run's universe, the method's
+trained parts are loaded from the run folder, and the weights are the method's zero-shot answer: nothing is
+fine-tuned and no label is used. Images are embedded with the universe's image encoder (easyvqa: its image tower), or
+given directly as features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyperguide.data.batch import collate
+from hyperguide.data.tasks import Task
+from hyperguide.data.universes import UniverseOptions, universe_dir
+from hyperguide.errors import HyperguideError
+from hyperguide.harness import RunConfig, read_config
+from hyperguide.io import read_json, read_tensors, write_json, write_tensors
+from hyperguide.meta.methods import Method
+from hyperguide.models.adapter import AdapterShape, adapter_logits
+from hyperguide.stages import build_method, load_trained
+
+FEATURES_KEY = "features"
+
+
+@dataclass
+class Generated:
+    method: str
+    questions: list[str]
+    answers: list[list[str]]
+    shape: AdapterShape
+    weights: torch.Tensor  # (B, P)
+    predictions: list[list[str]] | None = None  # per question, the chosen answer for each image
+    probabilities: list[torch.Tensor] | None = None  # per question, (n_images, K)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """`weights.safetensors` (one (P,) tensor per question, `q0`, `q1`, ...) and `generated.json`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_tensors(out / "weights.safetensors", {f"q{i}": w for i, w in enumerate(self.weights)})
+        record: dict[str, Any] = {
+            "method": self.method,
+            "adapter": {"feature_dim": self.shape.feature_dim, "hidden_dim": self.shape.hidden_dim},
+            "layout": "flat [W1 (H x D), W2 (D x H), b1 (H), b2 (D)]",
+            "questions": [
+                {"key": f"q{i}", "question": q, "answers": a}
+                for i, (q, a) in enumerate(zip(self.questions, self.answers, strict=True))
+            ],
+        }
+        if self.predictions is not None and self.probabilities is not None:
+            for entry, preds, probs in zip(record["questions"], self.predictions, self.probabilities, strict=True):
+                entry["predictions"] = preds
+                entry["probabilities"] = [[round(float(p), 4) for p in row] for row in probs]
+        write_json(out / "generated.json", record)
+        return out
+
+
+def _best_conditional_row(run_dir: Path) -> str:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise HyperguideError(f"{run_dir} has no results.json to pick the best method from: pass --method ROW")
+    results = read_json(path, what="results")
+    rows = {
+        name: m["zero_shot"]["acc"]["mean"]
+        for name, m in results["methods"].items()
+        if name.startswith(("cond-", "hnet+", "hvae+")) and not m.get("uses_support_labels")
+    }
+    if not rows:
+        raise HyperguideError(f"{path} has no question-conditioned method; pass --method ROW")
+    return max(rows, key=lambda r: rows[r])
+
+
+class _Encoders:
+    """The universe's frozen encoders: question embedding and tokens, answer prompts, images."""
+
+    def __init__(self, config: RunConfig, options: UniverseOptions) -> None:
+        self.config = config
+        self.options = options
+        if config.universe == "easyvqa":
+            from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
+
+            manifest = read_json(universe_dir("easyvqa", options) / "manifest.json", what="easyvqa manifest")
+            name = manifest.get("request", {}).get("text_encoder", DEFAULT_TEXT_ENCODER)
+            self.text = TextEncoder(name, device=options.device)
+        elif config.universe == "metavqa":
+            from hyperguide.encoders.clip import ClipEncoder
+
+            self.clip = ClipEncoder(options.clip_model, device=options.device)
+        else:
+            raise HyperguideError(
+                f"universe {config.universe!r} has no text encoder (its questions are not text): generate works on "
+                "runs of easyvqa or metavqa"
+            )
+
+    def prompt(self, question: str, answer: str) -> str:
+        if self.config.universe == "easyvqa":
+            from hyperguide.data.easyvqa import answer_prompt
+
+            return answer_prompt(question, answer, self.config.prompts)
+        return answer
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        if self.config.universe == "easyvqa":
+            return self.text.encode(texts)
+        return self.clip.encode_texts(texts)
+
+    def question_tokens(self, questions: list[str]) -> list[torch.Tensor]:
+        if self.config.universe == "easyvqa":
+            return self.text.question_tokens(questions)
+        from hyperguide.data.metavqa import clip_question_tokens
+
+        return clip_question_tokens(self.clip, questions)
+
+    def images(self, paths: Sequence[str | Path]) -> torch.Tensor:
+        if self.config.universe == "easyvqa":
+            from hyperguide.data.easyvqa_images import TOWER_NAME, read_image
+            from hyperguide.encoders.image_tower import encode, load_tower
+
+            tower = load_tower(universe_dir("easyvqa", self.options) / TOWER_NAME)
+            with torch.no_grad():
+                return encode(tower, torch.stack([read_image(p) for p in paths]))
+        with torch.no_grad():
+            return self.clip.image_features(torch.stack([self.clip.load_pixels(Path(p)) for p in paths]))
+
+
+def _read_features(path: str | Path, dim: int) -> torch.Tensor:
+    tensors = read_tensors(path, what="image features")
+    if FEATURES_KEY not in tensors:
+        raise HyperguideError(
+            f"{path} has no tensor {FEATURES_KEY!r} (an (N, {dim}) float tensor); it has {list(tensors)}"
+        )
+    features = tensors[FEATURES_KEY].float()
+    if features.ndim != 2 or features.shape[1] != dim:
+        raise HyperguideError(f"{path}: features of shape {tuple(features.shape)}, expected (N, {dim})")
+    return features
+
+
+def generate(
+    run_dir: str | Path,
+    questions: Sequence[str],
+    answers: Sequence[Sequence[str]] | None = None,
+    *,
+    method: str | None = None,
+    seed: int | None = None,
+    fold: int = 0,
+    images: Sequence[str | Path] | None = None,
+    features: torch.Tensor | str | Path | None = None,
+    options: UniverseOptions | None = None,
+) -> Generated:
+    """Adapter weights for each question from the run's `method` (default: its best question-conditioned row), trained
+    with `seed` (default: the run's first) on `fold`; with `images` or `features`, the predicted answer of each.
+
+    `answers[i]` are question i's candidate answers; when omitted, a question that is one of the universe's tasks gets
+    that task's answers."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    options = options or UniverseOptions()
+    row = method or _best_conditional_row(run_dir)
+    seed = config.seeds[0] if seed is None else seed
+    questions = [q.strip() for q in questions]
+    if not questions or not all(questions):
+        raise HyperguideError("give at least one non-empty question")
+    answer_lists = _answers_for(questions, answers, config, options)
+    encoders = _Encoders(config, options)
+    q_emb = encoders.texts(questions)
+    q_tokens = encoders.question_tokens(questions)
+    feature_dim = int(q_emb.shape[1])
+    x = _read_features(features, feature_dim) if isinstance(features, (str, Path)) else features
+    if x is None and images:
+        x = encoders.images(images)
+    example = x[:1] if x is not None and len(x) else torch.zeros(1, feature_dim)
+    tasks = []
+    for question, emb, tokens, options_i in zip(questions, q_emb, q_tokens, answer_lists, strict=True):
+        answer_emb = encoders.texts([encoders.prompt(question, a) for a in options_i])
+        y = torch.zeros(1, dtype=torch.long)
+        tasks.append(Task(question, tuple(options_i), emb, answer_emb, example, y, example, y, tokens))
+    model = _load(row, tasks, config, run_dir, seed, fold)
+    batch = collate(tasks)
+    with torch.no_grad():
+        phi = model.zero_shot_phi(batch)
+        weights = model.generate(phi).detach()
+    out = Generated(row, questions, [list(a) for a in answer_lists], model.shape, weights)
+    if x is not None:
+        out.predictions, out.probabilities = [], []
+        for b, task in enumerate(tasks):
+            with torch.no_grad():
+                logits = adapter_logits(model.shape, weights[b : b + 1], x.unsqueeze(0), task.answer_emb.unsqueeze(0))
+            probs = logits[0].softmax(-1)
+            out.probabilities.append(probs)
+            out.predictions.append([task.answers[int(i)] for i in probs.argmax(-1)])
+    return out
+
+
+def _load(row: str, tasks: list[Task], config: RunConfig, run_dir: Path, seed: int, fold: int) -> Method:
+    probe = build_method(row, tasks, config)
+    if probe.uses_support_for_zero_shot or not probe.conditional:
+        kind = "uses support labels" if probe.uses_support_for_zero_shot else "does not read the question"
+        raise HyperguideError(f"method {row!r} {kind}; generate needs a question-conditioned zero-shot method")
+    return load_trained(row, tasks, config, run_dir, seed, fold).eval()
+
+
+def _answers_for(
+    questions: list[str], answers: Sequence[Sequence[str]] | None, config: RunConfig, options: UniverseOptions
+) -> list[list[str]]:
+    if answers is not None:
+        if len(answers) == 1 and len(questions) > 1:
+            answers = list(answers) * len(questions)
+        if len(answers) != len(questions):
+            raise HyperguideError(f"{len(questions)} questions but {len(answers)} answer lists")
+        out = [[a.strip() for a in lst if a.strip()] for lst in answers]
+        for q, lst in zip(questions, out, strict=True):
+            if len(lst) < 2:
+                raise HyperguideError(f"question {q!r} needs at least two candidate answers, got {lst}")
+        return out
+    from hyperguide.data.universes import load_universe_structure
+
+    known = {t.question: list(t.answers) for t in load_universe_structure(config.universe, options).tasks}
+    missing = [q for q in questions if q not in known]
+    if missing:
+        raise HyperguideError(
+            f"no answers given for {missing}, which are not tasks of {config.universe}: pass --answers"
+        )
+    return [known[q] for q in questions]
