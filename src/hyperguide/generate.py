@@ -85,9 +85,10 @@ def _best_conditional_row(run_dir: Path) -> str:
 class _Encoders:
     """The universe's frozen encoders: question embedding and tokens, answer prompts, images."""
 
-    def __init__(self, config: RunConfig, options: UniverseOptions) -> None:
+    def __init__(self, config: RunConfig, options: UniverseOptions, known: dict[str, dict[str, str]]) -> None:
         self.config = config
         self.options = options
+        self.known = known  # question -> {answer: prompt} of the universe's own tasks
         if config.universe == "easyvqa":
             from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
@@ -105,6 +106,10 @@ class _Encoders:
             )
 
     def prompt(self, question: str, answer: str) -> str:
+        """The text the answer is scored against: the universe's own prompt when it has this task and answer, else
+        easyvqa's prompt rule, else the bare answer."""
+        if answer in self.known.get(question, {}):
+            return self.known[question][answer]
         if self.config.universe == "easyvqa":
             from hyperguide.data.easyvqa import answer_prompt
 
@@ -172,8 +177,9 @@ def generate(
     questions = [q.strip() for q in questions]
     if not questions or not all(questions):
         raise HyperguideError("give at least one non-empty question")
-    answer_lists = _answers_for(questions, answers, config, options)
-    encoders = _Encoders(config, options)
+    known = _known_tasks(config, options)
+    answer_lists = _answers_for(questions, answers, known, config.universe)
+    encoders = _Encoders(config, options, known)
     q_emb = encoders.texts(questions)
     q_tokens = encoders.question_tokens(questions)
     feature_dim = int(q_emb.shape[1])
@@ -211,8 +217,17 @@ def _load(row: str, tasks: list[Task], config: RunConfig, run_dir: Path, seed: i
     return load_trained(row, tasks, config, run_dir, seed, fold).eval()
 
 
+def _known_tasks(config: RunConfig, options: UniverseOptions) -> dict[str, dict[str, str]]:
+    from dataclasses import replace
+
+    from hyperguide.data.universes import load_universe_structure
+
+    universe = load_universe_structure(config.universe, replace(options, prompts=config.prompts))
+    return {t.question: dict(zip(t.answers, t.prompts, strict=True)) for t in universe.tasks}
+
+
 def _answers_for(
-    questions: list[str], answers: Sequence[Sequence[str]] | None, config: RunConfig, options: UniverseOptions
+    questions: list[str], answers: Sequence[Sequence[str]] | None, known: dict[str, dict[str, str]], universe: str
 ) -> list[list[str]]:
     if answers is not None:
         if len(answers) == 1 and len(questions) > 1:

@@ -245,6 +245,7 @@ def _collect(name: str, ctx: StageContext, generator: torch.Generator, log_path:
         inner=cfg.inner,
         generator=generator,
         batch_size=cfg.batch_size,
+        max_examples=cfg.max_examples,
         device=ctx.device,
         progress=ctx.progress,
     )

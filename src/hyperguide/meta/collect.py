@@ -27,15 +27,18 @@ class CollectConfig:
     n_aug: int = 100
     inner: InnerLoop = field(default_factory=InnerLoop)
     batch_size: int = 128  # tasks adapted together (larger batches amortise per-step overhead)
+    max_examples: int | None = None  # cap on a subset's size (None: the paper's whole 2/3-to-all subset)
 
 
-def random_subset(task: Task, generator: torch.Generator) -> Task:
+def random_subset(task: Task, generator: torch.Generator, max_examples: int | None = None) -> Task:
     """All of the task's examples pooled, then a random ceil(f n) of them, f ~ U(2/3, 1), as its support set (the
-    query set, unused by the collection, is its first example)."""
+    query set, unused by the collection, is its first example); at most `max_examples` of them when given."""
     x = torch.cat([task.support_x, task.query_x])
     y = torch.cat([task.support_y, task.query_y])
     f = 2 / 3 + torch.rand((), generator=generator).item() / 3
     keep = torch.randperm(len(y), generator=generator)[: math.ceil(f * len(y))]
+    if max_examples is not None:
+        keep = keep[:max_examples]
     return replace(task, support_x=x[keep], support_y=y[keep], query_x=x[keep[:1]], query_y=y[keep[:1]])
 
 
@@ -48,6 +51,7 @@ def collect_latents(
     inner: InnerLoop,
     generator: torch.Generator,
     batch_size: int = 128,
+    max_examples: int | None = None,
     device: str = "cpu",
     progress: bool = False,
 ) -> torch.Tensor:
@@ -58,7 +62,7 @@ def collect_latents(
     method.eval()
     out = torch.empty(n_aug, len(tasks), method.config.latent_dim)
     for a in tqdm(range(n_aug), desc="collect latents", disable=not progress, unit="aug"):
-        subsets = [random_subset(t, generator) for t in tasks]
+        subsets = [random_subset(t, generator, max_examples) for t in tasks]
         order = sorted(range(len(tasks)), key=lambda i: -len(subsets[i].support_y))
         for start in range(0, len(tasks), batch_size):
             idx = order[start : start + batch_size]
