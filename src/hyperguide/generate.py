@@ -239,12 +239,7 @@ def _answers_for(
             if len(lst) < 2:
                 raise HyperguideError(f"question {q!r} needs at least two candidate answers, got {lst}")
         return out
-    from hyperguide.data.universes import load_universe_structure
-
-    known = {t.question: list(t.answers) for t in load_universe_structure(config.universe, options).tasks}
     missing = [q for q in questions if q not in known]
     if missing:
-        raise HyperguideError(
-            f"no answers given for {missing}, which are not tasks of {config.universe}: pass --answers"
-        )
-    return [known[q] for q in questions]
+        raise HyperguideError(f"no answers for {missing}, which are not tasks of {universe}: pass --answers")
+    return [list(known[q]) for q in questions]
