@@ -32,6 +32,11 @@ from hyperguide.stages import STAGE_DEPS, method_class, stage_stem, stages_of, t
 # easyvqa on 2 CPU cores; k-shot evaluation as RunConfig has it.
 DEFAULT: dict[str, Any] = {
     "train.epochs": 30,
+    "collect.n_aug": 10,
+    "collect.max_examples": 128,
+    "hvae.epochs": 100,
+    "hvae.lr": 1e-3,
+    "hyperclip.epochs": 100,
 }
 
 # Smoke runs and tests: the same stages and code paths with fewer seeds, steps and k-shot settings.
