@@ -8,17 +8,20 @@ space's starting latent; tasks are independent, so it runs batched through `inne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hyperguide.data.batch import Questions
 from hyperguide.meta.inner_loop import InnerLoop, LossFn
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.losses import symmetric_info_nce
-from hyperguide.meta.spaces import LatentSpace, draw
+from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, draw
 from hyperguide.models.hyperclip import HyperCLIP
+from hyperguide.models.hypernet import HyperNet
 from hyperguide.models.question import QuestionMode
 
 
@@ -36,6 +39,11 @@ class HyperCLIPConfig:
     question: QuestionMode = "pooled"
     question_heads: int = 4
     candidates: int = 10  # task identification among this many questions
+
+
+def device_supports_fused(device: str | torch.device) -> bool:
+    """Whether torch's fused Adam runs on this device (CPU and CUDA)."""
+    return torch.device(device).type in ("cpu", "cuda")
 
 
 def train_hyperclip(
@@ -56,7 +64,8 @@ def train_hyperclip(
     encoder = HyperCLIP(
         space.base.shape.n_params, config.hidden_dims, questions.emb.shape[1], config.question, config.question_heads
     ).to(device)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
+    # One fused pass over the 50M parameters and Adam's state per step, not one pass per elementwise operation.
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr, fused=device_supports_fused(device))
     history = []
     epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
     for epoch in tqdm(range(epochs), desc=f"train hyperclip ({space.kind})", disable=not progress, unit="epoch"):
@@ -102,16 +111,54 @@ def task_identification(
     return 100.0 * hits / n
 
 
+def _decoder_net(space: LatentSpace) -> HyperNet | None:
+    """The MLP that decodes the space's latents to adapter weights, when it is one."""
+    if isinstance(space, HNetSpace):
+        return space.base.hypernet
+    if isinstance(space, HVAESpace):
+        return space.vae.decoder
+    return None
+
+
+def regrouped_weight_embedding(space: LatentSpace, encoder: HyperCLIP) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x (B, L) -> f(G(x)) (B, C), computed without the (B, P) adapter weights when G is an MLP.
+
+    G's output layer (P <- h) and f's first layer (c <- P) are both linear, so their composition is one (c, h) matrix:
+    f1(G(x)) = W_f (W_G h + b_G) + b_f = (W_f W_G) h + (W_f b_G + b_f), h the decoder's last hidden units. With both
+    frozen, the (c, P) @ (P, h) product is made once and every step runs on 128-wide layers; the result equals the
+    product-by-product path up to float rounding (the P-long sums are regrouped). Other decoders go product by product.
+    """
+    net = _decoder_net(space)
+    if net is None:
+        return lambda x: encoder.embed_weights(space.decode(x))
+    layers = encoder.weights.layers
+    with torch.no_grad():
+        weight = layers[0].weight @ net.output_layer.weight  # (C1, P) @ (P, h) -> (C1, h)
+        bias = layers[0].weight @ net.output_layer.bias + layers[0].bias
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(net.hidden(x), weight, bias)  # f's first layer's pre-activation (B, C1)
+        for layer in layers[1:]:
+            out = layer(F.softplus(out))
+        return F.normalize(out, dim=-1)
+
+    return embed
+
+
 def guidance_loss_fn(
     space: LatentSpace, encoder: HyperCLIP, questions: Questions, x0: torch.Tensor, init_l2: float
 ) -> LossFn:
-    """x (B, L) -> (B,) per-task losses -cos(f(G(x)), e_q) + init_l2 / 2 ||x - x0||^2."""
+    """x (B, L) -> (B,) per-task losses -cos(f(G(x)), e_q) + init_l2 / 2 ||x - x0||^2.
+
+    The guidance never needs G(x) itself: f's first layer is folded into G's last (`regrouped_weight_embedding`).
+    """
     with torch.no_grad():
         target = encoder.embed_questions(questions)
     anchor = x0.detach()
+    embed = regrouped_weight_embedding(space, encoder)
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        cos = (encoder.embed_weights(space.decode(x)) * target).sum(-1)
+        cos = (embed(x) * target).sum(-1)
         return -cos + 0.5 * init_l2 * ((x - anchor) ** 2).sum(-1)
 
     return loss

@@ -96,6 +96,30 @@ def adapt_features_ragged(
     return torch.stack(rows)
 
 
+def _ragged_logits(
+    shape: AdapterShape, weights: torch.Tensor, x: torch.Tensor, t: torch.Tensor, lengths: list[int]
+) -> torch.Tensor:
+    """(B, N, K) logits computed task by task on each task's real rows only (padded rows 0); t normalised answers.
+
+    Every step after the two weight products (residual, normalisation, scoring) also runs on the real rows alone,
+    so none of the padded (B, N, D) work of the batched path is done. The weights are unbound, not indexed: the
+    backward of `weights[b]` would write a zero (B, P) gradient for every task.
+    """
+    n = x.shape[1]
+    p = shape.unflatten(weights)
+    alpha1, alpha2 = shape.feature_dim**-0.5, shape.hidden_dim**-0.5
+    rows = []
+    for w1, w2, b1, b2, xb, tb, length in zip(
+        p["w1"].unbind(0), p["w2"].unbind(0), p["b1"].unbind(0), p["b2"].unbind(0), x, t, lengths, strict=True
+    ):
+        xb = xb[:length]
+        # The 1/sqrt(fan_in) scaling goes on the (n_b, .) activations, not the (H, D) weights or their gradients.
+        h = torch.relu(torch.addmm(b1, xb * alpha1, w1.T))  # (n_b, H)
+        a = F.normalize(torch.addmm(b2, h * alpha2, w2.T) + xb, dim=-1)  # (n_b, D)
+        rows.append(F.pad(LOGIT_SCALE * (a @ tb.T), (0, 0, 0, n - length)))  # (N, K)
+    return torch.stack(rows)
+
+
 def adapter_logits(
     shape: AdapterShape,
     weights: torch.Tensor,
@@ -109,12 +133,12 @@ def adapter_logits(
     With `lengths` (real examples per task, a prefix of each row), padded rows are skipped (see
     `adapt_features_ragged`) and their logits are 0.
     """
-    adapted = (
-        adapt_features(shape, weights, x) if lengths is None else adapt_features_ragged(shape, weights, x, lengths)
-    )
-    a = F.normalize(adapted, dim=-1)
     t = F.normalize(answer_emb, dim=-1)
-    logits = LOGIT_SCALE * torch.bmm(a, t.transpose(1, 2))
+    if lengths is None:
+        a = F.normalize(adapt_features(shape, weights, x), dim=-1)
+        logits = LOGIT_SCALE * torch.bmm(a, t.transpose(1, 2))
+    else:
+        logits = _ragged_logits(shape, weights, x, t, lengths)
     if answer_mask is not None:
         logits = logits.masked_fill(~answer_mask.unsqueeze(1), float("-inf"))
     return logits

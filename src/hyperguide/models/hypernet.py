@@ -25,10 +25,18 @@ class HyperNet(nn.Module):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="linear" if last else "relu")
             nn.init.zeros_(layer.bias)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) -> (B, hidden_dims[-1]): the last hidden activations, the input of the output layer."""
         for layer in self.layers[:-1]:
             z = torch.relu(layer(z))
-        return self.layers[-1](z)
+        return z
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.layers[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self.hidden(z))
 
 
 class FiLM(nn.Module):

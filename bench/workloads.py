@@ -1,0 +1,277 @@
+"""The paper-scale workloads of `paper_scale.py`: for each stage, the library's batched path, the per-task reference
+loop on a subset, and the batched path's matrix-multiply FLOPs counted analytically.
+
+FLOP conventions (matmul FLOPs only; elementwise work, optimiser updates and padding are not counted):
+* a product (m, k) @ (k, n) is 2 m k n FLOPs; a backward pass costs 2 m k n for the input gradient and 2 m k n for the
+  weight gradient, each only where it is needed.
+* `mlp(rows, dims)` = 2 rows sum_i d_i d_{i+1}: one forward pass of an MLP with layer widths `dims` on `rows` inputs.
+* HNet = mlp over (128, 128, 128, 128, P), P = 394,240; the adapter on n examples with K answers:
+  forward 4 n D H + 2 n K D, backward to its weights (and hidden units) 6 n D H + 2 n K D.
+Per stage (B tasks or a batch of b):
+* hnet_maml_epoch: per task, 10 x [HNet fwd + HNet input grad + adapter fwd/bwd on the support set] + HNet fwd at z'
+  + HNet weight and input grads + adapter fwd/bwd on the query set.
+* collect_epoch: per task, 10 x [HNet fwd + input grad + adapter fwd/bwd on ceil(f n) examples], E[f] = 5/6.
+* hvae_epoch: per step, HNet fwd + encoder fwd + weight grads (first layer: weight grad only) + decoder fwd + weight
+  and input grads.
+* hyperclip_epoch: per step, HNet fwd + encoder fwd + weight grads (first layer: weight grad only).
+* hyperldm_epoch: per step, denoiser fwd + weight and input grads (3 x fwd).
+* sample_*: steps x passes x denoiser fwd on all tasks (2 passes when gamma is not 0 or 1).
+* hyperclip_guidance: as executed; with the regrouped first layer (`meta/hyperclip.py`), the (128, P) @ (P, 128)
+  product once and 128-wide layers per step; `direct_gflop` is the product-by-product count (per step HNet fwd and
+  input grad + encoder fwd and input grad).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import reference_loops as ref
+import torch
+
+from hyperguide.data.batch import Questions
+from hyperguide.data.tasks import Task
+from hyperguide.meta.collect import collect_latents
+from hyperguide.meta.hvae import HVAEConfig, train_hvae
+from hyperguide.meta.hyperclip import HyperCLIPConfig, guidance_loss_fn, train_hyperclip
+from hyperguide.meta.hyperldm import HyperLDM, HyperLDMConfig, train_hyperldm
+from hyperguide.meta.inner_loop import InnerLoop, adapt
+from hyperguide.meta.methods import MethodConfig, UncondHNetMAML
+from hyperguide.meta.spaces import HNetSpace
+from hyperguide.meta.train import TrainConfig, train_method
+from hyperguide.models.adapter import AdapterShape
+from hyperguide.models.hyperclip import HyperCLIP
+
+D, H, LATENT = 768, 256, 128
+SHAPE = AdapterShape(D, H)
+P = SHAPE.n_params
+HNET_DIMS = (LATENT, 128, 128, 128, P)
+ENCODER_DIMS = (P, 128, 128, D)  # HyperCLIP
+VAE_ENC_DIMS, VAE_DEC_DIMS = (P, 128, 128, 2 * LATENT), (LATENT, 128, 128, P)
+DENOISER_DIMS = (LATENT + D + 100, 128, 128, LATENT)
+BATCH = 32
+
+
+@dataclass
+class Workload:
+    """One stage: `batched()` runs the library's path on all `units`; `loop()` the reference on `loop_units`."""
+
+    name: str
+    units: int
+    loop_units: int
+    unit: str
+    batched: Callable[[], object]
+    loop: Callable[[], object]
+    gflop: float
+    direct_gflop: float | None = None
+
+
+@dataclass
+class Context:
+    device: str
+    train: list[Task]  # meta-train tasks
+    test: list[Task]  # meta-test tasks
+    loop_tasks: int
+    gamma: float
+    respaced_steps: int
+    seed: int = 0
+
+
+def mlp(rows: float, dims: Sequence[int]) -> float:
+    return 2.0 * rows * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=False))
+
+
+def adapter_fwd_bwd(n: float, k: float) -> float:
+    return 10.0 * n * D * H + 4.0 * n * k * D
+
+
+def _method(seed: int) -> UncondHNetMAML:
+    torch.manual_seed(seed)
+    config = MethodConfig(adapter_hidden=H, latent_dim=LATENT, hnet_hidden=(128, 128, 128), inner=InnerLoop(10, 0.1))
+    return UncondHNetMAML(SHAPE, D, config)
+
+
+def _gen(ctx: Context) -> torch.Generator:
+    return torch.Generator().manual_seed(ctx.seed)
+
+
+def _latents(ctx: Context, n: int) -> torch.Tensor:
+    """(1, n, 128) adapted-latent stand-ins: z0 plus small noise (one augmentation)."""
+    return torch.randn(1, n, LATENT, generator=_gen(ctx)) * 0.1
+
+
+def hnet_maml_epoch(ctx: Context) -> Workload:
+    method = _method(ctx.seed).to(ctx.device)
+    reference = copy.deepcopy(method)
+    config = TrainConfig(epochs=1, meta_batch_size=BATCH, max_examples=None)
+    flop = sum(
+        10 * (2 * mlp(1, HNET_DIMS) + adapter_fwd_bwd(len(t.support_y), t.n_answers))
+        + 3 * mlp(1, HNET_DIMS)
+        + adapter_fwd_bwd(len(t.query_y), t.n_answers)
+        for t in ctx.train
+    )
+    subset = ctx.train[: ctx.loop_tasks]
+    return Workload(
+        "hnet_maml_epoch",
+        len(ctx.train),
+        len(subset),
+        "task",
+        lambda: train_method(method, ctx.train, config, generator=_gen(ctx), device=ctx.device),
+        lambda: ref.maml_epoch(reference, subset, ctx.device),
+        flop / 1e9,
+    )
+
+
+def collect_epoch(ctx: Context) -> Workload:
+    method = _method(ctx.seed).to(ctx.device)
+    flop = sum(
+        10 * (2 * mlp(1, HNET_DIMS) + adapter_fwd_bwd(5 / 6 * (len(t.support_y) + len(t.query_y)), t.n_answers))
+        for t in ctx.train
+    )
+    subset = ctx.train[: ctx.loop_tasks]
+    return Workload(
+        "collect_epoch",
+        len(ctx.train),
+        len(subset),
+        "task",
+        lambda: collect_latents(
+            method, ctx.train, n_aug=1, inner=InnerLoop(10, 0.1), generator=_gen(ctx), device=ctx.device
+        ),
+        lambda: ref.collect_epoch(copy.deepcopy(method), subset, ctx.device, _gen(ctx)),
+        flop / 1e9,
+    )
+
+
+def _steps(n: int) -> int:
+    return math.ceil(n / BATCH)
+
+
+def _loop_steps(ctx: Context, n: int) -> int:
+    return min(_steps(n), max(1, ctx.loop_tasks // BATCH))
+
+
+def hvae_epoch(ctx: Context) -> Workload:
+    base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
+    n = len(ctx.train)
+    latents = _latents(ctx, n)
+    z = latents[0].to(ctx.device)
+    per_row = mlp(1, HNET_DIMS) + 2 * mlp(1, VAE_ENC_DIMS) + 3 * mlp(1, VAE_DEC_DIMS) - 2.0 * P * 128
+    config = HVAEConfig(epochs=1)
+    loop_steps = _loop_steps(ctx, n)
+    return Workload(
+        "hvae_epoch",
+        _steps(n),
+        loop_steps,
+        "step",
+        lambda: train_hvae(base, latents, config, generator=_gen(ctx), device=ctx.device),
+        lambda: ref.hvae_steps(base, z, loop_steps, _gen(ctx)),
+        n * per_row / 1e9,
+    )
+
+
+def hyperclip_epoch(ctx: Context) -> Workload:
+    base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
+    n = len(ctx.train)
+    latents = _latents(ctx, n)
+    z = latents[0].to(ctx.device)
+    questions = Questions.of(ctx.train).to(ctx.device)
+    per_row = mlp(1, HNET_DIMS) + 2 * mlp(1, ENCODER_DIMS) - 2.0 * P * 128
+    config = HyperCLIPConfig(epochs=1)
+    loop_steps = _loop_steps(ctx, n)
+    return Workload(
+        "hyperclip_epoch",
+        _steps(n),
+        loop_steps,
+        "step",
+        lambda: train_hyperclip(HNetSpace(base), latents, questions, config, generator=_gen(ctx), device=ctx.device),
+        lambda: ref.hyperclip_steps(base, z, questions, loop_steps),
+        n * per_row / 1e9,
+    )
+
+
+def hyperldm_epoch(ctx: Context) -> Workload:
+    base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
+    n = len(ctx.train)
+    latents = _latents(ctx, n)
+    z = latents[0].to(ctx.device)
+    questions = Questions.of(ctx.train).to(ctx.device)
+    config = HyperLDMConfig(epochs=1, min_steps=0)
+    model = HyperLDM(LATENT, D, config).to(ctx.device)
+    loop_steps = _loop_steps(ctx, n)
+    return Workload(
+        "hyperldm_epoch",
+        _steps(n),
+        loop_steps,
+        "step",
+        lambda: train_hyperldm(HNetSpace(base), latents, questions, config, generator=_gen(ctx), device=ctx.device),
+        lambda: ref.hyperldm_steps(model, z, questions, loop_steps, _gen(ctx)),
+        3 * mlp(n, DENOISER_DIMS) / 1e9,
+    )
+
+
+def _sample(ctx: Context, name: str, sample_steps: int | None) -> Workload:
+    config = HyperLDMConfig(sample_steps=sample_steps)
+    torch.manual_seed(ctx.seed)
+    model = HyperLDM(LATENT, D, config).to(ctx.device).eval()
+    questions = Questions.of(ctx.test).to(ctx.device)
+    subset = questions[: ctx.loop_tasks]
+    steps = sample_steps or config.num_steps
+    passes = 1 if ctx.gamma in (0.0, 1.0) else 2
+    return Workload(
+        name,
+        len(ctx.test),
+        len(subset),
+        "task",
+        lambda: model.sample(questions, gamma=ctx.gamma, generator=_gen(ctx)),
+        lambda: ref.sample_one_by_one(model, subset, ctx.gamma, _gen(ctx)),
+        steps * passes * mlp(len(ctx.test), DENOISER_DIMS) / 1e9,
+    )
+
+
+def sample_ddpm(ctx: Context) -> Workload:
+    return _sample(ctx, "sample_ddpm", None)
+
+
+def sample_respaced(ctx: Context) -> Workload:
+    return _sample(ctx, "sample_respaced", ctx.respaced_steps)
+
+
+def hyperclip_guidance(ctx: Context) -> Workload:
+    base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
+    torch.manual_seed(ctx.seed + 1)
+    encoder = HyperCLIP(P, (128, 128), D).to(ctx.device).eval().requires_grad_(False)
+    space = HNetSpace(base)
+    questions = Questions.of(ctx.test).to(ctx.device)
+    n, steps = len(ctx.test), 50
+    loop = InnerLoop(steps, 1e-3, "adam")
+    x0 = space.start(n, None)
+    small_hnet, small_encoder = HNET_DIMS[:-1], ENCODER_DIMS[1:]
+    regrouped = 2.0 * 128 * 128 * P + steps * 2 * (mlp(n, small_hnet) + mlp(n, (128, 128)) + mlp(n, small_encoder))
+    direct = steps * 2 * (mlp(n, HNET_DIMS) + mlp(n, ENCODER_DIMS))
+    return Workload(
+        "hyperclip_guidance",
+        n,
+        min(n, ctx.loop_tasks),
+        "task",
+        lambda: adapt(guidance_loss_fn(space, encoder, questions, x0, 0.0), x0, loop),
+        lambda: ref.guidance_one_by_one(base, encoder, questions[: ctx.loop_tasks], steps),
+        regrouped / 1e9,
+        direct / 1e9,
+    )
+
+
+WORKLOADS: dict[str, Callable[[Context], Workload]] = {
+    f.__name__: f
+    for f in (
+        hnet_maml_epoch,
+        collect_epoch,
+        hvae_epoch,
+        hyperclip_epoch,
+        hyperldm_epoch,
+        sample_ddpm,
+        sample_respaced,
+        hyperclip_guidance,
+    )
+}
