@@ -128,3 +128,17 @@ def test_sampling_with_the_exact_noise_predictor_recovers_the_data(steps: int) -
     x = ddpm.sample(exact_eps, (4000, 3), None, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(x.mean(0), mu, atol=0.03, rtol=0)
     torch.testing.assert_close(x.std(0), torch.full((3,), std), atol=0.03, rtol=0)
+
+
+def test_clipped_step_with_infinite_bounds_is_the_plain_step_and_bounds_x0() -> None:
+    ddpm = DDPM(NoiseSchedule.cosine(100))
+    g = torch.Generator().manual_seed(0)
+    x_t, eps, noise = (torch.randn(5, 3, generator=g) for _ in range(3))
+    inf = torch.full((3,), float("inf"))
+    for index in (0, 1, 50, 99):
+        plain = ddpm.step(eps, index, x_t, noise)
+        torch.testing.assert_close(ddpm.step(eps, index, x_t, noise, clip=(-inf, inf)), plain, rtol=1e-4, atol=1e-4)
+    # at the last step the posterior mean is the clipped x0 itself, so the sample stays within the bounds
+    bound = torch.ones(3)
+    x0 = ddpm.step(100 * eps, 0, x_t, None, clip=(-bound, bound))
+    assert bool((x0.abs() <= 1 + 1e-6).all())

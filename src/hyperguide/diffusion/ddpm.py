@@ -43,12 +43,32 @@ class DDPM:
         noise = torch.randn(x0.shape, generator=generator).to(x0)
         return ((eps_model(self.add_noise(x0, noise, t), t, cond) - noise) ** 2).mean()
 
-    def step(self, eps: torch.Tensor, index: int, x_t: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def predict_x0(self, eps: torch.Tensor, index: int, x_t: torch.Tensor) -> torch.Tensor:
+        """x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+        ab = float(self.schedule.alpha_bar[index])
+        return (x_t - (1 - ab) ** 0.5 * eps) / ab**0.5
+
+    def step(
+        self,
+        eps: torch.Tensor,
+        index: int,
+        x_t: torch.Tensor,
+        noise: torch.Tensor | None,
+        clip: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """One ancestral step from schedule entry `index` to `index - 1`:
-        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sigma_t noise (no noise at index 0)."""
+        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sigma_t noise (no noise at index 0).
+
+        With `clip` = (low, high), the step goes through the predicted x0 instead, clamped to [low, high], and the
+        posterior mean c0 x0 + ct x_t (improved-DDPM's `clip_denoised`); unclamped, the two forms are the same."""
         s = self.schedule
         beta, alpha, ab = float(s.betas[index]), float(s.alphas[index]), float(s.alpha_bar[index])
-        mean = (x_t - beta / (1 - ab) ** 0.5 * eps) / alpha**0.5
+        if clip is None:
+            mean = (x_t - beta / (1 - ab) ** 0.5 * eps) / alpha**0.5
+        else:
+            ab_prev = float(s.alpha_bar_prev[index])
+            x0 = torch.maximum(torch.minimum(self.predict_x0(eps, index, x_t), clip[1]), clip[0])
+            mean = (beta * ab_prev**0.5 / (1 - ab)) * x0 + ((1 - ab_prev) * alpha**0.5 / (1 - ab)) * x_t
         if index == 0 or noise is None:
             return mean
         return mean + float(s.posterior_variance[index]) ** 0.5 * noise
@@ -65,11 +85,13 @@ class DDPM:
         device: str | torch.device = "cpu",
         x_start: torch.Tensor | None = None,
         start_index: int | None = None,
+        clip: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Ancestral sampling over the entries of the schedule (respace the schedule for fewer steps).
 
         By default the chain starts from pure noise at the last entry. With `x_start` and `start_index`, it starts
-        from x_start noised to entry `start_index` (q(x_t | x_0), SDEdit-style) and runs down from there.
+        from x_start noised to entry `start_index` (q(x_t | x_0), SDEdit-style) and runs down from there. `clip`
+        bounds each step's predicted x0 (see `step`).
         """
         top = self.schedule.num_steps - 1 if start_index is None else start_index
         if not 0 <= top < self.schedule.num_steps:
@@ -87,5 +109,5 @@ class DDPM:
             else:
                 eps = guided_eps(eps_model(x, t, None), eps_model(x, t, cond), gamma)
             noise = torch.randn(shape, generator=generator).to(device) if index > 0 else None
-            x = self.step(eps, index, x, noise)
+            x = self.step(eps, index, x, noise, clip)
         return x

@@ -6,6 +6,12 @@ augmentation per task and epoch (for the HVAE, a fresh draw from its posterior),
 p_uncond, Adam, and an EMA of the denoiser's weights, which is what samples (the reference code computes an EMA and
 never uses it).
 
+Sampling bounds each step's predicted x0 to the box of the normalised training latents (for the HVAE, their means
++- 3 posterior standard deviations), improved-DDPM's `clip_denoised`. Without it (`clip_x0=False`, the paper's
+sampler) the cosine schedule's last step divides by sqrt(alpha) = 0.03, and the MLP denoiser, whose LayerNorm cannot
+return its input's scale, misses the identity it must output there: on easyvqa every unclipped sample diverged
+(normalised std ~9,000) and scored chance even on meta-train tasks.
+
 Sampling options (SPEC P7): a respaced sampler (`sample_steps`); starting the reverse chain from the space's starting
 latent noised to a fraction of the process (`start_frac`, the reference starts from it without noising it); few-shot
 guidance (`few_shot_scale`: at every step the support loss gradient, rescaled to that fraction of the noise
@@ -54,6 +60,7 @@ class HyperLDMConfig:
     gammas: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 4.0)
     question: QuestionMode = "pooled"
     question_heads: int = 4
+    clip_x0: bool = True  # bound each sampling step's predicted x0 to the training latents' range (False: the paper)
 
     def schedule_obj(self) -> NoiseSchedule:
         if self.schedule == "cosine":
@@ -76,6 +83,8 @@ class HyperLDM(torch.nn.Module):
         self.denoiser = LatentDenoiser(latent_dim, cond_dim, config.hidden_dims, config.time_dim, config.null)
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
         self.register_buffer("latent_std", torch.ones(latent_dim))
+        self.register_buffer("x0_low", torch.full((latent_dim,), -float("inf")))  # normalised training range
+        self.register_buffer("x0_high", torch.full((latent_dim,), float("inf")))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.latent_mean) / self.latent_std
@@ -113,6 +122,7 @@ class HyperLDM(torch.nn.Module):
             device=cond.device,
             x_start=x_start,
             start_index=start_index,
+            clip=(self.x0_low, self.x0_high) if self.config.clip_x0 else None,
         )
         return self.denormalize(x)
 
@@ -149,6 +159,20 @@ def train_hyperldm(
     flat = mean.reshape(-1, mean.shape[-1])
     model.latent_mean.copy_(flat.mean(0))
     model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
+    spread = (
+        model.normalize(flat)
+        if logvar is None
+        else model.normalize(
+            torch.cat(
+                [
+                    flat - 3 * (0.5 * logvar).exp().reshape(flat.shape),
+                    flat + 3 * (0.5 * logvar).exp().reshape(flat.shape),
+                ]
+            )
+        )
+    )
+    model.x0_low.copy_(spread.min(0).values)
+    model.x0_high.copy_(spread.max(0).values)
     denoiser = model.denoiser
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
