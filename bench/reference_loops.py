@@ -83,9 +83,8 @@ def _decode_one_by_one(base: UncondHNetMAML, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([base.hypernet(row.unsqueeze(0)) for row in z])
 
 
-def hvae_steps(base: UncondHNetMAML, z: torch.Tensor, steps: int, generator: torch.Generator) -> None:
+def hvae_steps(base: UncondHNetMAML, vae: WeightVAE, z: torch.Tensor, steps: int, generator: torch.Generator) -> None:
     """SPEC P3: per batch of 32 latents, weights made task by task, one step of two Adam optimisers (1e-4)."""
-    vae = WeightVAE(base.shape.n_params, (128, 128), 128).to(z.device)
     enc_opt = torch.optim.Adam(vae.encoder.parameters(), lr=1e-4)
     dec_opt = torch.optim.Adam(vae.decoder.parameters(), lr=1e-4)
     for step in range(steps):
@@ -99,9 +98,10 @@ def hvae_steps(base: UncondHNetMAML, z: torch.Tensor, steps: int, generator: tor
         dec_opt.step()
 
 
-def hyperclip_steps(base: UncondHNetMAML, z: torch.Tensor, questions: Questions, steps: int) -> None:
+def hyperclip_steps(
+    base: UncondHNetMAML, encoder: HyperCLIP, z: torch.Tensor, questions: Questions, steps: int
+) -> None:
     """SPEC P4: per batch of 32, weights made task by task, one Adam step (1e-3) on the symmetric InfoNCE."""
-    encoder = HyperCLIP(base.shape.n_params, (128, 128), questions.emb.shape[1]).to(z.device)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
     for step in range(steps):
         rows = slice(step * 32, (step + 1) * 32)
