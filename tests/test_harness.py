@@ -87,7 +87,7 @@ def test_cli_train_eval_compare(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["compare", str(run), "cond-multitask", "clip-zeroshot"]) == 0
     assert "paired over tasks" in capsys.readouterr().out
     assert main(["train", "nonsense", "synthetic", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown method(s) ['nonsense']" in capsys.readouterr().err
+    assert "unknown method or stage ['nonsense']" in capsys.readouterr().err
 
 
 def test_confidence_interval_known_case() -> None:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.losses import vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
+from hyperguide.meta.optim import adam
 from hyperguide.models.vae import WeightVAE
 
 
@@ -43,7 +44,7 @@ def train_hvae(
     n_aug, n_tasks, _ = latents.shape
     base = base.to(device).eval().requires_grad_(False)
     vae = WeightVAE(base.shape.n_params, config.hidden_dims, config.latent_dim).to(device)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    optimizer = adam(vae.parameters(), config.lr, device)
     latents = latents.to(device)
     history = []
     epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)

@@ -19,6 +19,7 @@ from hyperguide.data.batch import Questions
 from hyperguide.meta.inner_loop import InnerLoop, LossFn
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.losses import symmetric_info_nce
+from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, draw
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hypernet import HyperNet
@@ -41,11 +42,6 @@ class HyperCLIPConfig:
     candidates: int = 10  # task identification among this many questions
 
 
-def device_supports_fused(device: str | torch.device) -> bool:
-    """Whether torch's fused Adam runs on this device (CPU and CUDA)."""
-    return torch.device(device).type in ("cpu", "cuda")
-
-
 def train_hyperclip(
     space: LatentSpace,
     latents: torch.Tensor,
@@ -65,7 +61,7 @@ def train_hyperclip(
         space.base.shape.n_params, config.hidden_dims, questions.emb.shape[1], config.question, config.question_heads
     ).to(device)
     # One fused pass over the 50M parameters and Adam's state per step, not one pass per elementwise operation.
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr, fused=device_supports_fused(device))
+    optimizer = adam(encoder.parameters(), config.lr, device)
     history = []
     epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
     for epoch in tqdm(range(epochs), desc=f"train hyperclip ({space.kind})", disable=not progress, unit="epoch"):

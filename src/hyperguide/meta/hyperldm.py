@@ -32,6 +32,7 @@ from hyperguide.data.batch import Questions
 from hyperguide.diffusion.ddpm import DDPM, EpsModel
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
+from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, draw
 from hyperguide.models.denoiser import LatentDenoiser
 from hyperguide.models.question import QuestionEncoder, QuestionMode
@@ -175,7 +176,7 @@ def train_hyperldm(
     model.x0_high.copy_(spread.max(0).values)
     denoiser = model.denoiser
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = adam(model.parameters(), config.lr, device)
     ddpm = DDPM(config.schedule_obj())
     history = []
     step = 0

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from hyperguide.data.batch import collate
 from hyperguide.data.tasks import Task
 from hyperguide.meta.methods import Method
+from hyperguide.meta.optim import adam
 
 Logger = Callable[[dict[str, float]], None]
 
@@ -59,7 +60,7 @@ def train_method(
         return []
     method.to(device).train()
     params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = adam(params, config.lr, device)
     n_batches = math.ceil(len(tasks) / config.meta_batch_size)
     history: list[dict[str, float]] = []
     bar = tqdm(total=config.epochs * n_batches, desc=f"train {method.name}", disable=not progress, unit="step")
