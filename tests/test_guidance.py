@@ -19,7 +19,7 @@ from hyperguide.meta.collect import CollectConfig, random_subset
 from hyperguide.meta.hvae import HVAEConfig
 from hyperguide.meta.hyperclip import HyperCLIPConfig
 from hyperguide.meta.hyperldm import HyperLDMConfig
-from hyperguide.meta.inner_loop import InnerLoop
+from hyperguide.meta.inner_loop import InnerLoop, support_loss_fn
 from hyperguide.meta.losses import symmetric_info_nce, vae_loss
 from hyperguide.models.vae import WeightVAE
 from hyperguide.stages import GUIDANCE_STAGES, load_trained
@@ -156,3 +156,29 @@ def test_vae_loss_falls_on_toy_data() -> None:
     assert losses[-1] < 0.2 * losses[0]
     _, rec, kl = vae_loss(data, data, torch.zeros(256, 4), torch.zeros(256, 4))
     assert float(rec) == 0 and float(kl) == 0  # a perfect reconstruction and the prior itself
+
+
+def test_hyperldm_sampling_options_start_latent_and_few_shot_guidance(guided_run: tuple[Path, dict, dict]) -> None:
+    out, _, _ = guided_run
+    universe = synthetic_universe()
+    tasks = universe.materialize(range(len(universe.tasks)))
+    batch = collate(tasks[:6])
+    plain = load_trained("hnet+hyperldm@1", tasks, GUIDED, out, 0, 0)
+    assert not plain.uses_support_for_zero_shot
+    z_plain = plain.zero_shot_phi(batch)
+    # start the reverse chain at 10% of the process from the noised meta-learned z0: the samples stay near z0
+    near = replace(GUIDED, hyperldm=replace(GUIDED.hyperldm, start_frac=0.1))
+    z_near = load_trained("hnet+hyperldm@1", tasks, near, out, 0, 0).zero_shot_phi(batch)
+    z0 = plain.space.base.z0.detach()
+    assert float((z_near - z0).norm(dim=-1).mean()) < float((z_plain - z0).norm(dim=-1).mean())
+    # few-shot guidance pulls the samples down the support loss, and marks the row as using labels
+    guided = replace(GUIDED, hyperldm=replace(GUIDED.hyperldm, few_shot_scale=3.0, clip_x0=False))
+    method = load_trained("hnet+hyperldm@1", tasks, guided, out, 0, 0)
+    assert method.uses_support_for_zero_shot
+    z_fs = method.zero_shot_phi(batch)
+    support_loss = support_loss_fn(method.shape, method.generate, batch)
+    unguided = load_trained(
+        "hnet+hyperldm@1", tasks, replace(GUIDED, hyperldm=replace(GUIDED.hyperldm, clip_x0=False)), out, 0, 0
+    ).zero_shot_phi(batch)
+    with torch.no_grad():
+        assert float(support_loss(z_fs).mean()) < float(support_loss(unguided).mean())
