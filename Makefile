@@ -15,10 +15,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The main job on the embedded default universe: prepare easyvqa's features (cached after the first run), print stats.
+# The main job on the embedded default universe: prepare easyvqa's features (cached after the first run), print its
+# statistics, then run the whole benchmark (every stage, row and seed; resumable) into runs/bench-easyvqa-random.
 run: setup
 	$(BIN)/hyperguide prepare easyvqa
 	$(BIN)/hyperguide stats easyvqa
+	$(BIN)/hyperguide bench easyvqa --out runs/bench-easyvqa-random
 
 # The default test suite (slow tests excluded; under 10 minutes on 2 cores).
 test: setup
