@@ -46,6 +46,11 @@ GUIDED = replace(  # HyperLDM and cond-multitask condition on the question's tok
 )
 
 
+def _all_tasks() -> list:
+    universe = synthetic_universe()
+    return universe.materialize(range(len(universe.tasks)))
+
+
 @pytest.fixture(scope="module")
 def guided_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     out = tmp_path_factory.mktemp("guided")
@@ -82,8 +87,7 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
 
 def test_a_fixed_seed_gives_identical_generated_weights(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
-    universe = synthetic_universe()
-    tasks = universe.materialize(range(len(universe.tasks)))
+    tasks = _all_tasks()
     batch = collate(tasks[:5])
     for row in ("hnet+hyperldm@1.5", "hvae+hyperclip"):
         weights = []
@@ -97,8 +101,7 @@ def test_a_fixed_seed_gives_identical_generated_weights(guided_run: tuple[Path, 
 
 def test_hyperclip_guidance_raises_the_cosine_to_the_question(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
-    universe = synthetic_universe()
-    tasks = universe.materialize(range(len(universe.tasks)))
+    tasks = _all_tasks()
     batch = collate(tasks[:8])
     method = load_trained("hnet+hyperclip", tasks, GUIDED, out, 0, 0)
     q = torch.nn.functional.normalize(batch.question_emb, dim=-1)
@@ -160,8 +163,7 @@ def test_vae_loss_falls_on_toy_data() -> None:
 
 def test_hyperldm_sampling_options_start_latent_and_few_shot_guidance(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
-    universe = synthetic_universe()
-    tasks = universe.materialize(range(len(universe.tasks)))
+    tasks = _all_tasks()
     batch = collate(tasks[:6])
     plain = load_trained("hnet+hyperldm@1", tasks, GUIDED, out, 0, 0)
     assert not plain.uses_support_for_zero_shot

@@ -20,7 +20,7 @@ from hyperguide.meta.inner_loop import InnerLoop, LossFn
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
-from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, draw
+from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hypernet import HyperNet
 from hyperguide.models.question import QuestionMode
@@ -54,8 +54,7 @@ def train_hyperclip(
 ) -> tuple[HyperCLIP, list[dict[str, float]]]:
     """Train HyperCLIP on the (A, N, Lz) adapted HNet latents and the N tasks' questions."""
     n_aug, n_tasks, _ = latents.shape
-    space = space.to(device).eval().requires_grad_(False)
-    mean, logvar = space.from_hnet_latents(latents.to(device))
+    data = SpaceLatents.of(space, latents, device)
     questions = questions.to(device)
     encoder = HyperCLIP(
         space.base.shape.n_params, config.hidden_dims, questions.emb.shape[1], config.question, config.question_heads
@@ -69,7 +68,7 @@ def train_hyperclip(
         for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator, min_batch=2):
             aug, idx = aug.to(device), idx.to(device)
             with torch.no_grad():
-                x = draw(mean[aug, idx], None if logvar is None else logvar[aug, idx], generator)
+                x = data.draw(aug, idx, generator)
                 weights = space.decode(x)
             logits = encoder.logits(weights, questions[idx])
             loss = symmetric_info_nce(logits)

@@ -33,7 +33,7 @@ from hyperguide.diffusion.ddpm import DDPM, EpsModel
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.meta.latent_data import epoch_batches, epochs_needed
 from hyperguide.meta.optim import adam
-from hyperguide.meta.spaces import LatentSpace, draw
+from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.denoiser import LatentDenoiser
 from hyperguide.models.question import QuestionEncoder, QuestionMode
 
@@ -153,8 +153,8 @@ def train_hyperldm(
 ) -> tuple[HyperLDM, list[dict[str, float]]]:
     """Train on the (A, N, Lz) adapted HNet latents mapped into `space`; returns the model with EMA weights."""
     n_aug, n_tasks, _ = latents.shape
-    space = space.to(device).eval().requires_grad_(False)
-    mean, logvar = space.from_hnet_latents(latents.to(device))
+    data = SpaceLatents.of(space, latents, device)
+    mean, logvar = data.mean, data.logvar
     questions = questions.to(device)
     model = HyperLDM(mean.shape[-1], questions.emb.shape[1], config).to(device)
     flat = mean.reshape(-1, mean.shape[-1])
@@ -185,7 +185,7 @@ def train_hyperldm(
         losses = []
         for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator):
             aug, idx = aug.to(device), idx.to(device)
-            x0 = model.normalize(draw(mean[aug, idx], None if logvar is None else logvar[aug, idx], generator))
+            x0 = model.normalize(data.draw(aug, idx, generator))
             c = denoiser.drop_condition(model.question.encode(questions[idx]), config.p_uncond, generator)
             loss = ddpm.loss(denoiser, x0, c, generator)
             optimizer.zero_grad(set_to_none=True)

@@ -7,6 +7,7 @@ per example (mean, log-variance; for the HNet the latents themselves with no noi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -97,3 +98,22 @@ class HVAESpace(LatentSpace):
             logvars.append(logvar)
         shape = (*z.shape[:-1], self.latent_dim)
         return torch.cat(mus).reshape(shape), torch.cat(logvars).reshape(shape)
+
+
+@dataclass
+class SpaceLatents:
+    """The adapted HNet latents (A, N, Lz) mapped into a frozen space: per (augmentation, task) a Gaussian, from which
+    the guidance models' training draws."""
+
+    mean: torch.Tensor  # (A, N, L)
+    logvar: torch.Tensor | None
+
+    @classmethod
+    def of(cls, space: LatentSpace, latents: torch.Tensor, device: str | torch.device) -> SpaceLatents:
+        """Freeze `space` on `device` (in place) and map the latents into it."""
+        space.to(device).eval().requires_grad_(False)
+        return cls(*space.from_hnet_latents(latents.to(device)))
+
+    def draw(self, aug: torch.Tensor, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """One sample for each (augmentation, task) pair."""
+        return draw(self.mean[aug, idx], None if self.logvar is None else self.logvar[aug, idx], generator)
