@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyperguide.bench import QUICK, ProgressBoard, bench_config, parse_event, run_bench
+from hyperguide.bench import DEFAULT, QUICK, ProgressBoard, bench_config, parse_event, run_bench
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.eval.stats import summarize
 from hyperguide.plots import GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots
@@ -171,7 +171,9 @@ def test_presets_seeds_and_overrides() -> None:
     quick = bench_config("synthetic", quick=True)
     assert quick.seeds == tuple(QUICK["seeds"]) and quick.train.epochs == QUICK["train.epochs"]
     assert bench_config("synthetic", seeds=4).seeds == (0, 1, 2, 3)
-    assert bench_config("synthetic").train.epochs == 30
+    full = bench_config("synthetic")
+    assert full.train.epochs == DEFAULT["train.epochs"] and full.collect.n_aug == DEFAULT["collect.n_aug"]
+    assert full.method.oracle.steps == DEFAULT["method.oracle.steps"] and full.seeds == (0, 1, 2)
     assert bench_config("synthetic", quick=True, overrides=["train.epochs=1"]).train.epochs == 1
 
 

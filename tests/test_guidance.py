@@ -14,6 +14,7 @@ from safetensors import safe_open
 from hyperguide.data.batch import collate
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.errors import HyperguideError
+from hyperguide.eval.evaluate import evaluate_method, zero_shot_phis
 from hyperguide.harness import RunConfig, default_rows, evaluate_run, train_run
 from hyperguide.meta.collect import CollectConfig, random_subset
 from hyperguide.meta.hvae import HVAEConfig
@@ -97,6 +98,25 @@ def test_a_fixed_seed_gives_identical_generated_weights(guided_run: tuple[Path, 
         assert torch.equal(weights[0], weights[1])
         other = load_trained(row, tasks, GUIDED, out, 1, 0)
         assert not torch.equal(weights[0], other.generate(other.zero_shot_phi(batch)))
+
+
+def test_k_shot_starts_from_the_value_the_zero_shot_column_scored(guided_run: tuple[Path, dict, dict]) -> None:
+    out, _, _ = guided_run
+    tasks = _all_tasks()[:6]
+    method = load_trained("hnet+hyperldm@1", tasks, GUIDED, out, 0, 0)
+    phis = zero_shot_phis(method, tasks, batch_size=4)
+    assert torch.equal(phis[:4], method.zero_shot_phi(collate(tasks[:4])))
+    zero = evaluate_method(method, tasks, start=phis)
+    assert zero == evaluate_method(method, tasks, batch_size=4)
+    # a k-shot subset drops tasks; its batches would draw other starts and noise, the shared value does not
+    assert not torch.equal(zero_shot_phis(method, tasks[2:])[0], phis[2])
+    unchanged = evaluate_method(method, tasks[2:], start=phis[2:], finetune=InnerLoop(steps=0))
+    assert unchanged["acc"] == zero["acc"][2:]
+    with pytest.raises(ValueError, match="6 tasks"):
+        evaluate_method(method, tasks, start=phis[:5])
+    oracle = load_trained("oracle", tasks, GUIDED, out, 0, 0)
+    with pytest.raises(ValueError, match="support set"):
+        zero_shot_phis(oracle, tasks)
 
 
 def test_hyperclip_guidance_raises_the_cosine_to_the_question(guided_run: tuple[Path, dict, dict]) -> None:

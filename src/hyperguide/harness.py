@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hyperguide.config import from_dict, to_dict
 from hyperguide.data.splits import TaskSplit, make_splits
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, reference_scores
+from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, reference_scores, zero_shot_phis
 from hyperguide.eval.stats import paired_difference, summarize
 from hyperguide.io import read_json, write_json
 from hyperguide.meta.collect import CollectConfig
@@ -198,8 +200,10 @@ def _method_scores(
     config: RunConfig,
     seed: int,
     device: str,
+    zero_shot: torch.Tensor | None = None,
 ) -> tuple[list[int], Scores]:
-    """Indices (into `tasks`) of the evaluated tasks and their scores, zero-shot (k None) or k-shot."""
+    """Indices (into `tasks`) of the evaluated tasks and their scores, zero-shot (k None) or k-shot. `zero_shot`: the
+    tasks' zero-shot inner parameters, computed once and shared by every setting (None: each setting computes them)."""
     if k is None:
         kept, chosen = list(range(len(tasks))), tasks
     else:
@@ -211,7 +215,11 @@ def _method_scores(
     if method is None:
         return kept, reference_scores(name, chosen)
     finetune = config.eval.finetune if k is not None else None
-    return kept, evaluate_method(method, chosen, finetune=finetune, batch_size=config.eval.batch_size, device=device)
+    start = None if zero_shot is None else zero_shot[kept]
+    scores = evaluate_method(
+        method, chosen, finetune=finetune, start=start, batch_size=config.eval.batch_size, device=device
+    )
+    return kept, scores
 
 
 def evaluate_run(
@@ -250,10 +258,13 @@ def evaluate_run(
                     train_seconds += float(method.train_seconds)  # type: ignore[arg-type]
                     uses_labels = uses_labels or method.uses_support_for_zero_shot
                 test_tasks = [tasks[i] for i in split.test]
+                zero_shot = None  # a question-only zero-shot value is computed once, and k-shot starts from it
+                if method is not None and not method.uses_support_for_zero_shot:
+                    zero_shot = zero_shot_phis(method, test_tasks, batch_size=config.eval.batch_size, device=device)
                 for setting in settings:
                     if setting is not None and not wants_k:
                         continue
-                    _, scores = _method_scores(name, method, test_tasks, setting, config, seed, device)
+                    _, scores = _method_scores(name, method, test_tasks, setting, config, seed, device, zero_shot)
                     seed_scores[setting]["acc"].extend(scores["acc"])
                     seed_scores[setting]["bal_acc"].extend(scores["bal_acc"])
             per_task_acc.append(seed_scores[None]["acc"])

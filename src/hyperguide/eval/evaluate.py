@@ -35,22 +35,44 @@ def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.T
     )
 
 
+def zero_shot_phis(method: Method, tasks: Sequence[Task], *, batch_size: int = 32, device: str = "cpu") -> torch.Tensor:
+    """(N, ...) zero-shot inner parameters of the tasks, in batches of `batch_size`, for `evaluate_method(start=)`.
+    Only for methods whose zero-shot value reads the question alone (not `uses_support_for_zero_shot`): a k-shot task
+    then starts from the very value its zero-shot score was measured at."""
+    if method.uses_support_for_zero_shot:
+        raise ValueError(f"{method.name}'s zero-shot value depends on the support set; it cannot be reused for k-shot")
+    method.eval()
+    out = []
+    for start in range(0, len(tasks), batch_size):
+        batch = collate(tasks[start : start + batch_size]).to(device)
+        with torch.no_grad():
+            out.append(method.zero_shot_phi(batch).detach())
+    return torch.cat(out)
+
+
 def evaluate_method(
     method: Method,
     tasks: Sequence[Task],
     *,
     finetune: InnerLoop | None = None,
+    start: torch.Tensor | None = None,
     batch_size: int = 32,
     device: str = "cpu",
 ) -> Scores:
-    """Per-task scores of the method's zero-shot weights, or, with `finetune`, after fine-tuning on each support set."""
+    """Per-task scores of the method's zero-shot weights, or, with `finetune`, after fine-tuning on each support set.
+    `start` (aligned with `tasks`, from `zero_shot_phis`) replaces the zero-shot value the method would compute."""
+    if start is not None and len(start) != len(tasks):
+        raise ValueError(f"start has {len(start)} rows for {len(tasks)} tasks")
     method.eval()
     acc: list[float] = []
     bal: list[float] = []
-    for start in range(0, len(tasks), batch_size):
-        batch = collate(tasks[start : start + batch_size]).to(device)
-        with torch.no_grad():  # the inner loop (oracle, fine-tuning) turns gradients on for itself
-            phi = method.zero_shot_phi(batch)
+    for begin in range(0, len(tasks), batch_size):
+        batch = collate(tasks[begin : begin + batch_size]).to(device)
+        if start is not None:
+            phi = start[begin : begin + batch_size].to(device)
+        else:
+            with torch.no_grad():  # the inner loop (oracle, fine-tuning) turns gradients on for itself
+                phi = method.zero_shot_phi(batch)
         if finetune is not None:
             phi = adapt(support_loss_fn(method.shape, method.generate, batch), phi.detach(), finetune)
         a, b = _score(method, batch, phi.detach())
