@@ -180,17 +180,26 @@ def test_presets_seeds_and_overrides() -> None:
 def test_progress_lines_count_units_and_estimate_time_left() -> None:
     now = [0.0]
     stream = io.StringIO()
-    board = ProgressBoard(pending_train=2, rows=2, stream=stream, clock=lambda: now[0])
+    plan = ["cond-multitask", "cond-multitask", "hvae", "hvae"]
+    board = ProgressBoard(plan=plan, rows=2, stream=stream, clock=lambda: now[0])
     for message, t in [
         ("train cond-multitask seed 0 fold 0 (17 tasks)", 0.0),
         ("train cond-multitask seed 1 fold 0 (17 tasks)", 10.0),
-        ("evaluate chance", 20.0),
-        ("evaluate cond-multitask", 24.0),
+        ("train hvae seed 0 fold 0", 20.0),
+        ("train hvae seed 1 fold 0", 80.0),
+        ("train uncond-hnet-maml seed 2 fold 0", 140.0),  # a dependency the plan did not list
+        ("evaluate chance", 150.0),
+        ("evaluate cond-multitask", 154.0),
     ]:
         now[0] = t
         board.say(message)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("[bench] train cond-multitask seed 0 fold 0 [train 1/2]") and "unknown" in lines[0]
-    assert "[train 2/2]" in lines[1] and "left ~0:10 + evaluate (not timed yet)" in lines[1]
-    assert lines[3].endswith("[evaluate 2/2] | elapsed 0:24, left ~0:04")
+    assert lines[0].startswith("[bench] train cond-multitask seed 0 fold 0 [train 1/4]") and "unknown" in lines[0]
+    # each stage is timed on its own: the second cond-multitask unit is known, the two HVAE units are not
+    assert "[train 2/4]" in lines[1]
+    assert "left ~0:10 + 2 trainings of stages not timed yet + evaluate (not timed yet)" in lines[1]
+    assert "[train 3/4]" in lines[2] and "left ~0:00 + 2 trainings of stages not timed yet" in lines[2]
+    assert "[train 4/4]" in lines[3] and "left ~1:00 + evaluate (not timed yet)" in lines[3]
+    assert "[train 5/5]" in lines[4] and "left ~0:00 + 1 training of stages not timed yet" in lines[4]
+    assert lines[6].endswith("[evaluate 2/2] | elapsed 2:34, left ~0:04")
     assert parse_event("hyperclip-hnet: task identification among 10") is None

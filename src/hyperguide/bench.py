@@ -134,10 +134,12 @@ def _clock(seconds: float) -> str:
 class ProgressBoard:
     """Counts units as the harness announces them and prints one line per unit: what runs, elapsed, time left.
 
-    A harness message starts a unit and ends the one before it. Time left is, per stage, the mean seconds of the units
-    of that stage done so far times the units left; a stage with no unit done yet is shown as still unknown."""
+    A harness message starts a unit and ends the one before it. Time left: each planned training counts the mean
+    seconds of the finished trainings of its stage (every seed and fold of a stage costs about the same), and each
+    table row left the mean seconds of the rows evaluated so far; work with nothing of its kind timed yet is named
+    beside the estimate instead of guessed."""
 
-    pending_train: int
+    plan: list[str]  # the stage of each pending training, in the order they run
     rows: int
     stream: TextIO = sys.stderr
     clock: Callable[[], float] = time.perf_counter
@@ -149,6 +151,11 @@ class ProgressBoard:
 
     def __post_init__(self) -> None:
         self.start = self.clock()
+        self.plan = list(self.plan)
+
+    @property
+    def pending_train(self) -> int:
+        return len(self.plan)
 
     def say(self, message: str) -> None:
         unit = parse_event(message)
@@ -156,8 +163,8 @@ class ProgressBoard:
             self._line(message)
             return
         self.finish()
-        if unit.stage == "train" and len(self.done["train"]) >= self.pending_train:
-            self.pending_train += 1  # a dependency the plan did not list (e.g. the HNet under a HyperLDM)
+        if unit.stage == "train" and self._trained(unit.method) >= self.plan.count(unit.method):
+            self.plan.append(unit.method)  # a dependency the plan did not list (e.g. the HNet under a HyperLDM)
         self.current, self.current_start = unit, self.clock()
         n_done = len(self.done[unit.stage]) + 1
         n_all = self.pending_train if unit.stage == "train" else self.rows
@@ -175,21 +182,34 @@ class ProgressBoard:
     def eval_seconds(self) -> dict[str, float]:
         return {u.method: s for u, s in self.seconds_by_unit.items() if u.stage == "evaluate"}
 
+    def _stage_seconds(self, method: str) -> list[float]:
+        return [s for u, s in self.seconds_by_unit.items() if u.stage == "train" and u.method == method]
+
+    def _trained(self, method: str) -> int:
+        return len(self._stage_seconds(method))
+
     def _times(self) -> str:
         elapsed = self.clock() - self.start
-        left, unknown = 0.0, []
-        for stage, total in (("train", self.pending_train), ("evaluate", self.rows)):
-            done = self.done[stage]
-            remaining = total - len(done)
-            if remaining <= 0:
-                continue
-            if done:
-                left += remaining * sum(done) / len(done)
+        left, untimed = 0.0, []
+        not_timed = 0  # trainings of stages with no finished unit yet
+        for method in dict.fromkeys(self.plan):
+            seconds = self._stage_seconds(method)
+            remaining = self.plan.count(method) - len(seconds)
+            if remaining > 0 and seconds:
+                left += remaining * sum(seconds) / len(seconds)
+            elif remaining > 0:
+                not_timed += remaining
+        if not_timed:
+            untimed.append(f"{not_timed} training{'s' * (not_timed > 1)} of stages not timed yet")
+        rows_done = self.done["evaluate"]
+        if self.rows > len(rows_done):
+            if rows_done:
+                left += (self.rows - len(rows_done)) * sum(rows_done) / len(rows_done)
             else:
-                unknown.append(stage)
-        if len(unknown) == 2:
-            return f"elapsed {_clock(elapsed)}, left: unknown until a unit is done"
-        tail = f" + {unknown[0]} (not timed yet)" if unknown else ""
+                untimed.append("evaluate (not timed yet)")
+        if not self.seconds_by_unit:
+            return f"elapsed {_clock(elapsed)}, left: unknown until a unit is done ({' + '.join(untimed)})"
+        tail = "".join(f" + {u}" for u in untimed)
         return f"elapsed {_clock(elapsed)}, left ~{_clock(left)}{tail}"
 
     def _line(self, text: str) -> None:
@@ -278,7 +298,7 @@ def run_bench(
     write_config(out_dir, config)  # refuses a folder that holds a run with another config
     pending = pending_train_units(universe, config, out_dir)
     planned = len(run_stages(config)) * len(config.seeds) * len(splits_of(universe, config))
-    board = ProgressBoard(pending_train=len(pending), rows=len(config.methods), stream=stream)
+    board = ProgressBoard(plan=[u.method for u in pending], rows=len(config.methods), stream=stream)
     board.say(
         f"{out_dir}: {len(config.methods)} rows, {len(config.seeds)} seeds; "
         f"{planned - len(pending)} of {planned} trainings already done"
