@@ -192,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole benchmark, resumable: train every method over seeds, evaluate, write the report",
         description="Train every method (RunConfig's rows) over seeds and folds, evaluate them all, and write "
         "OUT/results.json (with seconds per stage), OUT/results.md and PNG plots. Finished stages in OUT are reused: "
-        "a run killed at any point resumes when started again with the same arguments and ends with the same numbers.",
+        "a run killed at any point resumes when started again with the same arguments and ends with the same numbers. "
+        "Without --quick it runs 3 seeds with the DEFAULT preset of hyperguide.bench (sized for 30 minutes on "
+        "easyvqa's random split on 2 CPU cores; the README lists what it cuts and what each stage costs); --set "
+        "overrides any field of it.",
     )
     bench.add_argument("universe", help=f"task universe: {', '.join(UNIVERSES)}")
     _bench_args(bench)
