@@ -155,11 +155,17 @@ def _loop_steps(ctx: Context, n: int) -> int:
     return min(_steps(n), max(2, ctx.loop_tasks // BATCH))
 
 
-def hvae_epoch(ctx: Context) -> Workload:
+def _latent_setup(ctx: Context) -> tuple[UncondHNetMAML, int, torch.Tensor, torch.Tensor, Questions]:
+    """What the guidance-training workloads share: the frozen HNet, the meta-train task count, the (1, n, 128) latents
+    and their first augmentation on the device, and the meta-train questions on the device."""
     base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
     n = len(ctx.train)
     latents = _latents(ctx, n)
-    z = latents[0].to(ctx.device)
+    return base, n, latents, latents[0].to(ctx.device), Questions.of(ctx.train).to(ctx.device)
+
+
+def hvae_epoch(ctx: Context) -> Workload:
+    base, n, latents, z, _ = _latent_setup(ctx)
     per_row = mlp(1, HNET_DIMS) + 2 * mlp(1, VAE_ENC_DIMS) + 3 * mlp(1, VAE_DEC_DIMS) - 2.0 * P * 128
     config = HVAEConfig(epochs=1)
     loop_steps = _loop_steps(ctx, n)
@@ -176,11 +182,7 @@ def hvae_epoch(ctx: Context) -> Workload:
 
 
 def hyperclip_epoch(ctx: Context) -> Workload:
-    base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
-    n = len(ctx.train)
-    latents = _latents(ctx, n)
-    z = latents[0].to(ctx.device)
-    questions = Questions.of(ctx.train).to(ctx.device)
+    base, n, latents, z, questions = _latent_setup(ctx)
     per_row = mlp(1, HNET_DIMS) + 2 * mlp(1, ENCODER_DIMS) - 2.0 * P * 128
     config = HyperCLIPConfig(epochs=1)
     loop_steps = _loop_steps(ctx, n)
@@ -197,11 +199,7 @@ def hyperclip_epoch(ctx: Context) -> Workload:
 
 
 def hyperldm_epoch(ctx: Context) -> Workload:
-    base = _method(ctx.seed).to(ctx.device).requires_grad_(False)
-    n = len(ctx.train)
-    latents = _latents(ctx, n)
-    z = latents[0].to(ctx.device)
-    questions = Questions.of(ctx.train).to(ctx.device)
+    base, n, latents, z, questions = _latent_setup(ctx)
     config = HyperLDMConfig(epochs=1, min_steps=0)
     model = HyperLDM(LATENT, D, config).to(ctx.device)
     loop_steps = _loop_steps(ctx, n)
