@@ -10,16 +10,17 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from hyperguide.config import HyperLDMConfig, InnerLoop
 from hyperguide.data.batch import Questions
 from hyperguide.data.tasks import Task
 from hyperguide.diffusion.ddpm import DDPM
 from hyperguide.meta.collect import random_subset
-from hyperguide.meta.hyperldm import HyperLDM
-from hyperguide.meta.inner_loop import InnerLoop
+from hyperguide.meta.hyperldm import noise_schedule, sampling_schedule
 from hyperguide.meta.losses import symmetric_info_nce, vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.models.adapter import LOGIT_SCALE, AdapterShape
 from hyperguide.models.hyperclip import HyperCLIP
+from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.models.vae import WeightVAE
 
 
@@ -112,10 +113,15 @@ def hyperclip_steps(
 
 
 def hyperldm_steps(
-    model: HyperLDM, z: torch.Tensor, questions: Questions, steps: int, generator: torch.Generator
+    model: HyperLDM,
+    config: HyperLDMConfig,
+    z: torch.Tensor,
+    questions: Questions,
+    steps: int,
+    generator: torch.Generator,
 ) -> None:
     """SPEC P6: per batch of 32, condition dropout, the eps-MSE at random timesteps, Adam (1e-3), EMA per parameter."""
-    ddpm = DDPM(model.config.schedule_obj())
+    ddpm = DDPM(noise_schedule(config))
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for step in range(steps):
@@ -131,9 +137,11 @@ def hyperldm_steps(
 
 
 @torch.no_grad()
-def sample_one_by_one(model: HyperLDM, questions: Questions, gamma: float, generator: torch.Generator) -> torch.Tensor:
+def sample_one_by_one(
+    model: HyperLDM, config: HyperLDMConfig, questions: Questions, gamma: float, generator: torch.Generator
+) -> torch.Tensor:
     """SPEC P7: per task, the whole reverse chain with guidance scale gamma (two denoiser passes per step)."""
-    ddpm = DDPM(model.config.sampling_schedule())
+    ddpm = DDPM(sampling_schedule(config))
     timesteps = ddpm.schedule.original_timesteps.tolist()
     device = questions.emb.device
     out = []

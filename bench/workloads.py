@@ -31,16 +31,17 @@ from dataclasses import dataclass
 import reference_loops as ref
 import torch
 
+from hyperguide.config import HVAEConfig, HyperCLIPConfig, HyperLDMConfig, InnerLoop, MethodConfig, TrainConfig
 from hyperguide.data.batch import Questions
 from hyperguide.data.tasks import Task
 from hyperguide.meta.collect import collect_latents
-from hyperguide.meta.hvae import HVAEConfig, train_hvae
-from hyperguide.meta.hyperclip import HyperCLIPConfig, guidance_loss_fn, train_hyperclip
-from hyperguide.meta.hyperldm import HyperLDM, HyperLDMConfig, train_hyperldm
-from hyperguide.meta.inner_loop import InnerLoop, adapt
-from hyperguide.meta.methods import MethodConfig, UncondHNetMAML
+from hyperguide.meta.hvae import train_hvae
+from hyperguide.meta.hyperclip import guidance_loss_fn, train_hyperclip
+from hyperguide.meta.hyperldm import build_hyperldm, sample_latents, train_hyperldm
+from hyperguide.meta.inner_loop import adapt
+from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace
-from hyperguide.meta.train import TrainConfig, train_method
+from hyperguide.meta.train import train_method
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.vae import WeightVAE
@@ -201,7 +202,7 @@ def hyperclip_epoch(ctx: Context) -> Workload:
 def hyperldm_epoch(ctx: Context) -> Workload:
     base, n, latents, z, questions = _latent_setup(ctx)
     config = HyperLDMConfig(epochs=1, min_steps=0)
-    model = HyperLDM(LATENT, D, config).to(ctx.device)
+    model = build_hyperldm(LATENT, D, config).to(ctx.device)
     loop_steps = _loop_steps(ctx, n)
     return Workload(
         "hyperldm_epoch",
@@ -209,7 +210,7 @@ def hyperldm_epoch(ctx: Context) -> Workload:
         loop_steps,
         "step",
         lambda: train_hyperldm(HNetSpace(base), latents, questions, config, generator=_gen(ctx), device=ctx.device),
-        lambda: ref.hyperldm_steps(model, z, questions, loop_steps, _gen(ctx)),
+        lambda: ref.hyperldm_steps(model, config, z, questions, loop_steps, _gen(ctx)),
         3 * mlp(n, DENOISER_DIMS) / 1e9,
     )
 
@@ -217,7 +218,7 @@ def hyperldm_epoch(ctx: Context) -> Workload:
 def _sample(ctx: Context, name: str, sample_steps: int | None) -> Workload:
     config = HyperLDMConfig(sample_steps=sample_steps)
     torch.manual_seed(ctx.seed)
-    model = HyperLDM(LATENT, D, config).to(ctx.device).eval()
+    model = build_hyperldm(LATENT, D, config).to(ctx.device).eval()
     questions = Questions.of(ctx.test).to(ctx.device)
     subset = questions[: ctx.loop_tasks]
     steps = sample_steps or config.num_steps
@@ -227,8 +228,8 @@ def _sample(ctx: Context, name: str, sample_steps: int | None) -> Workload:
         len(ctx.test),
         len(subset),
         "task",
-        lambda: model.sample(questions, gamma=ctx.gamma, generator=_gen(ctx)),
-        lambda: ref.sample_one_by_one(model, subset, ctx.gamma, _gen(ctx)),
+        lambda: sample_latents(model, questions, config, gamma=ctx.gamma, generator=_gen(ctx)),
+        lambda: ref.sample_one_by_one(model, config, subset, ctx.gamma, _gen(ctx)),
         steps * passes * mlp(len(ctx.test), DENOISER_DIMS) / 1e9,
     )
 

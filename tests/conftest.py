@@ -1,10 +1,12 @@
-"""Shared fixtures: every test gets its own HYPERGUIDE_HOME, so nothing touches the user's cache."""
+"""Shared fixtures: every test gets its own HYPERGUIDE_HOME, so nothing touches the user's cache; a tiny CLIP."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import make_images, make_tiny_clip
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_METAVQA = REPO.parent / "shared" / "data" / "metavqa"
@@ -15,3 +17,14 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("hyperguide_home")
     monkeypatch.setenv("HYPERGUIDE_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised CLIP model folder (see `tests/helpers.py`)."""
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path]]:
+    return make_images(tmp_path_factory.mktemp("images"))

@@ -1,5 +1,6 @@
-"""`hyperguide bench`: a run killed with SIGKILL (in training and in evaluation) resumes to the same results.json as an
-uninterrupted one; the report's table, paired differences and plots; presets and the progress display."""
+"""`hyperguide bench`: a run killed with SIGKILL (in the middle of a stage and in evaluation) resumes to the same
+results.json as an uninterrupted one, and a killed stage keeps its log so far; the report's table, paired
+differences and plots; presets and the progress display."""
 
 from __future__ import annotations
 
@@ -13,17 +14,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyperguide.bench import DEFAULT, QUICK, ProgressBoard, bench_config, parse_event, run_bench
+import pytest
+
+from hyperguide.cli import main
+from hyperguide.config import resolve_config
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.eval.stats import summarize
-from hyperguide.plots import GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots
-from hyperguide.report import best_of, render_markdown, render_table, row_kind
+from hyperguide.events import RowStarted, StageStarted
+from hyperguide.report.markdown import best_of, render_markdown, render_table, row_kind
+from hyperguide.report.plots import GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots
+from hyperguide.run.bench import run_bench
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.progress import ProgressBoard
 
+REPO = Path(__file__).resolve().parents[1]
 WALL_CLOCK = ("timing",)  # top-level keys that legitimately differ between two identical runs
+# The HVAE stage trains long enough (on `synthetic`, about a second) to be killed in its middle.
+LONG_STAGE = ["--set", "hvae.epochs=400"]
 
 
 def _bench_command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "hyperguide.cli", "bench", "synthetic", "--quick", "--out", str(out)]
+    return [sys.executable, "-m", "hyperguide.cli", "bench", "synthetic", "--quick", "--out", str(out), *LONG_STAGE]
 
 
 def _env() -> dict[str, str]:
@@ -55,21 +66,30 @@ def _without_wall_clock(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def test_killed_bench_resumes_to_the_same_results(tmp_path: Path) -> None:
     a, b = tmp_path / "A", tmp_path / "B"
     # The uninterrupted run, beside the interrupted ones (one thread each).
     uninterrupted = subprocess.Popen(_bench_command(a), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    # Kill in the middle of training: once the first checkpoint of a mid-run stage exists.
-    mid_stage = b / "cond-multitask" / "seed0-fold0.json"
-    _kill_when(b, tmp_path / "b1.log", mid_stage.is_file)
-    assert not (b / "results.json").exists()
-    assert not (b / "hyperldm-hvae" / "seed1-fold0.json").exists()  # the last training stage had not run
+    # Kill in the middle of a stage: the HVAE of seed 0 has logged two epochs and has no checkpoint yet.
+    log_file, checkpoint = b / "hvae" / "seed0-fold0.metrics.jsonl", b / "hvae" / "seed0-fold0.json"
+    _kill_when(b, tmp_path / "b1.log", lambda: len(_log_lines(log_file)) >= 2 and not checkpoint.exists())
+    assert not checkpoint.exists() and not (b / "results.json").exists()
+    epochs = _log_lines(log_file)  # the killed stage's log so far: one complete record per epoch done
+    assert len(epochs) >= 2 and [r["epoch"] for r in epochs] == list(range(1, len(epochs) + 1))
+    assert all(set(r) >= {"epoch", "step", "loss", "recon", "kl", "seconds"} for r in epochs)
+    assert (b / "cond-multitask" / "seed1-fold0.json").is_file()  # the stages before it are done
+    assert len(_log_lines(b / "cond-multitask" / "seed1-fold0.metrics.jsonl")) == 3  # quick: 3 meta-epochs
 
     # Kill in the middle of the evaluation.
     log = tmp_path / "b2.log"
     _kill_when(b, log, lambda: "evaluate cond-multitask " in log.read_text())
     assert "trainings already done" in log.read_text()
+    assert len(_log_lines(log_file)) == 400  # the HVAE stage was trained again, from scratch, to its end
     partial = b / "results.json"
     assert not partial.exists() or "timing" not in json.loads(partial.read_text())
 
@@ -87,7 +107,8 @@ def test_killed_bench_resumes_to_the_same_results(tmp_path: Path) -> None:
         assert (b / name).stat().st_size > 0, name
     assert not list(b.glob(".*.tmp"))  # the killed runs' temporary files are never left as results
 
-    again = run_bench(synthetic_universe(), bench_config("synthetic", quick=True), b, stream=io.StringIO())
+    config = resolve_config("quick", {"universe": "synthetic"}, LONG_STAGE[1:])
+    again = run_bench(synthetic_universe(), config, RunFolder(b), stream=io.StringIO())
     assert again.trained_units == 0 and again.reused_evaluation
     assert _without_wall_clock(json.loads((b / "results.json").read_text())) == _without_wall_clock(results_b)
 
@@ -168,13 +189,31 @@ def test_plots_are_nonempty_pngs(tmp_path: Path) -> None:
 
 
 def test_presets_seeds_and_overrides() -> None:
-    quick = bench_config("synthetic", quick=True)
-    assert quick.seeds == tuple(QUICK["seeds"]) and quick.train.epochs == QUICK["train.epochs"]
-    assert bench_config("synthetic", seeds=4).seeds == (0, 1, 2, 3)
-    full = bench_config("synthetic")
-    assert full.train.epochs == DEFAULT["train.epochs"] and full.collect.n_aug == DEFAULT["collect.n_aug"]
-    assert full.method.oracle.steps == DEFAULT["method.oracle.steps"] and full.seeds == (0, 1, 2)
-    assert bench_config("synthetic", quick=True, overrides=["train.epochs=1"]).train.epochs == 1
+    quick_file = json.loads((REPO / "configs" / "quick.json").read_text())
+    quick = resolve_config("quick")
+    assert quick.seeds == tuple(quick_file["seeds"]) and quick.train.epochs == quick_file["train"]["epochs"]
+    assert resolve_config(REPO / "configs" / "quick.json") == quick  # a preset is its file
+    assert resolve_config("quick", {"seeds": [0, 1, 2, 3]}).seeds == (0, 1, 2, 3)
+    full = resolve_config()  # the default preset
+    assert full.train.epochs == 30 and full.collect.n_aug == 5 and full.method.oracle.steps == 50
+    assert full.seeds == (0, 1, 2) and full.hvae.epochs == 60
+    assert resolve_config(None).train.epochs == 100  # no preset: the dataclass defaults
+    assert resolve_config("quick", overrides=["train.epochs=1"]).train.epochs == 1
+
+
+def test_cli_config_prints_the_tree_and_quick_is_its_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "synthetic", "--quick", "--set", "train.lr=0.01"]) == 0
+    text = capsys.readouterr().out
+    assert 'universe = "synthetic"' in text and "# task universe" in text
+    assert "train.lr = 0.01" in text and "(default 0.001)" in text and "[hyperldm] HyperLDM" in text
+    assert main(["config", "synthetic", "--quick", "--json"]) == 0
+    via_flag = json.loads(capsys.readouterr().out)
+    assert main(["config", "synthetic", "--config", str(REPO / "configs" / "quick.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == via_flag
+    assert main(["config", "--set", "method.inner.lr=0"]) == 2
+    assert "config.method.inner: inner loop needs steps >= 0 and lr > 0" in capsys.readouterr().err
+    assert main(["config", "--set", "train.lr=Infinity"]) == 2
+    assert "config.train.lr: inf is not a finite number" in capsys.readouterr().err
 
 
 def test_progress_lines_count_units_and_estimate_time_left() -> None:
@@ -182,17 +221,17 @@ def test_progress_lines_count_units_and_estimate_time_left() -> None:
     stream = io.StringIO()
     plan = ["cond-multitask", "cond-multitask", "hvae", "hvae"]
     board = ProgressBoard(plan=plan, rows=2, stream=stream, clock=lambda: now[0])
-    for message, t in [
-        ("train cond-multitask seed 0 fold 0 (17 tasks)", 0.0),
-        ("train cond-multitask seed 1 fold 0 (17 tasks)", 10.0),
-        ("train hvae seed 0 fold 0", 20.0),
-        ("train hvae seed 1 fold 0", 80.0),
-        ("train uncond-hnet-maml seed 2 fold 0", 140.0),  # a dependency the plan did not list
-        ("evaluate chance", 150.0),
-        ("evaluate cond-multitask", 154.0),
+    for event, t in [
+        (StageStarted("cond-multitask", 0, 0, 17), 0.0),
+        (StageStarted("cond-multitask", 1, 0, 17), 10.0),
+        (StageStarted("hvae", 0, 0, 17), 20.0),
+        (StageStarted("hvae", 1, 0, 17), 80.0),
+        (StageStarted("uncond-hnet-maml", 2, 0, 17), 140.0),  # a dependency the plan did not list
+        (RowStarted("chance"), 150.0),
+        (RowStarted("cond-multitask"), 154.0),
     ]:
         now[0] = t
-        board.say(message)
+        board(event)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("[bench] train cond-multitask seed 0 fold 0 [train 1/4]") and "unknown" in lines[0]
     # each stage is timed on its own: the second cond-multitask unit is known, the two HVAE units are not
@@ -202,4 +241,3 @@ def test_progress_lines_count_units_and_estimate_time_left() -> None:
     assert "[train 4/4]" in lines[3] and "left ~1:00 + evaluate (not timed yet)" in lines[3]
     assert "[train 5/5]" in lines[4] and "left ~0:00 + 1 training of stages not timed yet" in lines[4]
     assert lines[6].endswith("[evaluate 2/2] | elapsed 2:34, left ~0:04")
-    assert parse_event("hyperclip-hnet: task identification among 10") is None

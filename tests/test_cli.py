@@ -34,8 +34,8 @@ def test_bad_split_name_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_easyvqa_must_be_prepared_before_loading() -> None:
-    from hyperguide.data.universes import load_universe
     from hyperguide.errors import HyperguideError
+    from hyperguide.universes import load_universe
 
     with pytest.raises(HyperguideError, match="hyperguide prepare easyvqa"):
         load_universe("easyvqa")

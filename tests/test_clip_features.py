@@ -11,89 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from hyperguide.data.metavqa import (
-    IMAGE_FEATURES,
-    IMAGE_SHARDS,
-    MANIFEST,
-    QUESTION_TOKENS_FILE,
-    TEXT_FEATURES,
-    load_metavqa,
-    prepare_metavqa,
-)
+from hyperguide.data.metavqa import IMAGE_FEATURES, IMAGE_SHARDS, MANIFEST, TEXT_FEATURES
+from hyperguide.data.tokens import QUESTION_TOKENS_FILE
 from hyperguide.encoders.clip import ClipEncoder
 from hyperguide.errors import HyperguideError
-
-MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-
-
-def byte_chars() -> list[str]:
-    """The 256 printable characters that byte-level BPE uses for the 256 bytes (GPT-2 / CLIP)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            chars.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in chars]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import CLIPConfig, CLIPModel
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    chars = byte_chars()
-    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
-    bos, eos = len(vocab), len(vocab) + 1
-    vocab |= {"<|startoftext|>": bos, "<|endoftext|>": eos}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")  # no merges: one token per character
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CLIPTokenizer"}))
-    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": MEAN, "image_std": STD}))
-    torch.manual_seed(0)
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=40,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
-    vision = dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
-    )
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
-    return folder
+from hyperguide.universes.metavqa import load_metavqa, prepare_metavqa
+from tests.helpers import MEAN, STD, write_fixture
 
 
 @pytest.fixture(scope="module")
 def encoder(model_dir: Path) -> ClipEncoder:
     return ClipEncoder(model_dir)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path]]:
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    named = []
-    for i, (size, mode, ext) in enumerate(
-        [
-            ((48, 40), "RGB", "jpg"),
-            ((64, 32), "RGB", "png"),
-            ((40, 40), "L", "png"),
-            ((33, 50), "RGBA", "png"),
-            ((32, 32), "RGB", "jpg"),
-        ]
-    ):
-        channels = {"RGB": 3, "L": 1, "RGBA": 4}[mode]
-        array = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
-        path = folder / f"img{i}.{ext}"
-        Image.fromarray(array.squeeze(-1) if channels == 1 else array, mode).save(path)
-        named.append((f"img{i}", path))
-    return named
 
 
 def reference_pixels(path: Path) -> torch.Tensor:
@@ -123,7 +51,7 @@ def count_calls(enc: ClipEncoder, monkeypatch: pytest.MonkeyPatch, fail_on: int 
 def test_features_equal_a_direct_model_call(encoder: ClipEncoder, images, tmp_path: Path) -> None:
     from transformers import CLIPModel
 
-    table = encoder.encode_images(images, tmp_path, batch_size=2, progress=False)
+    table = encoder.encode_images(images, tmp_path, batch_size=2)
     assert table.keys == [name for name, _ in images] and table.values.shape == (5, 16)
     assert table.values.dtype == torch.float32
     model = CLIPModel.from_pretrained(encoder.name, local_files_only=True).eval()
@@ -144,29 +72,29 @@ def test_features_equal_a_direct_model_call(encoder: ClipEncoder, images, tmp_pa
 
 
 def test_resume_reuses_shards_and_recomputes_bad_ones(encoder, images, tmp_path, monkeypatch) -> None:
-    first = encoder.encode_images(images, tmp_path, batch_size=2, shard_size=2, progress=False)
+    first = encoder.encode_images(images, tmp_path, batch_size=2, shard_size=2)
     shards = sorted((tmp_path / "shards").iterdir())
     assert [p.name for p in shards] == ["shard-00000.safetensors", "shard-00001.safetensors", "shard-00002.safetensors"]
     calls = count_calls(encoder, monkeypatch)
-    again = encoder.encode_images(images, tmp_path, batch_size=2, shard_size=2, progress=False)
+    again = encoder.encode_images(images, tmp_path, batch_size=2, shard_size=2)
     assert calls == [] and torch.equal(first.values, again.values)
 
     (tmp_path / "shards" / "shard-00001.safetensors").write_bytes(b"torn")  # corrupt: recomputed
     other = ClipEncoder(encoder.name)  # wrong keys in shard 2: recomputed, not trusted
-    other.encode_images(images[:4] + [("zzz", images[4][1])], tmp_path / "x", shard_size=2, progress=False)
+    other.encode_images(images[:4] + [("zzz", images[4][1])], tmp_path / "x", shard_size=2)
     shutil.copy(tmp_path / "x" / "shards" / "shard-00002.safetensors", tmp_path / "shards" / "shard-00002.safetensors")
-    repaired = encoder.encode_images(images, tmp_path, batch_size=2, shard_size=2, progress=False)
+    repaired = encoder.encode_images(images, tmp_path, batch_size=2, shard_size=2)
     assert calls == [2, 1] and torch.equal(first.values, repaired.values)
 
 
 def test_interrupted_run_resumes_to_the_same_features(encoder, images, tmp_path, monkeypatch) -> None:
-    expected = encoder.encode_images(images, tmp_path / "full", batch_size=2, progress=False)
+    expected = encoder.encode_images(images, tmp_path / "full", batch_size=2)
     calls = count_calls(encoder, monkeypatch, fail_on=2)
     with pytest.raises(RuntimeError, match="simulated"):
-        encoder.encode_images(images, tmp_path / "cut", batch_size=2, shard_size=2, progress=False)
+        encoder.encode_images(images, tmp_path / "cut", batch_size=2, shard_size=2)
     assert [p.name for p in (tmp_path / "cut" / "shards").iterdir()] == ["shard-00000.safetensors"]  # no temp file
     calls.clear()
-    resumed = encoder.encode_images(images, tmp_path / "cut", batch_size=2, shard_size=2, progress=False)
+    resumed = encoder.encode_images(images, tmp_path / "cut", batch_size=2, shard_size=2)
     assert calls == [2, 1]  # shard 0 was reused
     torch.testing.assert_close(resumed.values, expected.values, atol=1e-6, rtol=1e-6)
 
@@ -175,7 +103,7 @@ def test_corrupt_image_is_named_and_nothing_half_written(encoder, images, tmp_pa
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     with pytest.raises(HyperguideError, match="broken.jpg"):
-        encoder.encode_images([*images[:2], ("zbroken", bad)], tmp_path / "cache", shard_size=2, progress=False)
+        encoder.encode_images([*images[:2], ("zbroken", bad)], tmp_path / "cache", shard_size=2)
     assert [p.name for p in (tmp_path / "cache" / "shards").iterdir()] == ["shard-00000.safetensors"]
 
 
@@ -187,45 +115,10 @@ def test_model_that_cannot_load_offline_is_an_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ prepare + load
 
 
-def write_fixture(root: Path, images) -> tuple[Path, Path]:
-    names = [
-        "COCO_train2014_000000000001",
-        "COCO_train2014_000000000002",
-        "COCO_val2014_000000000003",
-        "COCO_val2014_000000000004",
-        "COCO_train2014_000000000005",
-    ]
-    coco = root / "coco"
-    for i, name in enumerate(names):
-        target = coco / (name.split("_")[1] if i < 4 else "") / f"{name}.jpg"  # the last one at the top level
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.open(images[i][1]).convert("RGB").save(target, format="JPEG")
-    splits = root / "splits"
-    splits.mkdir()
-    train = {
-        "What color is it?": {
-            "train": [[names[0], "red"], [names[2], "blue"]],
-            "test": [[names[1], "red"], [names[3], "blue"]],
-            "answers": ["red", "blue"],
-        }
-    }
-    test = {
-        "How many cats?": {
-            "train": [[names[4], "1"], [names[0], "2"]],
-            "test": [[names[1], "1"], [names[2], "2"]],
-            "answers": ["1", "2"],
-        }
-    }
-    (splits / "meta_train.json").write_text(json.dumps(train))
-    (splits / "meta_test.json").write_text(json.dumps(test))
-    (splits / "prompt_meta.json").write_text(json.dumps({"What color is it?": "it is {}"}))
-    return splits, coco
-
-
 def test_prepare_and_load_metavqa(model_dir, encoder, images, tmp_path) -> None:
     splits, coco = write_fixture(tmp_path, images)
     out = tmp_path / "features"
-    prepare_metavqa(splits, coco, out, clip_model=str(model_dir), batch_size=2, progress=False)
+    prepare_metavqa(splits, coco, out, clip_model=str(model_dir), batch_size=2)
     assert sorted(p.name for p in out.iterdir()) == [IMAGE_FEATURES, MANIFEST, QUESTION_TOKENS_FILE, TEXT_FEATURES]
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["clip_model"] == str(model_dir) and manifest["image_dim"] == manifest["text_dim"] == 16
@@ -240,14 +133,14 @@ def test_prepare_and_load_metavqa(model_dir, encoder, images, tmp_path) -> None:
     torch.testing.assert_close(task.support_x[:1], direct, atol=1e-5, rtol=1e-5)
 
     stamp = (out / IMAGE_FEATURES).stat().st_mtime_ns
-    prepare_metavqa(splits, coco, out, clip_model=str(model_dir), progress=False)  # complete: nothing to do
+    prepare_metavqa(splits, coco, out, clip_model=str(model_dir))  # complete: nothing to do
     assert (out / IMAGE_FEATURES).stat().st_mtime_ns == stamp
     with pytest.raises(HyperguideError, match="not 'another/model'"):
         load_metavqa(splits, out, clip_model="another/model")
 
     copy = tmp_path / "tiny-clip-copy"
     shutil.copytree(model_dir, copy)
-    prepare_metavqa(splits, coco, out, clip_model=str(copy), progress=False)  # another model: recomputed
+    prepare_metavqa(splits, coco, out, clip_model=str(copy))  # another model: recomputed
     assert json.loads((out / MANIFEST).read_text())["clip_model"] == str(copy)
     assert not (out / IMAGE_SHARDS).exists()
 
@@ -256,5 +149,5 @@ def test_prepare_names_a_missing_image(model_dir, images, tmp_path) -> None:
     splits, coco = write_fixture(tmp_path, images)
     (coco / "val2014" / "COCO_val2014_000000000004.jpg").unlink()
     with pytest.raises(HyperguideError, match="COCO_val2014_000000000004 not found"):
-        prepare_metavqa(splits, coco, tmp_path / "features", clip_model=str(model_dir), progress=False)
+        prepare_metavqa(splits, coco, tmp_path / "features", clip_model=str(model_dir))
     assert not (tmp_path / "features" / MANIFEST).exists()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hyperguide.cli import main
-from hyperguide.data import universes
-from hyperguide.data.universes import UniverseOptions, load_universe, prepare_universe
 from hyperguide.errors import HyperguideError
+from hyperguide.universes import UniverseOptions, load_universe, prepare_universe
+from hyperguide.universes.base import manifest_matches
 
 
 def test_prepare_then_load_easyvqa(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,22 +27,22 @@ def test_prepare_then_load_easyvqa(isolated_home: Path, capsys: pytest.CaptureFi
     # A second run with the same request reuses the cache; a different request does not trust it.
     assert main(["prepare", "easyvqa", "--tower-epochs", "1", "--quiet"]) == 0
     assert "reused cached preparation" in capsys.readouterr().out
-    assert universes._manifest_matches(isolated_home / "easyvqa", {"tower_epochs": 2}) is None
+    assert manifest_matches(isolated_home / "easyvqa", {"tower_epochs": 2}) is None
 
     # The answer-prompt style only changes which prepared texts are used.
-    bare = load_universe("easyvqa", UniverseOptions(prompts="answer"))
+    bare = load_universe("easyvqa", prompts="declarative")
     assert bare.task(0).answer_emb.shape == universe.task(0).answer_emb.shape
 
 
 def test_crash_during_prepare_leaves_nothing_trusted(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hyperguide.data.easyvqa_images as images
+    import hyperguide.universes.easyvqa as easyvqa
 
     def crash(*args: object, **kwargs: object) -> dict:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images, "prepare_easyvqa_image_features", crash)
+    monkeypatch.setattr(easyvqa, "prepare_easyvqa_image_features", crash)
     with pytest.raises(KeyboardInterrupt):
-        prepare_universe("easyvqa", UniverseOptions(progress=False, tower_epochs=1))
+        prepare_universe("easyvqa", UniverseOptions(tower_epochs=1))
     assert (isolated_home / "easyvqa" / "text_features.safetensors").is_file()  # finished work is on disk
     assert not (isolated_home / "easyvqa" / "manifest.json").exists()  # but not trusted
     with pytest.raises(HyperguideError, match="not prepared"):

@@ -11,39 +11,41 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from hyperguide.config import CollectConfig, HVAEConfig, HyperCLIPConfig, HyperLDMConfig, InnerLoop, RunConfig
 from hyperguide.data.batch import collate
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import evaluate_method, zero_shot_phis
-from hyperguide.harness import RunConfig, default_rows, evaluate_run, train_run
-from hyperguide.meta.collect import CollectConfig, random_subset
-from hyperguide.meta.hvae import HVAEConfig
-from hyperguide.meta.hyperclip import HyperCLIPConfig
-from hyperguide.meta.hyperldm import HyperLDMConfig
-from hyperguide.meta.inner_loop import InnerLoop, support_loss_fn
+from hyperguide.meta.collect import random_subset
+from hyperguide.meta.inner_loop import support_loss_fn
 from hyperguide.meta.losses import symmetric_info_nce, vae_loss
 from hyperguide.models.vae import WeightVAE
-from hyperguide.stages import GUIDANCE_STAGES, load_trained
-from tests.test_harness import TINY
+from hyperguide.rows import parse_row, table_rows
+from hyperguide.run.evaluate import evaluate_run
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.stages import STAGES
+from hyperguide.run.train import resolve_config, train_run
+from tests.helpers import TINY, load_trained
 
-GUIDANCE_ROWS = (
-    "hnet+hyperclip",
-    "hvae+hyperclip",
-    "hnet+hyperldm@0",
-    "hnet+hyperldm@1",
-    "hnet+hyperldm@2",
-    "hvae+hyperldm@1",
-)
+GUIDANCE_METHODS = ("hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm", "hvae+hyperldm")
 GUIDED = replace(  # HyperLDM and cond-multitask condition on the question's tokens, HyperCLIP on the pooled vector
     TINY,
-    methods=("cond-multitask", *GUIDANCE_ROWS),
+    methods=("cond-multitask", *GUIDANCE_METHODS),
     method=replace(TINY.method, question="attention"),
     collect=CollectConfig(n_aug=4),
     hvae=HVAEConfig(hidden_dims=(32,), latent_dim=8, lr=1e-3, epochs=40),
     hyperclip=HyperCLIPConfig(
         hidden_dims=(32,), epochs=40, batch_size=8, guidance=InnerLoop(steps=5, lr=1e-2, optimizer="adam")
     ),
-    hyperldm=HyperLDMConfig(num_steps=50, epochs=30, min_steps=0, hidden_dims=(32,), time_dim=16, question="attention"),
+    hyperldm=HyperLDMConfig(
+        num_steps=50,
+        epochs=30,
+        min_steps=0,
+        hidden_dims=(32,),
+        time_dim=16,
+        question="attention",
+        gammas=(0.0, 1.0, 2.0),
+    ),
 )
 
 
@@ -56,21 +58,24 @@ def _all_tasks() -> list:
 def guided_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     out = tmp_path_factory.mktemp("guided")
     universe = synthetic_universe()
-    seconds = train_run(universe, GUIDED, out, say=lambda s: None)
-    return out, seconds, evaluate_run(universe, out, say=lambda s: None)
+    seconds = train_run(universe, GUIDED, RunFolder(out))
+    return out, seconds, evaluate_run(universe, RunFolder(out))
 
 
 def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, dict]) -> None:
     out, seconds, results = guided_run
-    assert set(GUIDANCE_STAGES) | {"uncond-hnet-maml", "cond-multitask"} == set(seconds)
+    assert set(STAGES) | {"uncond-hnet-maml", "cond-multitask"} == set(seconds)
     assert all(v > 0 for v in seconds.values())
-    for stage in GUIDANCE_STAGES:  # every part trained and stored once per seed, shared by the rows that use it
+    for stage in STAGES:  # every part trained and stored once per seed, shared by the rows that use it
         assert sorted(p.name for p in (out / stage).glob("*.safetensors")) == [
             "seed0-fold0.safetensors",
             "seed1-fold0.safetensors",
         ]
     rows = results["methods"]
-    assert set(rows) == set(GUIDED.methods)
+    assert list(rows) == [
+        "cond-multitask", "hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm@0", "hnet+hyperldm@1", "hnet+hyperldm@2",
+        "hvae+hyperldm@0", "hvae+hyperldm@1", "hvae+hyperldm@2",
+    ]  # fmt: skip
     for row in rows.values():
         assert 0 <= row["zero_shot"]["acc"]["mean"] <= 100 and set(row["k_shot"]) == {"1", "full"}
         assert row["train_seconds"] > 0 and not row["uses_support_labels"]
@@ -140,15 +145,25 @@ def test_random_subset_pools_two_thirds_to_all_examples() -> None:
 
 
 def test_bad_guidance_row_names_are_rejected() -> None:
-    for bad in ("hnet+hyperldm@high", "hvae+hyperldm", "hnet+hyperclip@2", "hnet+hyperdiffusion@1"):
-        with pytest.raises(HyperguideError, match="unknown method"):
-            RunConfig(methods=(bad,))
+    for bad, why in (
+        ("hnet+hyperldm@high", "is not a number"),
+        ("hvae+hyperldm", "sweeps a value"),
+        ("hnet+hyperclip@2", "does not sweep"),
+        ("hnet+hyperdiffusion@1", "unknown method"),
+        ("hnet+hyperldm@-1", ">= 0"),
+    ):
+        with pytest.raises(HyperguideError, match=why):
+            parse_row(bad)
+    with pytest.raises(HyperguideError, match="unknown method 'hnet[+]hyperldm@1'"):
+        resolve_config(RunConfig(methods=("hnet+hyperldm@1",)))  # a config lists methods; the rows follow
 
 
 def test_default_rows_hold_every_guidance_row_and_gamma() -> None:
-    rows = default_rows()
+    rows = [row.name for row in table_rows(RunConfig())]
     assert {"hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm@1.5", "hvae+hyperldm@4", "oracle"} <= set(rows)
-    assert RunConfig().methods == rows
+    assert rows[:2] == ["chance", "majority"] and rows[-1] == "hvae+hyperldm@4" and len(rows) == 22
+    two = [row.name for row in table_rows(replace(RunConfig(), hyperldm=HyperLDMConfig(gammas=(0.5, 3))))]
+    assert two[-4:] == ["hnet+hyperldm@0.5", "hnet+hyperldm@3", "hvae+hyperldm@0.5", "hvae+hyperldm@3"]
 
 
 def test_hyperclip_loss_is_symmetric_and_lower_for_matched_pairs() -> None:

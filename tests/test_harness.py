@@ -10,36 +10,28 @@ import pytest
 import torch
 
 from hyperguide.cli import main
-from hyperguide.config import apply_overrides
+from hyperguide.config import RunConfig, apply_overrides
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.evaluate import k_shot_task, reference_scores
-from hyperguide.eval.stats import paired_difference, summarize, t_interval
-from hyperguide.harness import EvalConfig, RunConfig, compare, evaluate_run, train_run
-from hyperguide.meta.methods import ALL_ROWS, MethodConfig
-from hyperguide.meta.train import TrainConfig
-
-TINY = RunConfig(
-    universe="synthetic",
-    seeds=(0, 1),
-    methods=ALL_ROWS,
-    method=MethodConfig(adapter_hidden=16, latent_dim=8, hnet_hidden=(32,)),
-    train=TrainConfig(epochs=15, meta_batch_size=8, max_examples=32),
-    eval=EvalConfig(k_shots=("1", "full")),
-)
+from hyperguide.eval.evaluate import chance_scores, k_shot_task, majority_scores
+from hyperguide.eval.stats import compare, paired_difference, summarize, t_interval
+from hyperguide.run.evaluate import evaluate_run
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.train import train_run
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run")
     universe = synthetic_universe()
-    train_run(universe, TINY, out, say=lambda s: None)
-    return out, evaluate_run(universe, out, say=lambda s: None)
+    train_run(universe, TINY, RunFolder(out))
+    return out, evaluate_run(universe, RunFolder(out))
 
 
 def test_every_method_trains_and_evaluates(tiny_run: tuple[Path, dict]) -> None:
     out, results = tiny_run
-    assert set(results["methods"]) == set(ALL_ROWS)
+    assert set(results["methods"]) == set(TINY.methods)
     assert results["seeds"] == [0, 1] and results["universe"] == "synthetic" and results["split"] == "random"
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["methods"].keys() == results["methods"].keys()
@@ -60,11 +52,11 @@ def test_resumed_training_ends_with_the_same_numbers(tiny_run: tuple[Path, dict]
     _, results = tiny_run
     universe = synthetic_universe()
     config = RunConfig(**{**TINY.__dict__, "methods": ("uncond-hnet-maml", "cond-multitask")})
-    train_run(universe, config, tmp_path, say=lambda s: None)
+    train_run(universe, config, RunFolder(tmp_path))
     for f in (tmp_path / "cond-multitask").glob("seed1-fold0.*"):
         f.unlink()  # as if killed before this checkpoint was written
-    train_run(universe, config, tmp_path, say=lambda s: None)
-    resumed = evaluate_run(universe, tmp_path, say=lambda s: None)
+    train_run(universe, config, RunFolder(tmp_path))
+    resumed = evaluate_run(universe, RunFolder(tmp_path))
     for name in config.methods:
         assert resumed["methods"][name]["zero_shot"] == results["methods"][name]["zero_shot"]
 
@@ -72,22 +64,22 @@ def test_resumed_training_ends_with_the_same_numbers(tiny_run: tuple[Path, dict]
 def test_a_run_folder_refuses_a_different_config(tiny_run: tuple[Path, dict]) -> None:
     out, _ = tiny_run
     with pytest.raises(HyperguideError, match="different config"):
-        train_run(synthetic_universe(), RunConfig(universe="synthetic", seeds=(5,)), out, say=lambda s: None)
+        train_run(synthetic_universe(), RunConfig(universe="synthetic", seeds=(5,)), RunFolder(out))
 
 
 def test_cli_train_eval_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     common = ["--set", "method.adapter_hidden=8", "--set", "method.hnet_hidden=[16]", "--set", 'eval.k_shots=["2"]']
-    assert (
-        main(["train", "clip-zeroshot,cond-multitask", "synthetic", "--epochs", "2", "--out", str(run), *common]) == 0
-    )
+    common += ["--set", "train.epochs=2", "--seeds", "0"]
+    assert main(["train", "clip-zeroshot,cond-multitask", "synthetic", "--out", str(run), *common]) == 0
     assert main(["eval", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "| cond-multitask |" in out and "2-shot acc" in out
+    assert "| `cond-multitask` |" in out and "2-shot acc" in out and "1 seeds" in out
     assert main(["compare", str(run), "cond-multitask", "clip-zeroshot"]) == 0
     assert "paired over tasks" in capsys.readouterr().out
     assert main(["train", "nonsense", "synthetic", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown method or stage ['nonsense']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown method 'nonsense'" in err and "or a stage: collect" in err
 
 
 def test_confidence_interval_known_case() -> None:
@@ -117,9 +109,9 @@ def test_reference_rows_and_k_shot_filtering() -> None:
     task.query_x = torch.zeros(4, task.support_x.shape[1])
     task.answers = ("a", "b", "c")
     task.answer_emb = torch.randn(3, task.support_x.shape[1])
-    scores = reference_scores("majority", [task])
+    scores = majority_scores([task])
     assert scores["acc"] == [50.0] and scores["bal_acc"] == [pytest.approx(100 / 3)]
-    assert reference_scores("chance", [task])["acc"] == [pytest.approx(100 / 3)]
+    assert chance_scores([task])["acc"] == [pytest.approx(100 / 3)]
     two = k_shot_task(task, 2, torch.Generator().manual_seed(0))
     assert two is not None and sorted(two.support_y.tolist()) == [0, 0, 1, 1]
     assert sorted(two.query_y.tolist()) == [0, 1, 1]  # answer 2 has one support example: dropped from both sets

@@ -14,15 +14,14 @@ from PIL import Image, ImageDraw
 from hyperguide.data.easyvqa_images import attributes_from_qa, caption_vocabulary, captions_for, read_image
 from hyperguide.encoders.image_tower import (
     ImageTower,
-    augment,
     encode,
     load_tower,
     multi_positive_info_nce,
     positive_targets,
     save_tower,
-    train_image_tower,
     zero_shot_accuracy,
 )
+from hyperguide.encoders.tower_training import augment, train_image_tower
 from hyperguide.errors import HyperguideError
 
 # ------------------------------------------------------------------------------------------------------- the loss
@@ -118,7 +117,6 @@ def _train(toy: dict, seed: int = 0, epochs: int = 25) -> tuple[ImageTower, list
         width=16,
         depth=3,
         warmup_steps=5,
-        progress=False,
     )
 
 
@@ -245,11 +243,11 @@ def test_read_image_names_a_broken_png(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_full_easyvqa_tower_reaches_high_zero_shot_accuracy(tmp_path) -> None:
-    from hyperguide.data.easyvqa_images import prepare_easyvqa_image_features
     from hyperguide.data.features import FeatureTable
     from hyperguide.encoders.text import TextEncoder
+    from hyperguide.universes.easyvqa import prepare_easyvqa_image_features
 
-    report = prepare_easyvqa_image_features(tmp_path, TextEncoder(), seed=0, progress=False)
+    report = prepare_easyvqa_image_features(tmp_path, TextEncoder(), seed=0)
     assert report["test_color_accuracy"] > 95.0 and report["test_shape_accuracy"] > 95.0
     table = FeatureTable.load(tmp_path / "image_features.safetensors", dim=384)
     assert len(table) == 5000 and "train/0" in table and "test/0" in table

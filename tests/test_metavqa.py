@@ -15,7 +15,6 @@ from hyperguide.data.metavqa import (
     MANIFEST,
     TEXT_FEATURES,
     image_keys,
-    load_metavqa,
     load_split_files,
     standin_universe,
     text_keys,
@@ -23,6 +22,7 @@ from hyperguide.data.metavqa import (
 from hyperguide.data.metavqa_rules import split_meta_train_test
 from hyperguide.errors import HyperguideError
 from hyperguide.io import write_json
+from hyperguide.universes.metavqa import load_metavqa
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/metavqa"
 needs_shared = pytest.mark.skipif(not (SHARED / "meta_train.json").is_file(), reason="shared Meta-VQA files absent")

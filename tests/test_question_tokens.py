@@ -16,7 +16,7 @@ from hyperguide.data.tasks import Task
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
 from hyperguide.errors import HyperguideError
 from hyperguide.models.question import QuestionEncoder
-from tests.test_clip_features import images, model_dir, write_fixture  # noqa: F401  (tiny-CLIP fixtures)
+from tests.helpers import write_fixture
 
 DQ = 16
 
@@ -152,7 +152,7 @@ def _pinned_question_emb_sum() -> float:
 def test_pooled_mode_is_the_identity_without_parameters() -> None:
     enc = QuestionEncoder(DQ, "pooled")
     batch = collate([make_task(torch.randn(3, DQ), n=2), make_task(None, n=3)])
-    assert enc.out_dim == DQ and not list(enc.parameters())
+    assert not list(enc.parameters())
     assert enc.encode_batch(batch) is batch.question_emb
 
 
@@ -160,7 +160,7 @@ def test_attention_equals_pooled_at_init() -> None:
     torch.manual_seed(0)
     enc = QuestionEncoder(DQ, "attention", heads=4)
     batch = collate([make_task(torch.randn(3, DQ), n=2), make_task(torch.randn(7, DQ), n=3), make_task(None, n=4)])
-    assert enc.out_dim == DQ and enc.encode_batch(batch).equal(batch.question_emb)
+    assert enc.encode_batch(batch).equal(batch.question_emb)
     out = enc.encode_batch(batch)
     out.sum().backward()  # the zero projection gets a gradient, so training moves it
     assert enc.proj.weight.grad is not None and enc.proj.weight.grad.abs().sum() > 0
@@ -230,7 +230,7 @@ def test_load_time_fallback_computes_and_caches_easyvqa_tokens(
     isolated_home: Path, text_encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder prepared before token features existed: loading computes the tokens once and caches them."""
-    from hyperguide.data import universes
+    from hyperguide import universes
     from hyperguide.data.easyvqa import easyvqa_structure
     from hyperguide.data.features import FeatureTable
     from hyperguide.encoders import text as text_module
@@ -255,7 +255,7 @@ def test_load_time_fallback_computes_and_caches_easyvqa_tokens(
         def __init__(self, *args: object, **kwargs: object) -> None:
             pass
 
-    monkeypatch.setattr(text_module, "TextEncoder", CountingEncoder)
+    monkeypatch.setattr(universes.easyvqa, "TextEncoder", CountingEncoder)
     universe = universes.load_universe("easyvqa")
     assert made == [1] and (folder / QUESTION_TOKENS_FILE).is_file()
     task = universe.task(0)
@@ -272,12 +272,12 @@ def test_load_time_fallback_computes_and_caches_easyvqa_tokens(
 # ------------------------------------------------------------------------------------------------ metavqa (tiny CLIP)
 
 
-def test_metavqa_tokens_at_prepare_time_and_fallback(model_dir: Path, images, tmp_path: Path) -> None:  # noqa: F811
-    from hyperguide.data.metavqa import load_metavqa, prepare_metavqa
+def test_metavqa_tokens_at_prepare_time_and_fallback(model_dir: Path, images, tmp_path: Path) -> None:
+    from hyperguide.universes.metavqa import load_metavqa, prepare_metavqa
 
     splits, coco = write_fixture(tmp_path, images)
     out = tmp_path / "features"
-    prepare_metavqa(splits, coco, out, clip_model=str(model_dir), batch_size=2, progress=False)
+    prepare_metavqa(splits, coco, out, clip_model=str(model_dir), batch_size=2)
     assert (out / QUESTION_TOKENS_FILE).is_file()
     task = load_metavqa(splits, out).task(0)
     assert task.question_tokens is not None and task.question_tokens.shape == (16, 16)  # 14 characters + 2
@@ -298,7 +298,7 @@ def test_metavqa_tokens_at_prepare_time_and_fallback(model_dir: Path, images, tm
     assert universe.question_tokens is None and collate([universe.task(0)]).question_tokens.shape == (1, 1, 16)
 
 
-def test_metavqa_standin_has_tokens_centred_on_its_stand_in_rows(images, tmp_path: Path) -> None:  # noqa: F811
+def test_metavqa_standin_has_tokens_centred_on_its_stand_in_rows(images, tmp_path: Path) -> None:
     from hyperguide.data.metavqa import standin_universe
 
     splits, _ = write_fixture(tmp_path, images)

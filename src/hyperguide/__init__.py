@@ -3,16 +3,17 @@
 An implementation of "Meta-Learning via Classifier(-free) Diffusion Guidance" (Nava et al., TMLR 2023).
 """
 
+from hyperguide.config import RunConfig
 from hyperguide.data.splits import SPLIT_KINDS, TaskSplit, make_splits
 from hyperguide.data.tasks import Task, TaskSpec, Universe
-from hyperguide.data.universes import (
+from hyperguide.errors import HyperguideError
+from hyperguide.universes import (
     UNIVERSES,
     UniverseOptions,
     load_universe,
     load_universe_structure,
     prepare_universe,
 )
-from hyperguide.errors import HyperguideError
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "SPLIT_KINDS",
     "UNIVERSES",
     "HyperguideError",
+    "RunConfig",
     "Task",
     "TaskSpec",
     "TaskSplit",

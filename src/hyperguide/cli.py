@@ -1,4 +1,5 @@
-"""The `hyperguide` command line: it parses arguments and calls the library, nothing more."""
+"""The `hyperguide` command line: it parses arguments, chooses the callbacks that show progress, and calls the
+library; nothing more."""
 
 from __future__ import annotations
 
@@ -6,33 +7,40 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from hyperguide.data.splits import SPLIT_KINDS
-from hyperguide.data.universes import UNIVERSES, UniverseOptions
 from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback
 from hyperguide.io import default_home
-from hyperguide.meta.methods import ALL_ROWS
+
+SPLITS = ("random", "compositional", "kfold")
+PROMPTS = ("answer", "declarative")
+
+
+def _universe_names() -> str:
+    from hyperguide.universes import UNIVERSES
+
+    return ", ".join(UNIVERSES)
 
 
 def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
     if positional:
-        p.add_argument("universe", help=f"task universe: {', '.join(UNIVERSES)}")
+        p.add_argument("universe", help=f"task universe: {_universe_names()}")
     p.add_argument(
         "--home",
         type=Path,
         default=None,
         help=f"where prepared universes are cached (default: $HYPERGUIDE_HOME or {default_home()})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for everything random in this command (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
     p.add_argument(
-        "--prompts",
-        default="answer",
-        choices=("answer", "declarative"),
-        help="easyvqa: answer prompts as bare answers ('red', 'yes'; default) or statements ('the circle is red')",
+        "--seed",
+        type=int,
+        default=0,
+        help="the universe's own seed: the synthetic universe's tasks, the easyvqa image tower (default 0); the "
+        "seeds of a run are --seeds",
     )
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
     meta = p.add_argument_group("metavqa")
     meta.add_argument(
         "--splits-dir",
@@ -55,33 +63,106 @@ def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> No
     meta.add_argument("--coco-root", type=Path, default=None, help="folder with COCO train2014/ and val2014/ images")
     meta.add_argument(
         "--clip-model",
-        default="openai/clip-vit-large-patch14-336",
-        help="transformers CLIPModel: a hub id in the local cache or a local folder",
+        default=None,
+        help="transformers CLIPModel: a hub id in the local cache or a local folder (default: CLIP ViT-L/14@336px)",
     )
     meta.add_argument("--batch-size", type=int, default=32, help="images per CLIP forward pass (default 32)")
 
 
-def _options(args: argparse.Namespace) -> UniverseOptions:
+def _options(args: argparse.Namespace) -> Any:
+    from hyperguide.universes import UniverseOptions
+
     options = UniverseOptions(
         seed=getattr(args, "seed", 0),
         device=args.device,
-        prompts=args.prompts,
         splits_dir=args.splits_dir,
         vqa_root=args.vqa_root,
         coco_root=args.coco_root,
         prompts_file=args.prompts_file,
-        clip_model=args.clip_model,
         batch_size=args.batch_size,
-        progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
         force=getattr(args, "force", False),
         tower_epochs=getattr(args, "tower_epochs", None),
     )
+    if args.clip_model is not None:
+        options.clip_model = args.clip_model
     if args.home is not None:
         options.home = args.home
     return options
 
 
+def _run_args(p: argparse.ArgumentParser, *, out_default: str) -> None:
+    from hyperguide.config import DEFAULT_PRESET, preset_names
+
+    run = p.add_argument_group("the run's configuration (hyperguide config lists every knob)")
+    run.add_argument(
+        "--config",
+        default=None,
+        metavar="NAME|FILE",
+        help=f"a preset ({', '.join(preset_names())}; default {DEFAULT_PRESET}) or a JSON config file, any part of "
+        "the tree: the dataclass defaults (the paper's), then this, then the flags below, then --set",
+    )
+    run.add_argument("--quick", action="store_true", help="the quick preset (= --config quick): smoke runs")
+    run.add_argument("--split", default=None, choices=SPLITS, help="meta-train / meta-test split (default random)")
+    run.add_argument("--folds", type=int, default=None, help="kfold: number of folds (default 5)")
+    run.add_argument("--held-out", nargs="+", default=None, metavar="CONCEPT", help="compositional: held-out concepts")
+    run.add_argument(
+        "--prompts", default=None, choices=PROMPTS, help="easyvqa answer prompts: bare answers (default) or statements"
+    )
+    run.add_argument(
+        "--seeds", type=int, nargs="+", default=None, metavar="SEED", help="the run's seeds (default: the preset's)"
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='override one knob, e.g. --set method.inner.steps=5 --set eval.k_shots=\'["1","full"]\'',
+    )
+    p.add_argument("--out", type=Path, default=None, help=f"run folder (default: {out_default})")
+
+
+def _run_config(args: argparse.Namespace, methods: tuple[str, ...] | None = None) -> Any:
+    """The run config the arguments ask for: preset, then the flags, then --set."""
+    from hyperguide.config import DEFAULT_PRESET, QUICK_PRESET, resolve_config
+
+    if args.quick and args.config is not None:
+        raise HyperguideError("give --quick or --config, not both (--quick is --config quick)")
+    values: dict[str, Any] = {}
+    if getattr(args, "universe", None) is not None:
+        values["universe"] = args.universe
+    for key in ("split", "folds", "prompts"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.held_out is not None:
+        values["held_out"] = list(args.held_out)
+    if args.seeds is not None:
+        values["seeds"] = list(args.seeds)
+    if methods is not None:
+        values["methods"] = list(methods)
+    preset = QUICK_PRESET if args.quick else (args.config or DEFAULT_PRESET)
+    return resolve_config(preset, values, args.overrides)
+
+
+def _out(args: argparse.Namespace, config: Any, prefix: str = "") -> Path:
+    quick = "-quick" if args.quick else ""
+    return args.out or Path("runs") / f"{prefix}{config.universe}-{config.split}{quick}"
+
+
+def _callbacks(args: argparse.Namespace, lines: bool = True) -> list[Callback]:
+    """Progress for a person: bars on an interactive terminal (unless --quiet), lines on stderr."""
+    from hyperguide.callbacks import Lines, ProgressBars
+
+    out: list[Callback] = [Lines()] if lines else []
+    if not getattr(args, "quiet", False) and sys.stderr.isatty():
+        out.append(ProgressBars())
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from hyperguide.rows import ROWS
+    from hyperguide.run.stages import STAGE_GROUPS, STAGES
+
     parser = argparse.ArgumentParser(
         prog="hyperguide",
         description="Zero-shot neural-network weights from a task's description (Nava et al., TMLR 2023).",
@@ -107,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tasks per side, pairs, answers per task, support/query sizes, chance and majority accuracy.",
     )
     _universe_args(stats)
-    stats.add_argument("--split", default="random", choices=SPLIT_KINDS, help="split kind (default random)")
+    stats.add_argument("--split", default="random", choices=SPLITS, help="split kind (default random)")
     stats.add_argument("--folds", type=int, default=5, help="kfold: number of folds (default 5)")
     stats.add_argument("--fold", type=int, default=0, help="kfold: which fold to describe in detail (default 0)")
     stats.add_argument(
@@ -118,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compositional: concepts whose questions go to meta-test (default: the universe's)",
     )
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    sweeping = [name for name, spec in ROWS.items() if spec.sweep is not None]
     train = sub.add_parser(
         "train",
         help="meta-train methods or guidance stages over seeds (and folds) into a run folder",
@@ -125,25 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
         "and fold, into RUN_DIR/<stage>/seed<S>-fold<F>.{safetensors,json} with a metrics.jsonl log each. A "
         "stage's dependencies run first (hyperldm-hvae needs hvae, which needs the collected latents, which need "
         "uncond-hnet-maml); existing checkpoints are kept, so an interrupted run resumes and stages chain through "
-        "the run folder. Methods: " + ", ".join(ALL_ROWS) + ", hnet+hyperclip, hvae+hyperclip, "
-        "hnet+hyperldm@GAMMA, hvae+hyperldm@GAMMA (without @GAMMA: the sweep hyperldm.gammas). Stages: collect "
-        "(= latents), hvae, hyperclip, hyperldm (both spaces), or hyperclip-hnet, hyperclip-hvae, hyperldm-hnet, "
-        "hyperldm-hvae.",
+        "the run folder. Methods: " + ", ".join(ROWS) + f" (a row of a sweeping method, e.g. {sweeping[0]}@2, "
+        "names the method). Stages: " + ", ".join([*STAGE_GROUPS, *STAGES]) + ". The same preset as bench "
+        "(default: default), so that train then eval gives bench's numbers.",
     )
     train.add_argument("methods", metavar="METHOD", help="a method or stage, a comma-separated list, or 'all'")
     _universe_args(train)
-    _run_args(train)
+    _run_args(train, out_default="runs/<universe>-<split>")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     collect = sub.add_parser(
         "collect",
         help="collect the adapted HNet latents of every meta-train task (the guidance models' data)",
-        description="SPEC P2: for every seed and fold, fine-tune the meta-learned HNet latent on n_aug random subsets "
-        "of each meta-train task's data (--set collect.n_aug=N; 10 SGD steps at lr 0.1), batched over tasks, into "
-        "RUN_DIR/latents/. Trains uncond-hnet-maml first if the run folder lacks it. Same as `train collect`.",
+        description="docs/design.md §P2: for every seed and fold, fine-tune the meta-learned HNet latent on n_aug "
+        "random subsets of each meta-train task's data (--set collect.n_aug=N; 10 SGD steps at lr 0.1), batched over "
+        "tasks, into RUN_DIR/latents/. Trains uncond-hnet-maml first if the run folder lacks it. Same as "
+        "`train collect`.",
     )
     _universe_args(collect)
-    _run_args(collect)
+    _run_args(collect, out_default="runs/<universe>-<split>")
     collect.add_argument("--quiet", action="store_true", help="no progress bars")
 
     gen = sub.add_parser(
@@ -180,26 +263,39 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval",
         help="evaluate a run folder: zero-shot and k-shot accuracy with 95%% CIs, into results.json",
-        description="Evaluate every method of a run on the meta-test tasks of every seed and fold: zero-shot "
-        "accuracy and balanced accuracy, and k-shot accuracy after fine-tuning (SPEC P8). Writes RUN_DIR/results.json "
-        "and prints the table.",
+        description="Evaluate every row of a run on the meta-test tasks of every seed and fold: zero-shot "
+        "accuracy and balanced accuracy, and k-shot accuracy after fine-tuning (docs/design.md §P8). Writes "
+        "RUN_DIR/results.json and prints the table.",
     )
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
     _universe_args(ev, positional=False)
 
     bench = sub.add_parser(
         "bench",
         help="the whole benchmark, resumable: train every method over seeds, evaluate, write the report",
-        description="Train every method (RunConfig's rows) over seeds and folds, evaluate them all, and write "
+        description="Train every row of the table over seeds and folds, evaluate them all, and write "
         "OUT/results.json (with seconds per stage), OUT/results.md and PNG plots. Finished stages in OUT are reused: "
         "a run killed at any point resumes when started again with the same arguments and ends with the same numbers. "
-        "Without --quick it runs 3 seeds with the DEFAULT preset of hyperguide.bench (sized for 30 minutes on "
-        "easyvqa's random split on 2 CPU cores; the README lists what it cuts and what each stage costs); --set "
-        "overrides any field of it.",
+        "Without --config or --quick it runs the `default` preset (configs/default.json: 3 seeds, sized for 30 "
+        "minutes on easyvqa's random split on 2 CPU cores; the README lists what it cuts and what each stage "
+        "costs); --set overrides any knob of it.",
     )
-    bench.add_argument("universe", help=f"task universe: {', '.join(UNIVERSES)}")
-    _bench_args(bench)
+    bench.add_argument("universe", help=f"task universe: {_universe_names()}")
+    _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
     _universe_args(bench, positional=False)
+
+    cfg = sub.add_parser(
+        "config",
+        help="print the resolved configuration of a run: every knob with its value, default and help",
+        description="Resolve the configuration exactly as train and bench do (the dataclass defaults, the preset "
+        "or --config file, the flags, --set) and print every knob, one a line, with its default when it differs "
+        "and its help. --json prints the config.json that a run would write.",
+    )
+    cfg.add_argument("universe", nargs="?", default=None, help=f"task universe ({_universe_names()})")
+    _run_args(cfg, out_default="-")
+    cfg.add_argument("--json", action="store_true", help="print the config as JSON (a valid --config file)")
 
     cmp = sub.add_parser("compare", help="paired comparison of two methods of an evaluated run")
     cmp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -208,84 +304,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<universe>-<split>)")
-    p.add_argument("--split", default="random", choices=SPLIT_KINDS, help="split kind (default random)")
-    p.add_argument("--folds", type=int, default=5, help="kfold: number of folds (default 5)")
-    p.add_argument("--held-out", nargs="+", default=None, metavar="CONCEPT", help="compositional: held-out concepts")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds (default: just --seed)")
-    p.add_argument("--epochs", type=int, default=None, help="meta-training epochs (same as --set train.epochs=N)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help='override a config field, e.g. --set method.inner.steps=5 --set eval.k_shots=\'["1","full"]\'',
-    )
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default="random", choices=SPLIT_KINDS, help="split kind (default random)")
-    p.add_argument("--folds", type=int, default=5, help="kfold: number of folds (default 5)")
-    p.add_argument("--held-out", nargs="+", default=None, metavar="CONCEPT", help="compositional: held-out concepts")
-    p.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 (default 3; --quick: 2)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/bench-<universe>-<split>)")
-    p.add_argument("--quick", action="store_true", help="a reduced configuration for smoke runs: fewer steps, seeds")
-    p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hyperguide.bench import bench_config, run_bench, summary_line
-    from hyperguide.data.universes import load_universe
+    from hyperguide.run.bench import run_bench, summary_line
+    from hyperguide.run.folder import RunFolder
+    from hyperguide.universes import load_universe
 
-    config = bench_config(
-        args.universe,
-        split=args.split,
-        folds=args.folds,
-        held_out=tuple(args.held_out or ()),
-        prompts=args.prompts,
-        seeds=args.seeds,
-        quick=args.quick,
-        overrides=args.overrides,
-    )
-    out = args.out or Path("runs") / f"bench-{args.universe}-{args.split}{'-quick' if args.quick else ''}"
-    universe = load_universe(args.universe, _options(args))
-    result = run_bench(universe, config, out, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+    config = _run_config(args)
+    out = _out(args, config, prefix="bench-")
+    universe = load_universe(config.universe, _options(args), prompts=config.prompts)
+    result = run_bench(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False))
     print(summary_line(result), file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hyperguide.config import apply_overrides
-    from hyperguide.data.universes import load_universe
-    from hyperguide.harness import RunConfig, resolve_targets, train_run
+    from hyperguide.run.folder import RunFolder
+    from hyperguide.run.train import resolve_targets, train_run
+    from hyperguide.universes import load_universe
 
     names = [m.strip() for m in getattr(args, "methods", "collect").split(",") if m.strip()]
-    seeds = tuple(args.seeds) if args.seeds else (args.seed,)
-    overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    config = RunConfig(
-        universe=args.universe,
-        split=args.split,
-        folds=args.folds,
-        held_out=tuple(args.held_out or ()),
-        prompts=args.prompts,
-        seeds=seeds,
-        methods=(),
-    )
-    config = apply_overrides(config, overrides)
-    rows, stages = resolve_targets(names, config.hyperldm.gammas)
-    config = replace(config, methods=rows)
-    out = args.out or Path("runs") / f"{args.universe}-{args.split}"
-    universe = load_universe(args.universe, _options(args))
-    seconds = train_run(
-        universe, config, out, device=args.device, progress=not args.quiet and sys.stderr.isatty(), stages=stages
-    )
+    methods, stages = resolve_targets(names)
+    config = _run_config(args, methods)
+    out = _out(args, config)
+    universe = load_universe(config.universe, _options(args), prompts=config.prompts)
+    seconds = train_run(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args), stages=stages)
     trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
     print(f"trained into {out}: {trained}")
     print(f"next: hyperguide eval {out}")
@@ -320,24 +362,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hyperguide.data.universes import load_universe
-    from hyperguide.harness import evaluate_run, format_results, read_config
+    from hyperguide.report.markdown import best_of, caption, render_table
+    from hyperguide.run.evaluate import evaluate_run
+    from hyperguide.run.folder import RunFolder
+    from hyperguide.universes import load_universe
 
-    config = read_config(args.run_dir)
-    options = _options(args)
-    options.prompts = config.prompts
-    universe = load_universe(config.universe, options)
-    results = evaluate_run(universe, args.run_dir, device=args.device)
-    print(format_results(results))
-    print(f"wrote {args.run_dir / 'results.json'}")
+    folder = RunFolder(args.run_dir)
+    config = folder.read_config()
+    universe = load_universe(config.universe, _options(args), prompts=config.prompts)
+    results = evaluate_run(universe, folder, device=args.device, callbacks=_callbacks(args))
+    print(render_table(results, best_of(results, "baseline")))
+    print()
+    print(caption(results))
+    print(f"wrote {folder.results}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hyperguide.harness import compare
-    from hyperguide.io import read_json
+    from hyperguide.eval.results import read_results
+    from hyperguide.eval.stats import compare
 
-    results = read_json(args.run_dir / "results.json", what="results")
+    results = read_results(args.run_dir / "results.json")
     for name in (args.a, args.b):
         if name not in results["methods"]:
             raise HyperguideError(f"{name!r} is not in {args.run_dir}/results.json; it has {list(results['methods'])}")
@@ -350,10 +395,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from hyperguide.data.universes import prepare_universe
+def cmd_config(args: argparse.Namespace) -> int:
+    from hyperguide.config import render, to_dict
+    from hyperguide.run.train import resolve_config
 
-    manifest = prepare_universe(args.universe, _options(args))
+    config = resolve_config(_run_config(args))
+    print(json.dumps(to_dict(config), indent=1) if args.json else render(config))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from hyperguide.universes import prepare_universe
+
+    manifest = prepare_universe(args.universe, _options(args), callbacks=_callbacks(args, lines=False))
     if args.json:
         print(json.dumps(manifest, indent=1))
         return 0
@@ -371,7 +425,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from hyperguide.data.splits import make_splits
     from hyperguide.data.stats import format_stats, universe_stats
-    from hyperguide.data.universes import load_universe_structure
+    from hyperguide.universes import load_universe_structure
 
     universe = load_universe_structure(args.universe, _options(args))
     splits = make_splits(universe, args.split, folds=args.folds, held_out=args.held_out)
@@ -389,6 +443,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "compare": cmd_compare,
     "bench": cmd_bench,
+    "config": cmd_config,
 }
 
 

@@ -7,10 +7,10 @@
     out.predictions    # [["yes"]]: the answer the generated adapter picks for each image
     out.save("generated/")  # weights.safetensors + generated.json
 
-The question (and its answers) are embedded with the same frozen text encoder as the run's universe, the method's
-trained parts are loaded from the run folder, and the weights are the method's zero-shot answer: nothing is
-fine-tuned and no label is used. Images are embedded with the universe's image encoder (easyvqa: its image tower), or
-given directly as features.
+The question (and its answers) are embedded with the frozen encoders of the run's universe (`Encoders`, from its
+source in `hyperguide.universes`), the method's trained parts are loaded from the run folder, and the weights are
+the method's zero-shot answer: nothing is fine-tuned and no label is used. Images are embedded with the universe's
+image encoder (easyvqa: its image tower), or given directly as features.
 """
 
 from __future__ import annotations
@@ -22,15 +22,18 @@ from typing import Any
 
 import torch
 
+from hyperguide.config import RunConfig
 from hyperguide.data.batch import collate
 from hyperguide.data.tasks import Task
-from hyperguide.data.universes import UniverseOptions, universe_dir
 from hyperguide.errors import HyperguideError
-from hyperguide.harness import RunConfig, read_config
-from hyperguide.io import read_json, read_tensors, write_json, write_tensors
+from hyperguide.eval.results import read_results
+from hyperguide.io import read_tensors, write_json, write_tensors
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape, adapter_logits
-from hyperguide.stages import build_method, load_trained
+from hyperguide.rows import find_row, parse_row
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.stages import load_row
+from hyperguide.universes import UniverseOptions, load_universe_structure, universe_encoders
 
 FEATURES_KEY = "features"
 
@@ -71,73 +74,15 @@ def _best_conditional_row(run_dir: Path) -> str:
     path = run_dir / "results.json"
     if not path.is_file():
         raise HyperguideError(f"{run_dir} has no results.json to pick the best method from: pass --method ROW")
-    results = read_json(path, what="results")
-    rows = {
-        name: m["zero_shot"]["acc"]["mean"]
-        for name, m in results["methods"].items()
-        if name.startswith(("cond-", "hnet+", "hvae+")) and not m.get("uses_support_labels")
-    }
+    results = read_results(path)
+    rows = {}
+    for name, m in results["methods"].items():
+        row = find_row(name)
+        if row is not None and row.spec.reads_question and not m.get("uses_support_labels"):
+            rows[name] = m["zero_shot"]["acc"]["mean"]
     if not rows:
         raise HyperguideError(f"{path} has no question-conditioned method; pass --method ROW")
     return max(rows, key=lambda r: rows[r])
-
-
-class _Encoders:
-    """The universe's frozen encoders: question embedding and tokens, answer prompts, images."""
-
-    def __init__(self, config: RunConfig, options: UniverseOptions, known: dict[str, dict[str, str]]) -> None:
-        self.config = config
-        self.options = options
-        self.known = known  # question -> {answer: prompt} of the universe's own tasks
-        if config.universe == "easyvqa":
-            from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
-
-            manifest = read_json(universe_dir("easyvqa", options) / "manifest.json", what="easyvqa manifest")
-            name = manifest.get("request", {}).get("text_encoder", DEFAULT_TEXT_ENCODER)
-            self.text = TextEncoder(name, device=options.device)
-        elif config.universe == "metavqa":
-            from hyperguide.encoders.clip import ClipEncoder
-
-            self.clip = ClipEncoder(options.clip_model, device=options.device)
-        else:
-            raise HyperguideError(
-                f"universe {config.universe!r} has no text encoder (its questions are not text): generate works on "
-                "runs of easyvqa or metavqa"
-            )
-
-    def prompt(self, question: str, answer: str) -> str:
-        """The text the answer is scored against: the universe's own prompt when it has this task and answer, else
-        easyvqa's prompt rule, else the bare answer."""
-        if answer in self.known.get(question, {}):
-            return self.known[question][answer]
-        if self.config.universe == "easyvqa":
-            from hyperguide.data.easyvqa import answer_prompt
-
-            return answer_prompt(question, answer, self.config.prompts)
-        return answer
-
-    def texts(self, texts: list[str]) -> torch.Tensor:
-        if self.config.universe == "easyvqa":
-            return self.text.encode(texts)
-        return self.clip.encode_texts(texts)
-
-    def question_tokens(self, questions: list[str]) -> list[torch.Tensor]:
-        if self.config.universe == "easyvqa":
-            return self.text.question_tokens(questions)
-        from hyperguide.data.metavqa import clip_question_tokens
-
-        return clip_question_tokens(self.clip, questions)
-
-    def images(self, paths: Sequence[str | Path]) -> torch.Tensor:
-        if self.config.universe == "easyvqa":
-            from hyperguide.data.easyvqa_images import TOWER_NAME, read_image
-            from hyperguide.encoders.image_tower import encode, load_tower
-
-            tower = load_tower(universe_dir("easyvqa", self.options) / TOWER_NAME)
-            with torch.no_grad():
-                return encode(tower, torch.stack([read_image(p) for p in paths]))
-        with torch.no_grad():
-            return self.clip.image_features(torch.stack([self.clip.load_pixels(Path(p)) for p in paths]))
 
 
 def _read_features(path: str | Path, dim: int) -> torch.Tensor:
@@ -170,7 +115,7 @@ def generate(
     `answers[i]` are question i's candidate answers; when omitted, a question that is one of the universe's tasks gets
     that task's answers."""
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
+    config = RunFolder(run_dir).read_config()
     options = options or UniverseOptions()
     row = method or _best_conditional_row(run_dir)
     seed = config.seeds[0] if seed is None else seed
@@ -179,7 +124,12 @@ def generate(
         raise HyperguideError("give at least one non-empty question")
     known = _known_tasks(config, options)
     answer_lists = _answers_for(questions, answers, known, config.universe)
-    encoders = _Encoders(config, options, known)
+    encoders = universe_encoders(config.universe, options, prompts=config.prompts)
+
+    def prompt(question: str, answer: str) -> str:  # the universe's own prompt for its own tasks, else its rule
+        own = known.get(question, {})
+        return own[answer] if answer in own else encoders.prompt(question, answer)
+
     q_emb = encoders.texts(questions)
     q_tokens = encoders.question_tokens(questions)
     feature_dim = int(q_emb.shape[1])
@@ -189,7 +139,7 @@ def generate(
     example = x[:1] if x is not None and len(x) else torch.zeros(1, feature_dim)
     tasks = []
     for question, emb, tokens, options_i in zip(questions, q_emb, q_tokens, answer_lists, strict=True):
-        answer_emb = encoders.texts([encoders.prompt(question, a) for a in options_i])
+        answer_emb = encoders.texts([prompt(question, a) for a in options_i])
         y = torch.zeros(1, dtype=torch.long)
         tasks.append(Task(question, tuple(options_i), emb, answer_emb, example, y, example, y, tokens))
     model = _load(row, tasks, config, run_dir, seed, fold)
@@ -209,20 +159,16 @@ def generate(
     return out
 
 
-def _load(row: str, tasks: list[Task], config: RunConfig, run_dir: Path, seed: int, fold: int) -> Method:
-    probe = build_method(row, tasks, config)
-    if probe.uses_support_for_zero_shot or not probe.conditional:
-        kind = "uses support labels" if probe.uses_support_for_zero_shot else "does not read the question"
-        raise HyperguideError(f"method {row!r} {kind}; generate needs a question-conditioned zero-shot method")
-    return load_trained(row, tasks, config, run_dir, seed, fold).eval()
+def _load(name: str, tasks: list[Task], config: RunConfig, run_dir: Path, seed: int, fold: int) -> Method:
+    row = parse_row(name)
+    if row.spec.labels_used(config) or not row.spec.reads_question:
+        kind = "uses support labels" if row.spec.labels_used(config) else "does not read the question"
+        raise HyperguideError(f"method {name!r} {kind}; generate needs a question-conditioned zero-shot method")
+    return load_row(row, tasks, config, RunFolder(run_dir), seed, fold).method.eval()
 
 
 def _known_tasks(config: RunConfig, options: UniverseOptions) -> dict[str, dict[str, str]]:
-    from dataclasses import replace
-
-    from hyperguide.data.universes import load_universe_structure
-
-    universe = load_universe_structure(config.universe, replace(options, prompts=config.prompts))
+    universe = load_universe_structure(config.universe, options, prompts=config.prompts)
     return {t.question: dict(zip(t.answers, t.prompts, strict=True)) for t in universe.tasks}
 
 

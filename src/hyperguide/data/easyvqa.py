@@ -9,20 +9,20 @@ Answer prompts (the text each answer is scored against) come in two styles:
 - `declarative` (the idea of the paper's prompt_meta.json): the question turned into a statement that is true when the
   answer is right: "what color is the circle?" + red -> "the circle is red"; for yes/no questions the affirmative or
   negated statement, "is there not a red shape?" + yes -> "there is no red shape". Every task then reduces to matching
-  an image with a true sentence, so the question carries no information the prompts lack: one shared adapter already
-  scores 97.8% zero-shot (uncond-multitask, seed 0), and every trained method lands between 96% and 100%.
+  an image with a true sentence, so the question carries no information the prompts lack: one shared adapter
+  (uncond-multitask) already scores close to every conditional method (docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
+from typing import get_args
 
+from hyperguide.config import PromptStyle
 from hyperguide.data.metavqa_rules import build_meta_vqa, spec_from_split_entry, split_meta_train_test
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 
-PromptStyle = Literal["declarative", "answer"]
 PROMPT_STYLES: tuple[str, ...] = get_args(PromptStyle)
 HELD_OUT_CONCEPTS = ("red", "teal")
 

@@ -1,39 +1,33 @@
-"""The Meta-VQA universe (SPEC 2): split files -> task structure, stand-in features, and CLIP features (SPEC 2.5).
+"""The Meta-VQA task structure (docs/design.md §2): the authors' split files -> tasks, stand-in features, and the
+layout of a prepared features folder (its CLIP features are computed by `hyperguide.universes.metavqa`).
 
-Split files (SPEC 2.2): `meta_train.json`, `meta_test.json` (`{question: {"train", "test", "answers"}}`), the
+Split files (docs/design.md §2.2): `meta_train.json`, `meta_test.json` (`{question: {"train", "test", "answers"}}`), the
 answer-prompt templates `prompt_meta.json` (`{question: template}`) and optionally `ques_ans_count.json`, whose
 per-question key order is the label order and must agree with each task's `"answers"`.
 
 Answer prompt of answer `a` for question `q`: `prompt_meta[q].format(a.replace("_", " "))`. A question with no
 template falls back to `FALLBACK_PROMPT` (the answer itself); `universe.info["prompt_fallbacks"]` counts those tasks.
 
-`prepare_metavqa` writes to `out_dir`: `image_features.safetensors` (one row per COCO image name),
+A prepared features folder holds `image_features.safetensors` (one row per COCO image name),
 `text_features.safetensors` (one row per question and per answer prompt, keyed by the text),
-`question_tokens.safetensors` (each question's token states, see `clip_question_tokens`),
-`image_shards/` (resumable image-feature shards, removed once complete) and `manifest.json`, written last: its
-presence means the folder is complete. It records the CLIP model, the feature dims and the counts. A folder prepared
-before question tokens existed lacks their file: `load_metavqa` then computes them with the manifest's CLIP model and
-caches them there.
+`question_tokens.safetensors` (each question's token states), `image_shards/` (resumable image-feature shards,
+removed once complete) and `manifest.json`, written last: its presence means the folder is complete.
 """
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from hyperguide.data.features import FeatureTable
 from hyperguide.data.tasks import TaskSpec, Universe
-from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
+from hyperguide.data.tokens import TokenTable
 from hyperguide.errors import HyperguideError
-from hyperguide.io import read_json, write_json
-
-if TYPE_CHECKING:
-    from hyperguide.encoders.clip import ClipEncoder
+from hyperguide.io import read_json
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14-336"
 DEFAULT_HELD_OUT_CONCEPTS: tuple[str, ...] = ("dog", "cat")
@@ -256,170 +250,10 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
     return manifest
 
 
-def _check_covers(table: FeatureTable, keys: list[str], what: str) -> None:
+def check_covers(table: FeatureTable, keys: list[str], what: str) -> None:
     missing = [k for k in keys if k not in table]
     if missing:
         raise HyperguideError(
             f"feature table {table.source} lacks {len(missing)} {what} of the split files (first: {missing[0]!r}); "
             "re-run prepare for these split files"
         )
-
-
-def load_metavqa(
-    splits_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    prompts_file: str | Path | None = None,
-    clip_model: str | None = None,
-) -> Universe:
-    """The Meta-VQA universe with the CLIP features `prepare_metavqa` wrote to `out_dir`.
-
-    With `clip_model`, features computed with another model are refused.
-    """
-    out_dir = Path(out_dir)
-    manifest = read_manifest(out_dir)
-    if manifest is None:
-        raise HyperguideError(
-            f"no complete Meta-VQA features in {out_dir} ({MANIFEST} missing): run prepare for Meta-VQA first"
-        )
-    if clip_model is not None and manifest.get("clip_model") != str(clip_model):
-        raise HyperguideError(
-            f"the features in {out_dir} were computed with {manifest.get('clip_model')!r}, not {str(clip_model)!r}"
-        )
-    universe = load_split_files(splits_dir, prompts_file)
-    images = FeatureTable.load(out_dir / IMAGE_FEATURES, dim=manifest.get("image_dim"))
-    texts = FeatureTable.load(out_dir / TEXT_FEATURES, dim=manifest.get("text_dim"))
-    if images.dim != texts.dim:
-        raise HyperguideError(
-            f"image features ({out_dir / IMAGE_FEATURES}, dim {images.dim}) and text features "
-            f"({out_dir / TEXT_FEATURES}, dim {texts.dim}) must have the same dimension"
-        )
-    _check_covers(images, image_keys(universe), "image(s)")
-    _check_covers(texts, text_keys(universe), "question(s) or answer prompt(s)")
-    universe.image_features, universe.text_features = images, texts
-    universe.question_tokens = _load_question_tokens(out_dir, universe, manifest)
-    universe.info.update(clip_model=manifest.get("clip_model"), feature_dim=images.dim)
-    return universe
-
-
-class _EncoderUnavailable(Exception):
-    """The CLIP model that would compute missing question tokens cannot be loaded here."""
-
-
-def _load_question_tokens(out_dir: Path, universe: Universe, manifest: dict[str, Any]) -> TokenTable | None:
-    """The prepared question tokens, or (a folder prepared before they existed) computed now and cached.
-
-    If they must be computed but the manifest's CLIP model cannot be loaded offline (features copied from another
-    machine), warn and return None: batches then carry each question's pooled feature as its one token.
-    """
-    model = str(manifest.get("clip_model"))
-
-    def compute(questions: list[str]) -> list[torch.Tensor]:
-        from hyperguide.encoders.clip import ClipEncoder
-
-        try:
-            encoder = ClipEncoder(model)
-        except HyperguideError as e:
-            raise _EncoderUnavailable(str(e)) from None
-        return clip_question_tokens(encoder, questions)
-
-    questions = [t.question for t in universe.tasks]
-    try:
-        return cached_question_tokens(
-            out_dir / QUESTION_TOKENS_FILE, questions, compute, encoder=model, dim=manifest.get("text_dim")
-        )
-    except _EncoderUnavailable as e:
-        warnings.warn(
-            f"no question tokens in {out_dir} and none can be computed ({e}); questions fall back to their pooled "
-            "features",
-            stacklevel=3,
-        )
-        return None
-
-
-@torch.no_grad()
-def clip_question_tokens(encoder: ClipEncoder, texts: list[str], batch_size: int = 256) -> list[torch.Tensor]:
-    """One (L_i, D) matrix per text: CLIP's final-layer-normed text states of its real tokens (start and end tokens
-    included), each through the text projection, so they live in the joint space of the text features. The last row
-    (the end token) is the text's feature itself: CLIP pools by taking the end token's state.
-    """
-    model = encoder.model
-    rows: list[torch.Tensor] = []
-    for start in range(0, len(texts), batch_size):
-        batch = encoder.tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=encoder.max_length,
-            return_tensors="pt",
-        )
-        ids, mask = batch["input_ids"].to(encoder.device), batch["attention_mask"].to(encoder.device)
-        states = model.text_projection(model.text_model(input_ids=ids, attention_mask=mask).last_hidden_state)
-        rows.extend(s[m.bool()].float().cpu() for s, m in zip(states, mask, strict=True))
-    return rows
-
-
-def prepare_metavqa(
-    splits_dir: str | Path,
-    coco_root: str | Path,
-    out_dir: str | Path,
-    *,
-    clip_model: str | Path = DEFAULT_CLIP_MODEL,
-    device: str = "cpu",
-    batch_size: int = 32,
-    progress: bool = True,
-    prompts_file: str | Path | None = None,
-) -> None:
-    """Compute CLIP features of every image, question and answer prompt into `out_dir` (SPEC 2.5).
-
-    Resumable: image features are written in shards that a restart reuses. Does nothing if `out_dir` already
-    holds complete features from the same model for these split files.
-    """
-    from hyperguide.encoders.clip import ClipEncoder
-
-    out_dir = Path(out_dir)
-    manifest_path = out_dir / MANIFEST
-    try:
-        manifest = read_manifest(out_dir)
-    except HyperguideError:
-        manifest = None
-    if manifest is not None and manifest.get("clip_model") == str(clip_model):
-        try:
-            load_metavqa(splits_dir, out_dir, prompts_file=prompts_file, clip_model=str(clip_model))
-            return
-        except HyperguideError:
-            pass  # incomplete or stale: recompute below
-    if manifest_path.exists():
-        manifest_path.unlink()  # the folder is incomplete until a new manifest is written
-
-    universe = load_split_files(splits_dir, prompts_file)
-    names = image_keys(universe)
-    named_paths = [(name, coco_image_path(coco_root, name)) for name in names]
-    texts = text_keys(universe)
-
-    encoder = ClipEncoder(clip_model, device=device)
-    images = encoder.encode_images(named_paths, out_dir / IMAGE_SHARDS, batch_size=batch_size, progress=progress)
-    images.save(out_dir / IMAGE_FEATURES, clip_model=str(clip_model))
-    text_table = FeatureTable(texts, encoder.encode_texts(texts, batch_size=max(batch_size, 256), progress=progress))
-    text_table.save(out_dir / TEXT_FEATURES, clip_model=str(clip_model))
-    questions = list(dict.fromkeys(t.question for t in universe.tasks))
-    tokens = TokenTable.from_rows(questions, clip_question_tokens(encoder, questions, max(batch_size, 256)))
-    tokens.save(out_dir / QUESTION_TOKENS_FILE, encoder=str(clip_model))
-    write_json(
-        manifest_path,
-        {
-            "format": MANIFEST_FORMAT,
-            "clip_model": str(clip_model),
-            "image_dim": images.dim,
-            "text_dim": text_table.dim,
-            "image_size": encoder.image_size,
-            "preprocessing": encoder.preprocessing,
-            "n_images": len(images),
-            "n_texts": len(text_table),
-            "n_question_tokens": int(tokens.tokens.shape[0]),
-            "n_tasks": len(universe.tasks),
-            "n_meta_train": len(universe.meta_train),
-            "n_meta_test": len(universe.meta_test),
-        },
-    )
-    shutil.rmtree(out_dir / IMAGE_SHARDS, ignore_errors=True)

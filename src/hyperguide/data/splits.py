@@ -12,12 +12,12 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
+from hyperguide.config import SplitKind
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 
-SplitKind = Literal["random", "compositional", "kfold"]
 SPLIT_KINDS: tuple[str, ...] = get_args(SplitKind)
 PAPER_SEED = 2021
 PAPER_TRAIN_FRACTION = 0.7

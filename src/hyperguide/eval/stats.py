@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scipy import stats as scipy_stats
+
+from hyperguide.eval.results import Summary
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> float:
@@ -19,7 +21,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> float:
     return float(scipy_stats.t.ppf(0.5 + level / 2, df=n - 1)) * sd / math.sqrt(n)
 
 
-def summarize(per_seed: Sequence[float]) -> dict[str, Any]:
+def summarize(per_seed: Sequence[float]) -> Summary:
     """{"mean", "ci95", "per_seed"} of per-seed values (each already a mean over tasks)."""
     values = [float(v) for v in per_seed]
     return {"mean": sum(values) / len(values), "ci95": t_interval(values), "per_seed": values}
@@ -37,3 +39,18 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     elif len(diff) >= 2:
         p = 1.0 if diff[0] == 0 else 0.0
     return {"mean": mean, "ci95": t_interval(diff), "p_value": p, "n": len(diff)}
+
+
+def per_task_means(per_task_acc: Sequence[Sequence[float]]) -> list[float]:
+    """Zero-shot accuracy per meta-test task, averaged over seeds ([seed][task] -> [task])."""
+    return [sum(col) / len(col) for col in zip(*per_task_acc, strict=True)]
+
+
+def compare(results: Mapping[str, Any], a: str, b: str) -> dict[str, dict[str, Any]]:
+    """Paired comparison of the zero-shot accuracy of rows a and b: over seeds (the mean over tasks per seed) and
+    over tasks (the mean over seeds per task). Positive means a is better."""
+    ma, mb = results["methods"][a]["zero_shot"], results["methods"][b]["zero_shot"]
+    return {
+        "over_seeds": paired_difference(ma["acc"]["per_seed"], mb["acc"]["per_seed"]),
+        "over_tasks": paired_difference(per_task_means(ma["per_task_acc"]), per_task_means(mb["per_task_acc"])),
+    }

@@ -1,5 +1,5 @@
-"""The adapted-latent dataset (SPEC P2): for every meta-train task, many latents fine-tuned from the meta-learned z0
-on random subsets of the task's data, computed batched over tasks.
+"""The adapted-latent dataset (docs/design.md §P2): for every meta-train task, many latents fine-tuned from the
+meta-learned z0 on random subsets of the task's data, computed batched over tasks.
 
 One augmentation draws, per task, a random fraction f ~ U(2/3, 1) of all its examples (support and query pooled) and
 fine-tunes z from z0 on them (paper: 10 SGD steps at lr 0.1). The result is (n_aug, n_tasks, L).
@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import torch
-from tqdm.auto import tqdm
 
+from hyperguide.config import InnerLoop
 from hyperguide.data.batch import collate
 from hyperguide.data.tasks import Task
-from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
+from hyperguide.events import Callback, Progress, emit
+from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import UncondHNetMAML
-
-
-@dataclass(frozen=True)
-class CollectConfig:
-    """SPEC P2: 100 augmentations per meta-train task, each 10 SGD steps at lr 0.1 from the meta-learned z0."""
-
-    n_aug: int = 100
-    inner: InnerLoop = field(default_factory=InnerLoop)
-    batch_size: int = 128  # tasks adapted together (larger batches amortise per-step overhead)
-    max_examples: int | None = None  # cap on a subset's size (None: the paper's whole 2/3-to-all subset)
 
 
 def random_subset(task: Task, generator: torch.Generator, max_examples: int | None = None) -> Task:
@@ -53,7 +44,7 @@ def collect_latents(
     batch_size: int = 128,
     max_examples: int | None = None,
     device: str = "cpu",
-    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> torch.Tensor:
     """(n_aug, len(tasks), latent_dim) fine-tuned latents.
 
@@ -61,7 +52,7 @@ def collect_latents(
     as one padded computation rather than one per task."""
     method.eval()
     out = torch.empty(n_aug, len(tasks), method.config.latent_dim)
-    for a in tqdm(range(n_aug), desc="collect latents", disable=not progress, unit="aug"):
+    for a in range(n_aug):
         subsets = [random_subset(t, generator, max_examples) for t in tasks]
         order = sorted(range(len(tasks)), key=lambda i: -len(subsets[i].support_y))
         for start in range(0, len(tasks), batch_size):
@@ -69,4 +60,5 @@ def collect_latents(
             batch = collate([subsets[i] for i in idx]).to(device)
             z = adapt(support_loss_fn(method.shape, method.generate, batch), method.init_phi(batch), inner)
             out[a, idx] = z.cpu()
+        emit(callbacks, Progress("collect latents", a + 1, n_aug, "aug"))
     return out

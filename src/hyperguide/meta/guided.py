@@ -1,43 +1,48 @@
-"""The guidance rows of the table (SPEC P5, P7): a task's adapter from its question alone, generated in a latent
-space of adapters (HNet z or HVAE u) by HyperCLIP guidance or by sampling HyperLDM.
+"""Guidance methods (docs/design.md §P5, §P7): a task's adapter from its question alone, generated in a latent space
+of adapters (HNet z or HVAE u) by a guidance model (HyperCLIP ascent, a HyperLDM sample, or any other).
 
-| row | latent space | zero-shot latent |
-|---|---|---|
-| hnet+hyperclip | HNet z | Adam ascent of cos(HyperCLIP(HNet(z)), e_q) from z0 |
-| hvae+hyperclip | HVAE u | the same through the decoder, from u0 ~ q(u \\| HNet(z0)) |
-| hnet+hyperldm@G | HNet z | a HyperLDM sample with guidance scale G |
-| hvae+hyperldm@G | HVAE u | a HyperLDM sample in u, decoded |
-
-Each part is trained by its own stage and stored in its own checkpoint (`parts()`: stage name -> module), so parts
-that several rows share (the HNet, the HVAE) are trained and stored once. Few-shot fine-tuning adapts the latent.
+A `GuidedMethod` is a latent space, a guide network and the guide's zero-shot procedure. Its trained parts come
+from separate stages (the HNet, the HVAE, the guide), so the parts that several rows share are trained and stored
+once; `trained_parts()` lists them in the order of the row's stages (`hyperguide.rows`). Few-shot fine-tuning adapts
+the latent.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from hyperguide.config import HVAEConfig, MethodConfig
 from hyperguide.data.batch import TaskBatch
-from hyperguide.meta.hvae import HVAEConfig
-from hyperguide.meta.hyperclip import HyperCLIPConfig, guidance_loss_fn
-from hyperguide.meta.hyperldm import HyperLDM, HyperLDMConfig
-from hyperguide.meta.inner_loop import adapt, support_loss_fn
-from hyperguide.meta.methods import Method, MethodConfig, UncondHNetMAML
+from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
-from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.vae import WeightVAE
 
-GuideKind = Literal["hyperclip", "hyperldm"]
+
+class ZeroShot(Protocol):
+    """A guide's procedure: the zero-shot latents (B, L) of a batch, from the space's starting latents x0."""
+
+    def __call__(
+        self, space: LatentSpace, guide: nn.Module, batch: TaskBatch, x0: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor: ...
+
+
+def latent_space(kind: SpaceKind, base: UncondHNetMAML, hvae: HVAEConfig) -> LatentSpace:
+    """The space of the kind over `base` (the HNet of `uncond-hnet-maml`): its z, or for `hvae` the latent of a new
+    (untrained) VAE over its weights."""
+    if kind == "hnet":
+        return HNetSpace(base)
+    return HVAESpace(base, WeightVAE(base.shape.n_params, hvae.hidden_dims, hvae.latent_dim))
 
 
 class GuidedMethod(Method):
+    """Zero-shot: `zero_shot(space, guide, batch, x0, generator)` from the space's start x0, with a generator seeded
+    `sample_seed` per call (so a batch's samples do not depend on what was sampled before)."""
+
     trained_by = "guidance"
-    conditional = True
-    space_kind: ClassVar[SpaceKind]
-    guide_kind: ClassVar[GuideKind]
 
     def __init__(
         self,
@@ -45,40 +50,24 @@ class GuidedMethod(Method):
         question_dim: int,
         config: MethodConfig,
         *,
-        hvae: HVAEConfig,
-        hyperclip: HyperCLIPConfig,
-        hyperldm: HyperLDMConfig,
+        space: LatentSpace,
+        guide: nn.Module,
+        zero_shot: ZeroShot,
+        uses_support: bool = False,
+        sample_seed: int = 0,
     ) -> None:
         super().__init__(shape, question_dim, config)
-        base = UncondHNetMAML(shape, question_dim, config)
-        self.space: LatentSpace
-        if self.space_kind == "hnet":
-            self.space = HNetSpace(base)
-        else:
-            self.space = HVAESpace(base, WeightVAE(shape.n_params, hvae.hidden_dims, hvae.latent_dim))
-        self.hyperclip_config = hyperclip
-        self.guide: nn.Module
-        if self.guide_kind == "hyperclip":
-            self.guide = HyperCLIP(
-                shape.n_params, hyperclip.hidden_dims, question_dim, hyperclip.question, hyperclip.question_heads
-            )
-        else:
-            self.guide = HyperLDM(self.space.latent_dim, question_dim, hyperldm)
-        self.uses_support_for_zero_shot = self.guide_kind == "hyperldm" and hyperldm.few_shot_scale > 0  # type: ignore[misc]
-        self.gamma = 1.0
-        self.sample_seed = 0
+        self.space = space
+        self.guide = guide
+        self.zero_shot = zero_shot
+        self.uses_support_for_zero_shot = uses_support
+        self.sample_seed = sample_seed
 
-    @classmethod
-    def guide_stage(cls) -> str:
-        return f"{cls.guide_kind}-{cls.space_kind}"
-
-    def parts(self) -> dict[str, nn.Module]:
-        """Stage name -> the submodule that stage trains and stores."""
-        parts: dict[str, nn.Module] = {"uncond-hnet-maml": self.space.base}
+    def trained_parts(self) -> list[nn.Module]:
+        parts: list[nn.Module] = [self.space.base]
         if isinstance(self.space, HVAESpace):
-            parts["hvae"] = self.space.vae
-        parts[self.guide_stage()] = self.guide
-        return parts
+            parts.append(self.space.vae)
+        return [*parts, self.guide]
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return self.space.decode(phi)
@@ -92,47 +81,4 @@ class GuidedMethod(Method):
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
         generator = self._generator()
         x0 = self.space.start(len(batch), generator).to(batch.question_emb.device)
-        if isinstance(self.guide, HyperCLIP):
-            cfg = self.hyperclip_config
-            loss = guidance_loss_fn(self.space, self.guide, batch.questions, x0, cfg.init_l2)
-            return adapt(loss, x0, cfg.guidance)
-        assert isinstance(self.guide, HyperLDM)
-        grad_fn = None
-        if self.uses_support_for_zero_shot:
-            support_loss = support_loss_fn(self.shape, self.generate, batch)
-
-            def grad_fn(x: torch.Tensor) -> torch.Tensor:
-                x = x.detach().requires_grad_(True)
-                return torch.autograd.grad(support_loss(x).sum(), x)[0]
-
-        return self.guide.sample(batch.questions, gamma=self.gamma, generator=generator, start=x0, grad_fn=grad_fn)
-
-
-class HNetHyperCLIP(GuidedMethod):
-    name = "hnet+hyperclip"
-    space_kind = "hnet"
-    guide_kind = "hyperclip"
-
-
-class HVAEHyperCLIP(GuidedMethod):
-    name = "hvae+hyperclip"
-    space_kind = "hvae"
-    guide_kind = "hyperclip"
-
-
-class HNetHyperLDM(GuidedMethod):
-    """Rows `hnet+hyperldm@G`: one trained model, sampled at each guidance scale G."""
-
-    name = "hnet+hyperldm"
-    space_kind = "hnet"
-    guide_kind = "hyperldm"
-
-
-class HVAEHyperLDM(GuidedMethod):
-    name = "hvae+hyperldm"
-    space_kind = "hvae"
-    guide_kind = "hyperldm"
-
-
-GUIDED: dict[str, type[GuidedMethod]] = {m.name: m for m in (HNetHyperCLIP, HVAEHyperCLIP, HNetHyperLDM, HVAEHyperLDM)}
-GAMMA_ROWS = (HNetHyperLDM.name, HVAEHyperLDM.name)  # their rows carry @gamma
+        return self.zero_shot(self.space, self.guide, batch, x0, generator)

@@ -1,5 +1,5 @@
-"""HyperCLIP (SPEC P4-P5): contrastive training of a weight encoder against question embeddings, its task
-identification diagnostic, and guidance: gradient ascent on a new task's latent towards its question.
+"""HyperCLIP (docs/design.md §P4-§P5): contrastive training of a weight encoder against question embeddings, its
+task identification diagnostic, and guidance: gradient ascent on a new task's latent towards its question.
 
 Training data per task: the weights of one augmentation's adapted latent, decoded in the chosen space (HNet(z), or
 Dec(u) with u drawn from the HVAE's posterior). Guidance maximises cos(f(G(x)), e_q) over x with Adam from the
@@ -8,38 +8,26 @@ space's starting latent; tasks are independent, so it runs batched through `inne
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from hyperguide.data.batch import Questions
-from hyperguide.meta.inner_loop import InnerLoop, LossFn
-from hyperguide.meta.latent_data import epoch_batches, epochs_needed
+from hyperguide.config import HyperCLIPConfig
+from hyperguide.data.batch import Questions, TaskBatch
+from hyperguide.events import Callback
+from hyperguide.meta.inner_loop import LossFn, adapt
+from hyperguide.meta.latent_data import epoch_batches, steps_per_epoch
 from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hypernet import HyperNet
-from hyperguide.models.question import QuestionMode
+from hyperguide.train.loop import epochs_for, fit
 
 
-@dataclass(frozen=True)
-class HyperCLIPConfig:
-    """Paper defaults (SPEC 4.1): Adam 1e-3, batch 32, 1,000 epochs; guidance 50 Adam steps at 1e-3 from the start."""
-
-    hidden_dims: tuple[int, ...] = (128, 128)
-    lr: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 1000
-    min_steps: int = 0
-    guidance: InnerLoop = field(default_factory=lambda: InnerLoop(steps=50, lr=1e-3, optimizer="adam"))
-    init_l2: float = 0.0  # weight of 1/2 ||x - x0||^2 in the guidance loss
-    question: QuestionMode = "pooled"
-    question_heads: int = 4
-    candidates: int = 10  # task identification among this many questions
+def build_hyperclip(weight_dim: int, question_dim: int, config: HyperCLIPConfig) -> HyperCLIP:
+    return HyperCLIP(weight_dim, config.hidden_dims, question_dim, config.question, config.question_heads)
 
 
 def train_hyperclip(
@@ -49,36 +37,33 @@ def train_hyperclip(
     config: HyperCLIPConfig,
     *,
     generator: torch.Generator,
+    name: str = "hyperclip",
     device: str = "cpu",
-    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[HyperCLIP, list[dict[str, float]]]:
     """Train HyperCLIP on the (A, N, Lz) adapted HNet latents and the N tasks' questions."""
     n_aug, n_tasks, _ = latents.shape
     data = SpaceLatents.of(space, latents, device)
     questions = questions.to(device)
-    encoder = HyperCLIP(
-        space.base.shape.n_params, config.hidden_dims, questions.emb.shape[1], config.question, config.question_heads
-    ).to(device)
-    # One fused pass over the 50M parameters and Adam's state per step, not one pass per elementwise operation.
-    optimizer = adam(encoder.parameters(), config.lr, device)
-    history = []
-    epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
-    for epoch in tqdm(range(epochs), desc=f"train hyperclip ({space.kind})", disable=not progress, unit="epoch"):
-        losses, correct, seen = [], 0, 0
-        for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator, min_batch=2):
-            aug, idx = aug.to(device), idx.to(device)
-            with torch.no_grad():
-                x = data.draw(aug, idx, generator)
-                weights = space.decode(x)
-            logits = encoder.logits(weights, questions[idx])
-            loss = symmetric_info_nce(logits)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            correct += int((logits.argmax(1) == torch.arange(len(idx), device=device)).sum())
-            seen += len(idx)
-        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "batch_acc": 100.0 * correct / seen})
+    encoder = build_hyperclip(space.base.shape.n_params, int(questions.emb.shape[1]), config).to(device)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        aug, idx = batch[0].to(device), batch[1].to(device)
+        with torch.no_grad():
+            weights = space.decode(data.draw(aug, idx, generator))
+        logits = encoder.logits(weights, questions[idx])
+        correct = (logits.argmax(1) == torch.arange(len(idx), device=device)).float().mean()
+        return {"loss": symmetric_info_nce(logits), "batch_acc": 100.0 * correct}
+
+    history = fit(
+        step,
+        lambda epoch: epoch_batches(n_aug, n_tasks, config.batch_size, generator, min_batch=2),
+        # One fused pass over the 50M parameters and Adam's state per step, not one pass per elementwise operation.
+        adam(encoder.parameters(), config.lr, device),
+        epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
+        name=name,
+        callbacks=callbacks,
+    )
     return encoder.eval(), history
 
 
@@ -91,8 +76,8 @@ def task_identification(
     candidates: int,
     generator: torch.Generator,
 ) -> float:
-    """SPEC P4 step 3: % of tasks whose own question gets the highest logit for its weights among its question and
-    `candidates - 1` other tasks' questions drawn at random (all of them when there are fewer)."""
+    """docs/design.md §P4, step 3: % of tasks whose own question gets the highest logit for its weights among its
+    question and `candidates - 1` other tasks' questions drawn at random (all of them when there are fewer)."""
     n = len(weights)
     if n < 2:
         return float("nan")
@@ -157,3 +142,15 @@ def guidance_loss_fn(
         return -cos + 0.5 * init_l2 * ((x - anchor) ** 2).sum(-1)
 
     return loss
+
+
+def hyperclip_guidance(config: HyperCLIPConfig) -> Callable[..., torch.Tensor]:
+    """The zero-shot latent of a guidance row (`meta.guided.ZeroShot`): Adam ascent from x0 towards the question."""
+
+    def zero_shot(
+        space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        assert isinstance(guide, HyperCLIP)
+        return adapt(guidance_loss_fn(space, guide, batch.questions, x0, config.init_l2), x0, config.guidance)
+
+    return zero_shot

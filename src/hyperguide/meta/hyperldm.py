@@ -1,5 +1,5 @@
-"""HyperLDM (SPEC P6-P7): a conditional latent diffusion model over a space of adapters (HNet z or HVAE u), sampled
-with classifier-free guidance scale gamma to give a new task's latent from its question alone.
+"""HyperLDM (docs/design.md §P6-§P7): a conditional latent diffusion model over a space of adapters (HNet z or HVAE
+u), sampled with classifier-free guidance scale gamma to give a new task's latent from its question alone.
 
 Training: latents normalised per dimension (mean and std over all collected latents), one uniformly drawn
 augmentation per task and epoch (for the HVAE, a fresh draw from its posterior), condition dropout with probability
@@ -12,7 +12,7 @@ sampler) the cosine schedule's last step divides by sqrt(alpha) = 0.03, and the 
 return its input's scale, misses the identity it must output there: on easyvqa every unclipped sample diverged
 (normalised std ~9,000) and scored chance even on meta-train tasks.
 
-Sampling options (SPEC P7): a respaced sampler (`sample_steps`); starting the reverse chain from the space's starting
+Sampling options (§P7): a respaced sampler (`sample_steps`); starting the reverse chain from the space's starting
 latent noised to a fraction of the process (`start_frac`, the reference starts from it without noising it); few-shot
 guidance (`few_shot_scale`: at every step the support loss gradient, rescaled to that fraction of the noise
 estimate's norm, is added to the noise estimate; this uses support labels, so it is not zero-shot).
@@ -20,116 +20,89 @@ estimate's norm, is added to the noise estimate; this uses support labels, so it
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from hyperguide.data.batch import Questions
+from hyperguide.config import HyperLDMConfig
+from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.ddpm import DDPM, EpsModel
 from hyperguide.diffusion.schedule import NoiseSchedule
-from hyperguide.meta.latent_data import epoch_batches, epochs_needed
+from hyperguide.events import Callback
+from hyperguide.meta.inner_loop import support_loss_fn
+from hyperguide.meta.latent_data import epoch_batches, steps_per_epoch
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
-from hyperguide.models.denoiser import LatentDenoiser
-from hyperguide.models.question import QuestionEncoder, QuestionMode
+from hyperguide.models.hyperldm import HyperLDM
+from hyperguide.train.loop import EMA, epochs_for, fit
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
 
-@dataclass(frozen=True)
-class HyperLDMConfig:
-    """Paper defaults (SPEC 4.1); `min_steps` 5400 is the paper's 200 epochs x 27 batches, kept on small universes."""
-
-    num_steps: int = 1000
-    schedule: Literal["cosine", "linear"] = "cosine"
-    hidden_dims: tuple[int, ...] = (128, 128)
-    time_dim: int = 100
-    null: Literal["zeros", "learned"] = "zeros"
-    p_uncond: float = 0.2
-    epochs: int = 200
-    min_steps: int = 5400
-    batch_size: int = 32
-    lr: float = 1e-3
-    ema_decay: float = 0.999
-    sample_steps: int | None = None  # respaced sampling with this many steps; None: all num_steps
-    start_frac: float | None = None  # start the chain from the noised starting latent at this fraction of T
-    few_shot_scale: float = 0.0
-    gammas: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 4.0)
-    question: QuestionMode = "pooled"
-    question_heads: int = 4
-    clip_x0: bool = True  # bound each sampling step's predicted x0 to the training latents' range (False: the paper)
-
-    def schedule_obj(self) -> NoiseSchedule:
-        if self.schedule == "cosine":
-            return NoiseSchedule.cosine(self.num_steps)
-        return NoiseSchedule.linear(self.num_steps)
-
-    def sampling_schedule(self) -> NoiseSchedule:
-        schedule = self.schedule_obj()
-        return schedule.strided(self.sample_steps) if self.sample_steps else schedule
+def build_hyperldm(latent_dim: int, cond_dim: int, config: HyperLDMConfig) -> HyperLDM:
+    return HyperLDM(
+        latent_dim,
+        cond_dim,
+        hidden_dims=config.hidden_dims,
+        time_dim=config.time_dim,
+        null=config.null,
+        question=config.question,
+        question_heads=config.question_heads,
+    )
 
 
-class HyperLDM(torch.nn.Module):
-    """The denoiser with the latent normalisation it was trained under and the question encoder it conditions
-    through; `sample` returns latents in the space."""
+def noise_schedule(config: HyperLDMConfig) -> NoiseSchedule:
+    """The trained process's schedule."""
+    if config.schedule == "cosine":
+        return NoiseSchedule.cosine(config.num_steps)
+    return NoiseSchedule.linear(config.num_steps)
 
-    def __init__(self, latent_dim: int, cond_dim: int, config: HyperLDMConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.question = QuestionEncoder(cond_dim, config.question, config.question_heads)
-        self.denoiser = LatentDenoiser(latent_dim, cond_dim, config.hidden_dims, config.time_dim, config.null)
-        self.register_buffer("latent_mean", torch.zeros(latent_dim))
-        self.register_buffer("latent_std", torch.ones(latent_dim))
-        self.register_buffer("x0_low", torch.full((latent_dim,), -float("inf")))  # normalised training range
-        self.register_buffer("x0_high", torch.full((latent_dim,), float("inf")))
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.latent_mean) / self.latent_std
+def sampling_schedule(config: HyperLDMConfig) -> NoiseSchedule:
+    """The schedule the sampler walks: the trained one, or its respacing to `sample_steps` steps."""
+    schedule = noise_schedule(config)
+    return schedule.strided(config.sample_steps) if config.sample_steps else schedule
 
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.latent_std + self.latent_mean
 
-    @torch.no_grad()
-    def sample(
-        self,
-        questions: Questions,
-        *,
-        gamma: float,
-        generator: torch.Generator,
-        start: torch.Tensor | None = None,
-        grad_fn: GradFn | None = None,
-    ) -> torch.Tensor:
-        """(B, L) latents for B questions. `start` is used when config.start_frac is set; `grad_fn` (the support
-        loss gradient in the space) when config.few_shot_scale > 0."""
-        cond = self.question.encode(questions)
-        schedule = self.config.sampling_schedule()
-        eps_model: EpsModel = self.denoiser
-        if grad_fn is not None and self.config.few_shot_scale > 0:
-            eps_model = _with_few_shot_guidance(self.denoiser, self, grad_fn, self.config.few_shot_scale)
-        start_index = x_start = None
-        if self.config.start_frac is not None and start is not None:
-            start_index = min(schedule.num_steps - 1, int(self.config.start_frac * schedule.num_steps))
-            x_start = self.normalize(start)
-        x = DDPM(schedule).sample(
-            eps_model,
-            (cond.shape[0], self.latent_mean.shape[0]),
-            cond,
-            gamma=gamma,
-            generator=generator,
-            device=cond.device,
-            x_start=x_start,
-            start_index=start_index,
-            clip=(self.x0_low, self.x0_high) if self.config.clip_x0 else None,
-        )
-        return self.denormalize(x)
+@torch.no_grad()
+def sample_latents(
+    model: HyperLDM,
+    questions: Questions,
+    config: HyperLDMConfig,
+    *,
+    gamma: float,
+    generator: torch.Generator,
+    start: torch.Tensor | None = None,
+    grad_fn: GradFn | None = None,
+) -> torch.Tensor:
+    """(B, L) latents in the space for B questions, sampled at guidance scale `gamma`. `start` (the space's starting
+    latents) is used when config.start_frac is set; `grad_fn` (the support-loss gradient in the space) when
+    config.few_shot_scale > 0."""
+    cond = model.question.encode(questions)
+    schedule = sampling_schedule(config)
+    eps_model: EpsModel = model.denoiser
+    if grad_fn is not None and config.few_shot_scale > 0:
+        eps_model = _with_few_shot_guidance(model.denoiser, model, grad_fn, config.few_shot_scale)
+    start_index = x_start = None
+    if config.start_frac is not None and start is not None:
+        start_index = min(schedule.num_steps - 1, int(config.start_frac * schedule.num_steps))
+        x_start = model.normalize(start)
+    x = DDPM(schedule).sample(
+        eps_model,
+        (cond.shape[0], model.latent_dim),
+        cond,
+        gamma=gamma,
+        generator=generator,
+        device=cond.device,
+        x_start=x_start,
+        start_index=start_index,
+        clip=(model.x0_low, model.x0_high) if config.clip_x0 else None,
+    )
+    return model.denormalize(x)
 
 
 def _with_few_shot_guidance(denoiser: EpsModel, ldm: HyperLDM, grad_fn: GradFn, scale: float) -> EpsModel:
-    """eps + scale * ||eps|| * g / ||g||, g the support-loss gradient at the denormalised x_t (SPEC P7)."""
+    """eps + scale * ||eps|| * g / ||g||, g the support-loss gradient at the denormalised x_t (docs/design.md §P7)."""
 
     def eps_model(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         eps = denoiser(x, t, cond)
@@ -141,6 +114,29 @@ def _with_few_shot_guidance(denoiser: EpsModel, ldm: HyperLDM, grad_fn: GradFn, 
     return eps_model
 
 
+def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torch.Tensor]:
+    """The zero-shot latent of a guidance row (`meta.guided.ZeroShot`): a sample at guidance scale `gamma`, with
+    few-shot guidance by the batch's support loss when config.few_shot_scale > 0 (then it uses labels)."""
+
+    def zero_shot(
+        space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        assert isinstance(guide, HyperLDM)
+        grad_fn = None
+        if config.few_shot_scale > 0:
+            support_loss = support_loss_fn(space.base.shape, space.decode, batch)
+
+            def grad_fn(x: torch.Tensor) -> torch.Tensor:
+                x = x.detach().requires_grad_(True)
+                return torch.autograd.grad(support_loss(x).sum(), x)[0]
+
+        return sample_latents(
+            guide, batch.questions, config, gamma=gamma, generator=generator, start=x0, grad_fn=grad_fn
+        )
+
+    return zero_shot
+
+
 def train_hyperldm(
     space: LatentSpace,
     latents: torch.Tensor,
@@ -148,54 +144,42 @@ def train_hyperldm(
     config: HyperLDMConfig,
     *,
     generator: torch.Generator,
+    name: str = "hyperldm",
     device: str = "cpu",
-    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[HyperLDM, list[dict[str, float]]]:
     """Train on the (A, N, Lz) adapted HNet latents mapped into `space`; returns the model with EMA weights."""
     n_aug, n_tasks, _ = latents.shape
     data = SpaceLatents.of(space, latents, device)
     mean, logvar = data.mean, data.logvar
     questions = questions.to(device)
-    model = HyperLDM(mean.shape[-1], questions.emb.shape[1], config).to(device)
+    model = build_hyperldm(mean.shape[-1], int(questions.emb.shape[1]), config).to(device)
     flat = mean.reshape(-1, mean.shape[-1])
     model.latent_mean.copy_(flat.mean(0))
     model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
-    spread = (
-        model.normalize(flat)
-        if logvar is None
-        else model.normalize(
-            torch.cat(
-                [
-                    flat - 3 * (0.5 * logvar).exp().reshape(flat.shape),
-                    flat + 3 * (0.5 * logvar).exp().reshape(flat.shape),
-                ]
-            )
-        )
-    )
+    if logvar is None:
+        spread = model.normalize(flat)
+    else:
+        std = (0.5 * logvar).exp().reshape(flat.shape)
+        spread = model.normalize(torch.cat([flat - 3 * std, flat + 3 * std]))
     model.x0_low.copy_(spread.min(0).values)
     model.x0_high.copy_(spread.max(0).values)
-    denoiser = model.denoiser
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = adam(model.parameters(), config.lr, device)
-    ddpm = DDPM(config.schedule_obj())
-    history = []
-    step = 0
-    epochs = epochs_needed(n_tasks, config.batch_size, config.epochs, config.min_steps)
-    for epoch in tqdm(range(epochs), desc=f"train hyperldm ({space.kind})", disable=not progress, unit="epoch"):
-        losses = []
-        for aug, idx in epoch_batches(n_aug, n_tasks, config.batch_size, generator):
-            aug, idx = aug.to(device), idx.to(device)
-            x0 = model.normalize(data.draw(aug, idx, generator))
-            c = denoiser.drop_condition(model.question.encode(questions[idx]), config.p_uncond, generator)
-            loss = ddpm.loss(denoiser, x0, c, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            decay = min(config.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-                    e.lerp_(p, 1 - decay)
-            losses.append(float(loss.detach()))
-        history.append({"epoch": epoch + 1, "step": step, "loss": sum(losses) / len(losses)})
-    return ema.eval(), history
+    ema = EMA(model, config.ema_decay)
+    ddpm = DDPM(noise_schedule(config))
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        aug, idx = batch[0].to(device), batch[1].to(device)
+        x0 = model.normalize(data.draw(aug, idx, generator))
+        c = model.denoiser.drop_condition(model.question.encode(questions[idx]), config.p_uncond, generator)
+        return {"loss": ddpm.loss(model.denoiser, x0, c, generator)}
+
+    history = fit(
+        step,
+        lambda epoch: epoch_batches(n_aug, n_tasks, config.batch_size, generator),
+        adam(model.parameters(), config.lr, device),
+        epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
+        name=name,
+        ema=ema,
+        callbacks=callbacks,
+    )
+    return ema.module.eval(), history

@@ -13,38 +13,19 @@ the paper's default) treats inner gradients as constants; second order different
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
+from hyperguide.config import InnerLoop
 from hyperguide.data.batch import TaskBatch
 from hyperguide.meta.losses import task_cross_entropy
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # phi (B, M) -> per-task losses (B,)
-Generator = Callable[[torch.Tensor], torch.Tensor]  # phi (B, M) -> adapter weights (B, P)
+WeightDecoder = Callable[[torch.Tensor], torch.Tensor]  # phi (B, M) -> adapter weights (B, P)
 
 
-@dataclass(frozen=True)
-class InnerLoop:
-    """How a task adapts: `steps` full-batch steps of `optimizer` at `lr` (paper: 10 SGD steps at 0.1)."""
-
-    steps: int = 10
-    lr: float = 0.1
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    first_order: bool = True
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"inner optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.steps < 0 or self.lr <= 0:
-            raise ValueError(f"inner loop needs steps >= 0 and lr > 0, got steps={self.steps}, lr={self.lr}")
-
-
-def support_loss_fn(shape: AdapterShape, generate: Generator, batch: TaskBatch) -> LossFn:
+def support_loss_fn(shape: AdapterShape, generate: WeightDecoder, batch: TaskBatch) -> LossFn:
     """phi -> (B,) cross-entropy of each task's support set under the adapter weights generate(phi)."""
 
     lengths = batch.lengths("support")

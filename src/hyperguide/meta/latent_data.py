@@ -1,8 +1,9 @@
-"""How the guidance models see the adapted-latent dataset (SPEC P3, P4, P6): every epoch draws one of the
-augmentations per task uniformly, permutes the tasks, and cuts them into batches.
+"""How the guidance models see the adapted-latent dataset (docs/design.md §P3, §P4, §P6): every epoch draws one of
+the augmentations per task uniformly, permutes the tasks, and cuts them into batches.
 
 The paper counts training in epochs over 870 tasks (27 steps each). On a universe with few tasks an epoch is a few
-steps, so each stage also has `min_steps`: it trains at least that many optimiser steps, whatever the task count.
+steps, so each stage also has `min_steps`: it trains at least that many optimiser steps, whatever the task count
+(`train.loop.epochs_for`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Iterator
 import torch
 
 
-def epochs_needed(n_tasks: int, batch_size: int, epochs: int, min_steps: int) -> int:
-    per_epoch = max(1, math.ceil(n_tasks / batch_size))
-    return max(epochs, math.ceil(min_steps / per_epoch))
+def steps_per_epoch(n_tasks: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_tasks / batch_size))
 
 
 def epoch_batches(

@@ -1,67 +1,50 @@
-"""The methods (table rows) that produce adapter weights for a task: baselines of the paper (SPEC 5) and bounds.
+"""The methods that produce adapter weights for a task: the paper's baselines (docs/design.md §5) and the bounds.
+Which table row each one is, and how it is trained, is declared in `hyperguide.rows`.
 
 Every method is a pair (inner parameters, generator): `init_phi(batch)` gives each task's inner parameters phi
 (B, M) before adaptation, and `generate(phi)` maps them to flat adapter weights (B, P). Zero-shot weights are
 `generate(zero_shot_phi(batch))`; few-shot fine-tuning adapts phi from there. Training is either multitask
 (one loss on all of each meta-train task's data) or MAML (adapt phi on the support set, loss on the query set).
 
-| row | phi | generate | trained by |
+| class | phi | generate | trained by |
 |---|---|---|---|
-| clip-zeroshot | zero adapter weights | identity | nothing (the frozen encoders alone) |
-| uncond-multitask | shared adapter weights | identity | multitask |
-| uncond-mnet-maml | shared adapter weights | identity | MAML on the weights |
-| uncond-hnet-maml | a learned latent z0 | HyperNet(z) | MAML on z |
-| cond-multitask | HyperNet(question) | identity | multitask |
-| cond-multitask-film | shared adapter with FiLM(question) on its hidden layer | identity | multitask |
-| cond-hnet-maml | the question embedding | HyperNet(q) | MAML on q |
+| ClipZeroShot | zero adapter weights | identity | nothing (the frozen encoders alone) |
+| UncondMultitask | shared adapter weights | identity | multitask |
+| UncondMNetMAML | shared adapter weights | identity | MAML on the weights |
+| UncondHNetMAML | a learned latent z0 | HyperNet(z) | MAML on z |
+| CondMultitask | HyperNet(question) | identity | multitask |
+| CondMultitaskFiLM | shared adapter with FiLM(question) on its hidden layer | identity | multitask |
+| CondHNetMAML | the question embedding | HyperNet(q) | MAML on q |
+| Oracle | adapter weights fine-tuned on the full support set | identity | nothing (uses labels) |
 
-Conditional rows see the question through `MethodConfig.question`: the pooled embedding (the paper), or learned
+Conditional methods see the question through `MethodConfig.question`: the pooled embedding (the paper), or learned
 attention pooling over the question's token states (`models/question.py`), trained with the rest of the method.
-| oracle | adapter weights fine-tuned on the full support set | identity | nothing (uses labels) |
-
-`chance` and `majority` make no weights; the evaluation computes them directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from hyperguide.config import MethodConfig
 from hyperguide.data.batch import TaskBatch
-from hyperguide.meta.inner_loop import InnerLoop, adapt, support_loss_fn
+from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.losses import task_cross_entropy
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.models.hypernet import FiLM, HyperNet
-from hyperguide.models.question import QuestionEncoder, QuestionMode
+from hyperguide.models.question import QuestionEncoder
 
 Training = Literal["none", "multitask", "maml", "guidance"]
 
 
-@dataclass(frozen=True)
-class MethodConfig:
-    """Architecture and inner-loop settings shared by the methods (paper defaults, SPEC 3 and 4.1)."""
-
-    adapter_hidden: int | None = None  # None: a third of the feature dim, the paper's ratio (256 for 768-d CLIP)
-    latent_dim: int = 128
-    hnet_hidden: tuple[int, ...] = (128, 128, 128)
-    film_hidden: int = 128
-    question: QuestionMode = "pooled"  # the paper's pooled embedding, or learned attention pooling over its tokens
-    question_heads: int = 4
-    adapter_init: Literal["normal", "identity"] = "normal"  # own weights: N(0, 1) as the paper, or the identity
-    inner: InnerLoop = field(default_factory=InnerLoop)  # MAML inner loop (meta-training)
-    oracle: InnerLoop = field(default_factory=lambda: InnerLoop(steps=100, lr=1e-2, optimizer="adam"))
-
-
 class Method(nn.Module):
-    """Base class: subclasses set `name`, `trained_by` and implement `init_phi` (and `generate` if not identity)."""
+    """Base class: subclasses set `trained_by` and implement `init_phi` (and `generate` if not identity).
+    `uses_support_for_zero_shot` marks a method whose zero-shot value reads the support set's labels (the oracle)."""
 
-    name: ClassVar[str]
     trained_by: ClassVar[Training] = "none"
-    conditional: ClassVar[bool] = False
-    uses_support_for_zero_shot: ClassVar[bool] = False
+    uses_support_for_zero_shot: bool = False
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__()
@@ -78,6 +61,11 @@ class Method(nn.Module):
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return phi
+
+    def trained_parts(self) -> list[nn.Module]:
+        """The modules the row's training stages produce, in the order of its stages: the method itself for a
+        method that is meta-trained as a whole; a guidance method lists its latent space's parts and its guide."""
+        return [self]
 
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
         """The inner parameters the method answers with before seeing any label of the task."""
@@ -105,14 +93,12 @@ class Method(nn.Module):
                 track_meta_grad=True,
             )
             return self.query_loss(batch, self.generate(phi))
-        raise RuntimeError(f"method {self.name} is not trained")
+        raise RuntimeError(f"{type(self).__name__} is not trained")
 
 
 class ClipZeroShot(Method):
     """The identity adapter. Its weights are W1 ~ N(0, 1) (drawn once, from the run's seed) and zeros elsewhere: the
     same function as all-zero weights, but fine-tuning from it moves every weight (zeros are a saddle point)."""
-
-    name = "clip-zeroshot"
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
@@ -125,7 +111,6 @@ class ClipZeroShot(Method):
 class Oracle(ClipZeroShot):
     """Not zero-shot: an adapter fine-tuned on the task's full support set, from the identity. The upper bound."""
 
-    name = "oracle"
     uses_support_for_zero_shot = True
 
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
@@ -133,7 +118,6 @@ class Oracle(ClipZeroShot):
 
 
 class UncondMultitask(Method):
-    name = "uncond-multitask"
     trained_by = "multitask"
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
@@ -145,12 +129,10 @@ class UncondMultitask(Method):
 
 
 class UncondMNetMAML(UncondMultitask):
-    name = "uncond-mnet-maml"
     trained_by = "maml"
 
 
 class UncondHNetMAML(Method):
-    name = "uncond-hnet-maml"
     trained_by = "maml"
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
@@ -166,9 +148,7 @@ class UncondHNetMAML(Method):
 
 
 class CondMultitask(Method):
-    name = "cond-multitask"
     trained_by = "multitask"
-    conditional = True
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
@@ -187,9 +167,7 @@ class CondMultitaskFiLM(Method):
     those weights like for every other method.
     """
 
-    name = "cond-multitask-film"
     trained_by = "multitask"
-    conditional = True
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
@@ -212,9 +190,7 @@ class CondMultitaskFiLM(Method):
 class CondHNetMAML(Method):
     """A hypernetwork from the question embedding, meta-trained with MAML on its input: phi0 = the question."""
 
-    name = "cond-hnet-maml"
     trained_by = "maml"
-    conditional = True
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
@@ -226,20 +202,3 @@ class CondHNetMAML(Method):
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return self.hypernet(phi)
-
-
-METHODS: dict[str, type[Method]] = {
-    m.name: m
-    for m in (
-        ClipZeroShot,
-        UncondMultitask,
-        UncondMNetMAML,
-        UncondHNetMAML,
-        CondMultitask,
-        CondMultitaskFiLM,
-        CondHNetMAML,
-        Oracle,
-    )
-}
-REFERENCE_ROWS = ("chance", "majority")
-ALL_ROWS = (*REFERENCE_ROWS, *METHODS)

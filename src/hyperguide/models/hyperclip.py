@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyperguide.config import QuestionMode
 from hyperguide.data.batch import Questions
-from hyperguide.models.question import QuestionEncoder, QuestionMode
+from hyperguide.models.question import QuestionEncoder
 
 LOGIT_SCALE = 100.0
 

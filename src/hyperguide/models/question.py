@@ -18,14 +18,14 @@ pooled embedding, so both modes work on every batch.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from torch import nn
 
+from hyperguide.config import QuestionMode
 from hyperguide.data.batch import Questions, TaskBatch
 
-QuestionMode = Literal["pooled", "attention"]
 QUESTION_MODES: tuple[str, ...] = get_args(QuestionMode)
 
 
@@ -52,10 +52,6 @@ class QuestionEncoder(nn.Module):
             self.proj = nn.Linear(heads * question_dim, question_dim)
             nn.init.zeros_(self.proj.weight)
             nn.init.zeros_(self.proj.bias)
-
-    @property
-    def out_dim(self) -> int:
-        return self.question_dim
 
     def attention(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, heads, L) attention weights over the real tokens (0 on padding; each row sums to 1)."""

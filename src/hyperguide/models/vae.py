@@ -37,10 +37,6 @@ class WeightVAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator).to(mu)
         return mu + (0.5 * logvar).exp() * eps
 
-    def sample_latent(self, weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """u ~ q(u | weights)."""
-        return self.reparameterize(*self.encode(weights), generator)
-
     def forward(
         self, weights: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

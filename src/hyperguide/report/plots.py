@@ -1,6 +1,6 @@
-"""The bench's figures, as PNG: zero-shot accuracy against the guidance scale, k-shot curves, and per-task accuracy of
-the best guidance row against `cond-multitask`. Matplotlib's Agg canvas, no pyplot (no global figure state), and
-every file is written atomically.
+"""The bench's figures, as PNG: zero-shot accuracy against the swept value (the guidance scale), k-shot curves, and
+per-task accuracy of the best guidance row against the best baseline. Matplotlib's Agg canvas, no pyplot (no global
+figure state), and every file is written atomically.
 """
 
 from __future__ import annotations
@@ -12,14 +12,20 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hyperguide.eval.stats import per_task_means
 from hyperguide.io import atomic_path
-from hyperguide.report import best_of, k_settings, row_kind, zero_shot_acc
+from hyperguide.report.markdown import best_of, k_settings, row_bound, row_kind, zero_shot_acc
+from hyperguide.rows import find_row
 
 GAMMA_SWEEP = "gamma_sweep.png"
 K_SHOT = "k_shot.png"
 PER_TASK = "per_task.png"
-PER_TASK_BASE = "cond-multitask"
-BOUND_COLORS = {"chance": "0.55", "oracle": "black"}
+BOUND_COLORS = {"lower": "0.55", "upper": "black"}
+
+
+def _bound_color(row: str) -> str | None:
+    bound = row_bound(row)
+    return None if bound is None else BOUND_COLORS[bound]
 
 
 def _figure(width: float = 7.0, height: float = 4.5) -> Figure:
@@ -44,16 +50,12 @@ def _line_with_band(
 
 
 def gamma_families(results: Mapping[str, Any]) -> dict[str, list[tuple[float, str]]]:
-    """Rows named `X@G`, grouped by family X, each sorted by the guidance scale G."""
+    """The rows of each sweeping method (`NAME@VALUE`), by method, each sorted by the swept value."""
     families: dict[str, list[tuple[float, str]]] = {}
-    for row in results["methods"]:
-        family, sep, gamma = row.rpartition("@")
-        if not sep:
-            continue
-        try:
-            families.setdefault(family, []).append((float(gamma), row))
-        except ValueError:
-            continue
+    for name in results["methods"]:
+        row = find_row(name)
+        if row is not None and row.value is not None:
+            families.setdefault(row.spec.name, []).append((row.value, name))
     return {f: sorted(points) for f, points in families.items()}
 
 
@@ -72,8 +74,9 @@ def plot_gamma_sweep(results: Mapping[str, Any], path: Path) -> bool:
     baseline = best_of(results, "baseline")
     if baseline:
         ax.axhline(zero_shot_acc(results, baseline), color="tab:gray", ls="--", label=f"{baseline} (best baseline)")
-    if "chance" in results["methods"]:
-        ax.axhline(zero_shot_acc(results, "chance"), color=BOUND_COLORS["chance"], ls=":", label="chance")
+    for row in results["methods"]:
+        if row_bound(row) == "lower":
+            ax.axhline(zero_shot_acc(results, row), color=BOUND_COLORS["lower"], ls=":", label=row)
     ax.set_xlabel("guidance scale γ (0: unconditional, 1: conditional)")
     ax.set_ylabel("zero-shot accuracy (%)")
     ax.set_ylim(-2, 102)
@@ -92,7 +95,8 @@ def k_shot_panels(results: Mapping[str, Any]) -> dict[str, list[str]]:
     best_gamma = {
         max(points, key=lambda p: zero_shot_acc(results, p[1]))[1] for points in gamma_families(results).values()
     }
-    guidance = [r for r in with_k if row_kind(r) == "guidance" and ("@" not in r or r in best_gamma)]
+    swept = {row for points in gamma_families(results).values() for _, row in points}
+    guidance = [r for r in with_k if row_kind(r) == "guidance" and (r not in swept or r in best_gamma)]
     panels = {"baselines": [r for r in with_k if row_kind(r) != "guidance"]}
     if guidance:
         baseline = best_of(results, "baseline")
@@ -119,7 +123,7 @@ def plot_k_shot(results: Mapping[str, Any], path: Path) -> bool:
             entry = results["methods"][row]
             points: list[tuple[float, Any]] = [(0, entry["zero_shot"]["acc"])]
             points += [(i + 1, entry["k_shot"][k]["acc"]) for i, k in enumerate(ks) if k in entry["k_shot"]]
-            color = BOUND_COLORS.get(row) or next(colors)
+            color = _bound_color(row) or next(colors)
             style = {"marker": "o", "ms": 3, "ls": "-" if row_kind(row) == own else "--", "color": color, "label": row}
             _line_with_band(ax, [p for p, _ in points], [s for _, s in points], alpha=0.1, **style)
         ax.set_xticks(range(len(ticks)), ticks)
@@ -141,16 +145,10 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def per_task_means(entry: Mapping[str, Any]) -> list[float]:
-    """A row's zero-shot accuracy per meta-test task, averaged over seeds."""
-    per_seed = entry["zero_shot"]["per_task_acc"]
-    return [sum(col) / len(col) for col in zip(*per_seed, strict=True)]
-
-
-def plot_per_task(results: Mapping[str, Any], row: str, path: Path, base: str = PER_TASK_BASE) -> None:
+def plot_per_task(results: Mapping[str, Any], row: str, path: Path, base: str) -> None:
     """One point per meta-test task: `base`'s zero-shot accuracy (x) against `row`'s (y), means over seeds."""
-    x = per_task_means(results["methods"][base])
-    y = per_task_means(results["methods"][row])
+    x = per_task_means(results["methods"][base]["zero_shot"]["per_task_acc"])
+    y = per_task_means(results["methods"][row]["zero_shot"]["per_task_acc"])
     fig = _figure(5.5, 5.5)
     ax = fig.add_subplot()
     ax.plot([0, 100], [0, 100], color="gray", ls="--", lw=1)
@@ -180,11 +178,14 @@ def write_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
     title = "k-shot accuracy"
     out[title] = K_SHOT if plot_k_shot(results, out_dir / K_SHOT) else "skipped: no row has k-shot results"
     guidance = best_of(results, "guidance")
+    baseline = best_of(results, "baseline")
     if guidance is None:
-        out[f"Per-task accuracy against `{PER_TASK_BASE}`"] = "skipped: no guidance row (`+hyper`) in this run"
-    elif PER_TASK_BASE not in results["methods"]:
-        out["Per-task accuracy of the best guidance row"] = f"skipped: no `{PER_TASK_BASE}` row in this run"
+        out["Per-task accuracy of the best guidance row"] = "skipped: no guidance row in this run"
+    elif baseline is None:
+        out["Per-task accuracy of the best guidance row"] = "skipped: no baseline row in this run"
     else:
-        plot_per_task(results, guidance, out_dir / PER_TASK)
-        out[f"Per-task accuracy: `{guidance}` (the best guidance row) against `{PER_TASK_BASE}`"] = PER_TASK
+        plot_per_task(results, guidance, out_dir / PER_TASK, baseline)
+        out[f"Per-task accuracy: `{guidance}` (the best guidance row) against `{baseline}` (the best baseline)"] = (
+            PER_TASK
+        )
     return out

@@ -1,8 +1,6 @@
 """results.md of a bench: the table of every row with the bounds marked, the paired difference of each row against
-the best baseline, the plots (or why one is missing) and the seconds per stage.
-
-Row kinds: `chance` and `oracle` are bounds, `majority` a reference that uses labels, rows with `+hyper` are guidance
-methods, and every other row is a baseline. Gamma rows are named `X@G` (family X, guidance scale G).
+the best baseline, the plots (or why one is missing) and the seconds per stage. A row's kind and bound come from
+the row registry (`hyperguide.rows`); a row the registry does not know is of kind "other".
 """
 
 from __future__ import annotations
@@ -10,43 +8,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from hyperguide.harness import compare
+from hyperguide.eval.stats import compare
+from hyperguide.rows import RowKind, find_row
 
-RowKind = Literal["bound", "reference", "baseline", "guidance", "other"]
-BOUNDS = {"chance": "lower bound", "oracle": "upper bound"}
+Kind = RowKind | Literal["other"]
+BOUND_TEXT = {"lower": "lower bound", "upper": "upper bound"}
 
 
-def row_kind(row: str) -> RowKind:
-    if row in BOUNDS:
-        return "bound"
-    if row == "majority":
-        return "reference"
-    if "+hyper" in row:
-        return "guidance"
-    if "hyper" in row:  # a guidance-stage model that is not a `+hyper` row is not a baseline either
-        return "other"
-    return "baseline"
+def row_kind(row: str) -> Kind:
+    found = find_row(row)
+    return "other" if found is None else found.spec.kind
+
+
+def row_bound(row: str) -> Literal["lower", "upper"] | None:
+    found = find_row(row)
+    return None if found is None else found.spec.bound
 
 
 def zero_shot_acc(results: Mapping[str, Any], row: str) -> float:
     return float(results["methods"][row]["zero_shot"]["acc"]["mean"])
 
 
-def best_of(results: Mapping[str, Any], kind: RowKind) -> str | None:
+def best_of(results: Mapping[str, Any], kind: Kind) -> str | None:
     """The row of this kind with the highest mean zero-shot accuracy (the first such row on ties), or None."""
     rows = [r for r in results["methods"] if row_kind(r) == kind]
     return max(rows, key=lambda r: zero_shot_acc(results, r)) if rows else None
 
 
 def best_row(results: Mapping[str, Any]) -> str | None:
-    """The best zero-shot row among baselines and guidance rows (no bound, no label-using reference)."""
-    rows = [r for r in results["methods"] if row_kind(r) in ("baseline", "guidance")]
+    """The best zero-shot row among baselines, ablations and guidance rows (no bound, no label-using reference)."""
+    rows = [r for r in results["methods"] if row_kind(r) in ("baseline", "ablation", "guidance")]
     return max(rows, key=lambda r: zero_shot_acc(results, r)) if rows else None
 
 
-def differences(results: dict[str, Any], reference: str) -> dict[str, dict[str, Any]]:
+def differences(results: Mapping[str, Any], reference: str) -> dict[str, dict[str, Any]]:
     """Per row other than `reference`: the paired difference row - reference of zero-shot accuracy, over seeds and
-    over tasks (`harness.compare`); positive means the row is better."""
+    over tasks (`eval.stats.compare`); positive means the row is better."""
     return {row: compare(results, row, reference) for row in results["methods"] if row != reference}
 
 
@@ -66,18 +63,19 @@ def k_settings(results: Mapping[str, Any]) -> list[str]:
 
 def _label(row: str, entry: Mapping[str, Any]) -> str:
     label = f"`{row}`" + (" *" if entry.get("uses_support_labels") else "")
-    return f"{label} ({BOUNDS[row]})" if row in BOUNDS else label
+    bound = row_bound(row)
+    return f"{label} ({BOUND_TEXT[bound]})" if bound else label
 
 
 def ordered_rows(results: Mapping[str, Any]) -> list[str]:
-    """The lower bound first, then rows in the results' order, the upper bound last."""
+    """The lower bounds first, then rows in the results' order, the upper bounds last."""
     rows = list(results["methods"])
-    first = [r for r in rows if r == "chance"]
-    last = [r for r in rows if r == "oracle"]
-    return first + [r for r in rows if r not in ("chance", "oracle")] + last
+    first = [r for r in rows if row_bound(r) == "lower"]
+    last = [r for r in rows if row_bound(r) == "upper"]
+    return first + [r for r in rows if row_bound(r) is None] + last
 
 
-def render_table(results: dict[str, Any], reference: str | None) -> str:
+def render_table(results: Mapping[str, Any], reference: str | None) -> str:
     """One row per method: zero-shot acc and bal_acc, k-shot acc, and the paired difference against `reference`."""
     ks = k_settings(results)
     diffs = differences(results, reference) if reference else {}
@@ -96,7 +94,7 @@ def render_table(results: dict[str, Any], reference: str | None) -> str:
     return "\n".join(lines)
 
 
-def render_differences(results: dict[str, Any], reference: str) -> str:
+def render_differences(results: Mapping[str, Any], reference: str) -> str:
     """The paired differences against `reference` in full: over seeds and over tasks, with p-values."""
     lines = [
         f"| method - `{reference}` | over seeds (n) | p | over tasks (n) | p |",
@@ -132,7 +130,7 @@ def render_diagnostics(diagnostics: Mapping[str, Any]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def _caption(results: Mapping[str, Any]) -> str:
+def caption(results: Mapping[str, Any]) -> str:
     folds = f", {results['folds']} folds" if results["folds"] > 1 else ""
     return (
         f"{results['universe']}, split {results['split']}, {len(results['seeds'])} seeds{folds}, "
@@ -141,11 +139,11 @@ def _caption(results: Mapping[str, Any]) -> str:
     )
 
 
-def render_markdown(results: dict[str, Any], plots: Mapping[str, str]) -> str:
+def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The whole results.md. `plots` (from `plots.write_plots`) maps each plot's title to its PNG's file name in the
     run folder, or to a note starting with 'skipped:' that says why there is no such plot."""
     reference = best_of(results, "baseline")
-    parts = [f"# Benchmark: {results['universe']}, split {results['split']}", "", _caption(results), ""]
+    parts = [f"# Benchmark: {results['universe']}, split {results['split']}", "", caption(results), ""]
     parts += [render_table(results, reference), ""]
     if reference:
         parts += [

@@ -1,0 +1,55 @@
+"""HyperLDM's network (docs/design.md §3.5): the latent denoiser, the question encoder it conditions through, and the
+per-dimension normalisation of the latents it was trained on (buffers, so a checkpoint carries them).
+
+Training and sampling are procedures (`meta/hyperldm.py`); the process math is `diffusion/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from hyperguide.config import QuestionMode
+from hyperguide.models.denoiser import LatentDenoiser
+from hyperguide.models.question import QuestionEncoder
+
+
+class HyperLDM(nn.Module):
+    """`question` (the condition path), `denoiser` (eps(x_t, t, c)), and the latent normalisation: `latent_mean` and
+    `latent_std` per dimension, and the box [`x0_low`, `x0_high`] of the normalised training latents."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        cond_dim: int,
+        *,
+        hidden_dims: Sequence[int] = (128, 128),
+        time_dim: int = 100,
+        null: Literal["zeros", "learned"] = "zeros",
+        question: QuestionMode = "pooled",
+        question_heads: int = 4,
+    ) -> None:
+        super().__init__()
+        self.question = QuestionEncoder(cond_dim, question, question_heads)
+        self.denoiser = LatentDenoiser(latent_dim, cond_dim, hidden_dims, time_dim, null)
+        self.latent_mean: torch.Tensor
+        self.latent_std: torch.Tensor
+        self.x0_low: torch.Tensor
+        self.x0_high: torch.Tensor
+        self.register_buffer("latent_mean", torch.zeros(latent_dim))
+        self.register_buffer("latent_std", torch.ones(latent_dim))
+        self.register_buffer("x0_low", torch.full((latent_dim,), -float("inf")))  # normalised training range
+        self.register_buffer("x0_high", torch.full((latent_dim,), float("inf")))
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.latent_mean.shape[0])
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.latent_mean) / self.latent_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.latent_std + self.latent_mean

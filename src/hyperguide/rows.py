@@ -1,0 +1,251 @@
+"""The table's rows: one `RowSpec` per method, in the order of the table. The only place that knows a row by name.
+
+A spec says what the row is (`kind`, `summary`), how its model is built (`build`, or `score` for a row that makes no
+weights), which training stages its trained parts come from (`stages`, in the order of `Method.trained_parts()`;
+a row whose one stage is its own name is meta-trained as a whole, see `run/stages.py`), whether it reads the
+question, whether it uses support labels, and whether it sweeps a setting: a sweeping method is one table row per
+value, named `NAME@VALUE` (`hnet+hyperldm@1.5` is `hnet+hyperldm` sampled at guidance scale 1.5).
+
+Add a row by registering a spec (`register(RowSpec(...))`, or one more entry below): train, evaluate, report,
+`generate` and the command line all ask the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from hyperguide.config import RunConfig
+from hyperguide.data.tasks import Task
+from hyperguide.errors import HyperguideError
+from hyperguide.eval.evaluate import Scores, chance_scores, majority_scores
+from hyperguide.meta import methods
+from hyperguide.meta.guided import GuidedMethod, latent_space
+from hyperguide.meta.hyperclip import build_hyperclip, hyperclip_guidance
+from hyperguide.meta.hyperldm import build_hyperldm, hyperldm_sampler
+from hyperguide.meta.methods import Method
+from hyperguide.meta.spaces import SpaceKind
+from hyperguide.models.adapter import AdapterShape
+
+RowKind = Literal["bound", "reference", "baseline", "ablation", "guidance"]
+KINDS: tuple[RowKind, ...] = ("bound", "reference", "baseline", "ablation", "guidance")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a row's model is built from: the adapter's shape, the question embedding's size, the run's config, the
+    row's swept value (None for a row that does not sweep) and the seed of its sampler (guidance rows)."""
+
+    shape: AdapterShape
+    question_dim: int
+    config: RunConfig
+    value: float | None = None
+    sample_seed: int = 0
+
+
+Builder = Callable[[BuildContext], Method]
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    name: str
+    kind: RowKind
+    summary: str  # one line: what the row is
+    build: Builder | None = None  # None: the row makes no weights and `score` computes it (chance, majority)
+    score: Callable[[Sequence[Task]], Scores] | None = None
+    stages: tuple[str, ...] = ()  # the stages its trained parts come from; () for a row nothing trains
+    reads_question: bool = False
+    uses_labels: bool | Callable[[RunConfig], bool] = False
+    sweep: Callable[[RunConfig], Sequence[float]] | None = None  # the values of `NAME@VALUE` rows
+    bound: Literal["lower", "upper"] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.score is None):
+            raise ValueError(f"row {self.name!r}: give exactly one of build and score")
+        if "@" in self.name or "," in self.name or not self.name.strip():
+            raise ValueError(f"row name {self.name!r} must be non-empty, without '@' or ','")
+        if self.kind not in KINDS:
+            raise ValueError(f"row {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+
+    @property
+    def trained_as_a_whole(self) -> bool:
+        """Whether the row's model is one stage of its own, meta-trained by its `meta_loss`."""
+        return self.stages == (self.name,)
+
+    def labels_used(self, config: RunConfig) -> bool:
+        return self.uses_labels(config) if callable(self.uses_labels) else self.uses_labels
+
+    def rows(self, config: RunConfig) -> list[Row]:
+        """The table rows of this method under `config`: one, or one per swept value."""
+        if self.sweep is None:
+            return [Row(self)]
+        return [Row(self, float(v)) for v in self.sweep(config)]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a method, and the swept value for a method that sweeps."""
+
+    spec: RowSpec
+    value: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name if self.value is None else f"{self.spec.name}@{self.value:g}"
+
+    def build(self, shape: AdapterShape, question_dim: int, config: RunConfig, sample_seed: int = 0) -> Method:
+        """An untrained model of the row (its trained parts are loaded from the stages' checkpoints)."""
+        if self.spec.build is None:
+            raise HyperguideError(f"row {self.name!r} makes no weights: it has no model to build")
+        return self.spec.build(BuildContext(shape, question_dim, config, self.value, sample_seed))
+
+
+ROWS: dict[str, RowSpec] = {}
+
+
+def register(spec: RowSpec) -> RowSpec:
+    """Add a row (at the end of the table); a name can be registered once."""
+    if spec.name in ROWS:
+        raise ValueError(f"row {spec.name!r} is registered already")
+    ROWS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    ROWS.pop(name, None)
+
+
+def row_spec(name: str) -> RowSpec:
+    try:
+        return ROWS[name]
+    except KeyError:
+        raise HyperguideError(f"unknown method {name!r}; methods: {', '.join(ROWS)}") from None
+
+
+def parse_row(name: str) -> Row:
+    """The row a table name stands for: `cond-multitask`, or `NAME@VALUE` for a method that sweeps."""
+    method, at, value = name.partition("@")
+    spec = row_spec(method)
+    if not at:
+        if spec.sweep is not None:
+            raise HyperguideError(f"{name!r} sweeps a value: name one of its rows, {name}@VALUE (e.g. {name}@1)")
+        return Row(spec)
+    if spec.sweep is None:
+        raise HyperguideError(f"{method!r} does not sweep a value; its row is {method!r}, without @{value}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise HyperguideError(f"{name!r}: {value!r} after '@' is not a number") from None
+    if number < 0:
+        raise HyperguideError(f"{name!r}: the value after '@' must be >= 0")
+    return Row(spec, number)
+
+
+def find_row(name: str) -> Row | None:
+    """`parse_row`, or None for a name the registry does not know (a results.json from another registry)."""
+    try:
+        return parse_row(name)
+    except HyperguideError:
+        return None
+
+
+def method_names(config: RunConfig) -> tuple[str, ...]:
+    """The config's methods, every registered one when it lists none; each must be registered."""
+    names = config.methods or tuple(ROWS)
+    for name in names:
+        row_spec(name)
+    return tuple(names)
+
+
+def table_rows(config: RunConfig) -> list[Row]:
+    """The rows of the config's table, in order: each method's row, or its rows at every swept value."""
+    return [row for name in method_names(config) for row in row_spec(name).rows(config)]
+
+
+# ------------------------------------------------------------------------------------------------- the built-in rows
+
+
+def _method(cls: type[Method]) -> Builder:
+    return lambda ctx: cls(ctx.shape, ctx.question_dim, ctx.config.method)
+
+
+def _hyperclip_row(space: SpaceKind) -> Builder:
+    def build(ctx: BuildContext) -> Method:
+        cfg = ctx.config
+        latents = latent_space(space, methods.UncondHNetMAML(ctx.shape, ctx.question_dim, cfg.method), cfg.hvae)
+        return GuidedMethod(
+            ctx.shape,
+            ctx.question_dim,
+            cfg.method,
+            space=latents,
+            guide=build_hyperclip(ctx.shape.n_params, ctx.question_dim, cfg.hyperclip),
+            zero_shot=hyperclip_guidance(cfg.hyperclip),
+            sample_seed=ctx.sample_seed,
+        )
+
+    return build
+
+
+def _hyperldm_row(space: SpaceKind) -> Builder:
+    def build(ctx: BuildContext) -> Method:
+        cfg = ctx.config
+        latents = latent_space(space, methods.UncondHNetMAML(ctx.shape, ctx.question_dim, cfg.method), cfg.hvae)
+        gamma = 1.0 if ctx.value is None else ctx.value
+        return GuidedMethod(
+            ctx.shape,
+            ctx.question_dim,
+            cfg.method,
+            space=latents,
+            guide=build_hyperldm(latents.latent_dim, ctx.question_dim, cfg.hyperldm),
+            zero_shot=hyperldm_sampler(cfg.hyperldm, gamma),
+            uses_support=_few_shot_guided(cfg),
+            sample_seed=ctx.sample_seed,
+        )
+
+    return build
+
+
+def _few_shot_guided(config: RunConfig) -> bool:
+    return config.hyperldm.few_shot_scale > 0
+
+
+def _gammas(config: RunConfig) -> Sequence[float]:
+    return config.hyperldm.gammas
+
+
+BASE = "uncond-hnet-maml"  # the HNet every guidance row's latent space starts from
+
+for _spec in (
+    RowSpec("chance", "bound", "100/K: the accuracy of guessing among a task's K answers", score=chance_scores,
+            bound="lower"),
+    RowSpec("majority", "reference", "the support set's most frequent answer for every query", score=majority_scores,
+            uses_labels=True),
+    RowSpec("clip-zeroshot", "baseline", "the identity adapter: the frozen encoders alone",
+            build=_method(methods.ClipZeroShot)),
+    RowSpec("uncond-multitask", "baseline", "one adapter trained on every meta-train task's data",
+            build=_method(methods.UncondMultitask), stages=("uncond-multitask",)),
+    RowSpec("uncond-mnet-maml", "baseline", "MAML on the adapter's weights",
+            build=_method(methods.UncondMNetMAML), stages=("uncond-mnet-maml",)),
+    RowSpec(BASE, "baseline", "an HNet (latent z -> weights), MAML on z; the guidance rows' latent space",
+            build=_method(methods.UncondHNetMAML), stages=(BASE,)),
+    RowSpec("cond-multitask", "baseline", "a hypernetwork from the question to the weights, trained multitask",
+            build=_method(methods.CondMultitask), stages=("cond-multitask",), reads_question=True),
+    RowSpec("cond-multitask-film", "baseline", "a shared adapter whose hidden units FiLM modulates from the question",
+            build=_method(methods.CondMultitaskFiLM), stages=("cond-multitask-film",), reads_question=True),
+    RowSpec("cond-hnet-maml", "baseline", "a hypernetwork from the question, MAML on its input",
+            build=_method(methods.CondHNetMAML), stages=("cond-hnet-maml",), reads_question=True),
+    RowSpec("oracle", "bound", "an adapter fine-tuned on the task's full support set", build=_method(methods.Oracle),
+            uses_labels=True, bound="upper"),
+    RowSpec("hnet+hyperclip", "guidance", "HyperCLIP guidance in the HNet's latent space",
+            build=_hyperclip_row("hnet"), stages=(BASE, "hyperclip-hnet"), reads_question=True),
+    RowSpec("hvae+hyperclip", "guidance", "HyperCLIP guidance in the HVAE's latent space",
+            build=_hyperclip_row("hvae"), stages=(BASE, "hvae", "hyperclip-hvae"), reads_question=True),
+    RowSpec("hnet+hyperldm", "guidance", "HyperLDM samples in the HNet's latent space at guidance scale @G",
+            build=_hyperldm_row("hnet"), stages=(BASE, "hyperldm-hnet"), reads_question=True,
+            uses_labels=_few_shot_guided, sweep=_gammas),
+    RowSpec("hvae+hyperldm", "guidance", "HyperLDM samples in the HVAE's latent space at guidance scale @G",
+            build=_hyperldm_row("hvae"), stages=(BASE, "hvae", "hyperldm-hvae"), reads_question=True,
+            uses_labels=_few_shot_guided, sweep=_gammas),
+):  # fmt: skip
+    register(_spec)

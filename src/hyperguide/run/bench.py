@@ -1,0 +1,163 @@
+"""`hyperguide bench`: train every stage of every row over seeds and folds, evaluate them all, and write the report,
+resumably.
+
+Training resumes from the stage checkpoints (each (stage, seed, fold) is seeded from its own identity, so the numbers
+do not depend on where a run was killed). Evaluation is deterministic and redone unless a finished report says it is
+complete: `results.json` gains its `"timing"` key only after every row was evaluated and the report written, and it
+is the only file a restart trusts. Every file is written atomically, so a `kill -9` never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from hyperguide.checkpoint import checkpoint_exists
+from hyperguide.config import RunConfig
+from hyperguide.data.tasks import Universe
+from hyperguide.eval.results import Results, read_results
+from hyperguide.events import Callback, Event, Note, RowEvaluated, emit
+from hyperguide.io import atomic_path, read_json, write_json
+from hyperguide.report.markdown import best_row, render_markdown
+from hyperguide.report.plots import write_plots
+from hyperguide.rows import table_rows
+from hyperguide.run.evaluate import evaluate_run
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.progress import ProgressBoard, Unit, clock
+from hyperguide.run.train import resolve_config, splits_of, train_run, training_plan
+
+REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png")
+
+
+def pending_trainings(universe: Universe, config: RunConfig, folder: RunFolder) -> list[Unit]:
+    """The (stage, seed, fold) trainings whose checkpoints do not exist yet, in the order they run."""
+    splits = splits_of(universe, config)
+    return [
+        Unit("train", stage, seed, split.fold)
+        for stage in training_plan(config)
+        for seed in config.seeds
+        for split in splits
+        if not checkpoint_exists(folder.stem(stage, seed, split.fold))
+    ]
+
+
+def train_seconds(universe: Universe, config: RunConfig, folder: RunFolder) -> dict[str, float]:
+    """Seconds each training stage took over all seeds and folds, from its checkpoints: it counts the training of
+    every run that contributed, also of runs before a restart."""
+    splits = splits_of(universe, config)
+    return {
+        stage: sum(
+            float(read_json(path, what="checkpoint metadata").get("train_seconds", 0.0))
+            for seed in config.seeds
+            for split in splits
+            if (path := folder.stem(stage, seed, split.fold).with_suffix(".json")).is_file()
+        )
+        for stage in training_plan(config)
+    }
+
+
+def finished_results(folder: RunFolder) -> Results | None:
+    """results.json of a finished evaluation of the folder's current rows, else None. It is finished when it has
+    `timing`, which is added only after every row was evaluated; the rows must be those of config.json, which gathers
+    every row ever trained into the folder."""
+    if not folder.results.is_file():
+        return None
+    results = read_results(folder.results)
+    if "timing" not in results:
+        return None
+    rows = [row.name for row in table_rows(folder.read_config())]
+    return results if list(results["methods"]) == rows else None
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    results: Results
+    report: Path  # results.md
+    wall_seconds: float
+    trained_units: int
+    reused_evaluation: bool
+
+
+def run_bench(
+    universe: Universe,
+    config: RunConfig,
+    folder: RunFolder,
+    *,
+    device: str = "cpu",
+    callbacks: Sequence[Callback] = (),
+    stream: TextIO = sys.stderr,
+) -> BenchResult:
+    """Train, evaluate and report; every stage that already finished in the folder is reused. Progress goes to
+    `stream` (the bench's board); `callbacks` get every event too (e.g. progress bars inside a stage)."""
+    start = time.perf_counter()
+    config = resolve_config(config)
+    folder.write_config(config)  # refuses a folder that holds a run with another config
+    pending = pending_trainings(universe, config, folder)
+    planned = len(training_plan(config)) * len(config.seeds) * len(splits_of(universe, config))
+    n_rows = len(table_rows(folder.read_config()))  # the evaluation covers every row ever trained into the folder
+    board = ProgressBoard(plan=[u.name for u in pending], rows=n_rows, stream=stream)
+    eval_seconds: dict[str, float] = {}
+
+    def listen(event: Event) -> None:
+        if isinstance(event, RowEvaluated):
+            eval_seconds[event.row] = event.seconds
+
+    listeners = [board, listen, *callbacks]
+    emit(
+        listeners,
+        Note(
+            f"{folder.path}: {n_rows} rows, {len(config.seeds)} seeds; "
+            f"{planned - len(pending)} of {planned} trainings already done"
+        ),
+    )
+    train_run(universe, config, folder, device=device, callbacks=listeners)
+    board.finish()
+    trained = board.trained
+
+    results = finished_results(folder) if trained == 0 else None
+    reused = results is not None
+    if results is None:
+        for name in REPORT_FILES:  # the report of an earlier evaluation must not outlive it
+            (folder.path / name).unlink(missing_ok=True)
+        results = evaluate_run(universe, folder, device=device, callbacks=listeners)
+        board.finish()
+    else:
+        emit(listeners, Note("evaluation: reusing the finished results.json"))
+        eval_seconds = {k: float(v) for k, v in results["timing"]["evaluate"].items()}
+    report = write_bench_report(results, folder, train=train_seconds(universe, config, folder), evaluate=eval_seconds)
+    return BenchResult(results, report, time.perf_counter() - start, trained, reused)
+
+
+def write_bench_report(
+    results: Results, folder: RunFolder, *, train: dict[str, float], evaluate: dict[str, float]
+) -> Path:
+    """Plots, then results.json with `timing` (the mark of a finished evaluation), then results.md; all atomic."""
+    start = time.perf_counter()
+    plots = write_plots(results, folder.path)
+    report_seconds = time.perf_counter() - start
+    results["timing"] = {
+        "train": train,
+        "evaluate": evaluate,
+        "report": report_seconds,
+        "total": sum(train.values()) + sum(evaluate.values()) + report_seconds,
+    }
+    write_json(folder.results, results)
+    path = folder.path / "results.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_markdown(results, plots), encoding="utf-8")
+    return path
+
+
+def summary_line(result: BenchResult) -> str:
+    """One line for the end of a bench: wall time, the best zero-shot row that is not a bound, and the report."""
+    best = best_row(result.results)
+    zs = result.results["methods"][best]["zero_shot"]["acc"] if best else None
+    best_text = f"best zero-shot row {best} {zs['mean']:.2f} ± {zs['ci95']:.2f}" if zs else "no method rows"
+    return (
+        f"bench done in {clock(result.wall_seconds)} ({result.trained_units} trainings run"
+        f"{', evaluation reused' if result.reused_evaluation else ''}); {best_text}; report: {result.report}"
+    )

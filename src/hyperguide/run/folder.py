@@ -1,0 +1,62 @@
+"""A run folder: where every file of a run lives, and its `config.json`.
+
+<run>/config.json                                  the resolved RunConfig (written before anything else)
+<run>/<stage>/seed<S>-fold<F>.safetensors + .json  one checkpoint per stage, seed and fold (JSON last: done)
+<run>/<stage>/seed<S>-fold<F>.metrics.jsonl        the stage's training log, one record per epoch
+<run>/results.json, results.md, *.png              the evaluation and the report
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyperguide.config import RunConfig, from_dict, to_dict
+from hyperguide.errors import HyperguideError
+from hyperguide.io import read_json, write_json
+
+CONFIG = "config.json"
+RESULTS = "results.json"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    def stem(self, stage: str, seed: int, fold: int) -> Path:
+        """A stage checkpoint's path without its suffix (`.safetensors`, `.json`)."""
+        return self.path / stage / f"seed{seed}-fold{fold}"
+
+    def metrics(self, stage: str, seed: int, fold: int) -> Path:
+        stem = self.stem(stage, seed, fold)
+        return stem.with_name(f"{stem.name}.metrics.jsonl")
+
+    @property
+    def results(self) -> Path:
+        return self.path / RESULTS
+
+    def read_config(self) -> RunConfig:
+        return from_dict(RunConfig, read_json(self.path / CONFIG, what="run config"), where=str(self.path / CONFIG))
+
+    def write_config(self, config: RunConfig) -> RunConfig:
+        """Write config.json, or check that the folder's existing one is the same run. A run folder gathers the
+        methods trained into it: a config that differs only in its methods adds them. Returns the folder's config."""
+        path = self.path / CONFIG
+        data = to_dict(config)
+        if not path.is_file():
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(path, data)
+            return config
+        existing = read_json(path, what="run config")
+        if not isinstance(existing, dict):
+            raise HyperguideError(f"{path} is not a run config (a JSON object)")
+        methods = list(dict.fromkeys([*existing.get("methods", []), *data["methods"]]))
+        if {**existing, "methods": methods} != {**data, "methods": methods}:
+            changed = sorted(k for k in {*data, *existing} if existing.get(k) != data.get(k) and k != "methods")
+            raise HyperguideError(
+                f"{self.path} holds a run with a different config (differs in: {', '.join(changed)}); "
+                "use another --out folder"
+            )
+        if methods != existing.get("methods"):
+            write_json(path, {**data, "methods": methods})
+        return from_dict(RunConfig, {**data, "methods": methods}, where=str(path))

@@ -1,0 +1,355 @@
+"""The training stages of a run, for one seed and fold, and the assembly of a table row from their checkpoints.
+
+Every stage writes one checkpoint `<run>/<stage>/seed<S>-fold<F>.safetensors` + `.json` (the JSON last: it marks the
+stage done) and a `.metrics.jsonl` log that grows as it trains. A stage runs only when its checkpoint is missing,
+after the stages it needs. The table of stages:
+
+    a meta-trained row (cond-multitask, ..., uncond-hnet-maml): its own stage, no dependencies (see `stage`)
+    latents          <- uncond-hnet-maml      adapted HNet latents of the meta-train tasks (docs/design.md §P2)
+    hvae             <- latents               a VAE over HNet(z) (§P3)
+    hyperclip-hnet   <- latents               HyperCLIP over HNet(z) (§P4)
+    hyperclip-hvae   <- hvae                  HyperCLIP over Dec(u)
+    hyperldm-hnet    <- latents               HyperLDM over z (§P6)
+    hyperldm-hvae    <- hvae                  HyperLDM over u
+
+Each stage is seeded from its own identity (name, seed, fold), so a resumed run gives the same numbers as an
+uninterrupted one, and a stage's result does not depend on which other stages or rows a run has.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from hyperguide.checkpoint import checkpoint_exists, load_checkpoint, load_tensors, save_checkpoint, save_tensors
+from hyperguide.config import RunConfig, to_dict
+from hyperguide.data.batch import Questions, collate
+from hyperguide.data.splits import TaskSplit
+from hyperguide.data.tasks import Task
+from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback, Note, StageFinished, StageStarted, emit
+from hyperguide.meta.collect import collect_latents
+from hyperguide.meta.guided import latent_space
+from hyperguide.meta.hvae import train_hvae
+from hyperguide.meta.hyperclip import task_identification, train_hyperclip
+from hyperguide.meta.hyperldm import train_hyperldm
+from hyperguide.meta.inner_loop import adapt, support_loss_fn
+from hyperguide.meta.methods import Method, UncondHNetMAML
+from hyperguide.meta.spaces import HVAESpace, LatentSpace, SpaceKind
+from hyperguide.meta.train import train_method
+from hyperguide.models.adapter import AdapterShape
+from hyperguide.rows import BASE, Row, RowSpec, row_spec
+from hyperguide.run.folder import RunFolder
+
+
+def run_seed(name: str, seed: int, fold: int) -> int:
+    """A seed for one (stage, seed, fold), independent of which other stages or methods run."""
+    return (zlib.crc32(name.encode()) + 1_000_003 * seed + 7919 * fold) % 2**31
+
+
+def adapter_shape(tasks: Sequence[Task], config: RunConfig) -> AdapterShape:
+    feature_dim = int(tasks[0].support_x.shape[1])
+    return AdapterShape(feature_dim, config.method.adapter_hidden or feature_dim // 3)
+
+
+def question_dim(tasks: Sequence[Task]) -> int:
+    return int(tasks[0].question_emb.shape[0])
+
+
+@dataclass
+class StageContext:
+    """Everything a stage of one (seed, fold) needs."""
+
+    folder: RunFolder
+    seed: int
+    split: TaskSplit
+    tasks: list[Task]
+    config: RunConfig
+    device: str = "cpu"
+    callbacks: Sequence[Callback] = ()
+
+    def stem(self, stage: str) -> Any:
+        return self.folder.stem(stage, self.seed, self.split.fold)
+
+    @property
+    def train_tasks(self) -> list[Task]:
+        return [self.tasks[i] for i in self.split.train]
+
+    @property
+    def test_tasks(self) -> list[Task]:
+        return [self.tasks[i] for i in self.split.test]
+
+    @property
+    def shape(self) -> AdapterShape:
+        return adapter_shape(self.tasks, self.config)
+
+    def load_base(self) -> UncondHNetMAML:
+        base = UncondHNetMAML(self.shape, question_dim(self.tasks), self.config.method)
+        load_checkpoint(self.stem(BASE), base)
+        return base.to(self.device)
+
+    def load_latents(self) -> torch.Tensor:
+        return load_tensors(self.stem("latents"))[0]["latents"]
+
+    def load_space(self, kind: SpaceKind) -> LatentSpace:
+        space = latent_space(kind, self.load_base(), self.config.hvae)
+        if isinstance(space, HVAESpace):
+            load_checkpoint(self.stem("hvae"), space.vae)
+        return space.to(self.device)
+
+
+@dataclass
+class StageOutput:
+    """What a stage produced: a module to checkpoint, or plain tensors; metadata for its JSON."""
+
+    module: nn.Module | None = None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A per-stage number for results.json's diagnostics: two checkpoint metadata fields (meta-train, meta-test)
+    summarised over seeds, under the key `<stage>_<key>`, with `extra(config)` beside them."""
+
+    key: str
+    train: str
+    test: str
+    extra: Callable[[RunConfig], dict[str, Any]] = lambda config: {}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    deps: tuple[str, ...]
+    run: Callable[[StageContext, torch.Generator], StageOutput]
+    summary: str
+    diagnostic: Diagnostic | None = None
+
+
+def _meta_training(spec: RowSpec) -> Callable[[StageContext, torch.Generator], StageOutput]:
+    def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+        method = Row(spec).build(ctx.shape, question_dim(ctx.tasks), ctx.config)
+        train_method(
+            method,
+            ctx.train_tasks,
+            ctx.config.train,
+            generator=generator,
+            name=spec.name,
+            device=ctx.device,
+            callbacks=ctx.callbacks,
+        )
+        return StageOutput(method, metadata={"method": spec.name})
+
+    return run
+
+
+def _collect(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+    cfg = ctx.config.collect
+    latents = collect_latents(
+        ctx.load_base(),
+        ctx.train_tasks,
+        n_aug=cfg.n_aug,
+        inner=cfg.inner,
+        generator=generator,
+        batch_size=cfg.batch_size,
+        max_examples=cfg.max_examples,
+        device=ctx.device,
+        callbacks=ctx.callbacks,
+    )
+    return StageOutput(
+        tensors={"latents": latents, "tasks": torch.tensor(ctx.split.train)}, metadata={"n_aug": cfg.n_aug}
+    )
+
+
+def _hvae(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+    vae, _ = train_hvae(
+        ctx.load_base(), ctx.load_latents(), ctx.config.hvae, generator=generator, device=ctx.device,
+        callbacks=ctx.callbacks,
+    )  # fmt: skip
+    return StageOutput(vae)
+
+
+def _finetuned_latents(space: LatentSpace, tasks: list[Task], ctx: StageContext) -> torch.Tensor:
+    """Each task's latent fine-tuned on its support set from the space's start (as the collection does)."""
+    out = []
+    for start in range(0, len(tasks), 32):
+        batch = collate(tasks[start : start + 32]).to(ctx.device)
+        x0 = space.start(len(batch), None).to(ctx.device)
+        out.append(adapt(support_loss_fn(space.base.shape, space.decode, batch), x0, ctx.config.collect.inner))
+    return torch.cat(out)
+
+
+def _hyperclip(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator], StageOutput]:
+    def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+        cfg = ctx.config.hyperclip
+        space = ctx.load_space(space_kind)
+        latents = ctx.load_latents()
+        cond = Questions.of(ctx.train_tasks)
+        encoder, _ = train_hyperclip(
+            space, latents, cond, cfg, generator=generator, name=f"hyperclip-{space_kind}", device=ctx.device,
+            callbacks=ctx.callbacks,
+        )  # fmt: skip
+        # Task identification among `candidates` questions (docs/design.md §P4, step 3): meta-train tasks with the
+        # weights of their first augmentation, meta-test tasks with latents fine-tuned on their support sets.
+        with torch.no_grad():
+            train_weights = space.decode(space.from_hnet_latents(latents[0].to(ctx.device))[0])
+            test_weights = space.decode(_finetuned_latents(space, ctx.test_tasks, ctx))
+        test_questions = Questions.of(ctx.test_tasks).to(ctx.device)
+        ident = {
+            "task_id_train": task_identification(
+                encoder, train_weights, cond.to(ctx.device), candidates=cfg.candidates, generator=generator
+            ),
+            "task_id_test": task_identification(
+                encoder, test_weights, test_questions, candidates=cfg.candidates, generator=generator
+            ),
+        }
+        emit(
+            ctx.callbacks,
+            Note(
+                f"hyperclip-{space_kind}: task identification among {cfg.candidates}: "
+                f"train {ident['task_id_train']:.1f}%, test {ident['task_id_test']:.1f}%"
+            ),
+        )
+        return StageOutput(encoder, metadata=ident)
+
+    return run
+
+
+def _hyperldm(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator], StageOutput]:
+    def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+        model, _ = train_hyperldm(
+            ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks), ctx.config.hyperldm,
+            generator=generator, name=f"hyperldm-{space_kind}", device=ctx.device, callbacks=ctx.callbacks,
+        )  # fmt: skip
+        return StageOutput(model)
+
+    return run
+
+
+TASK_ID = Diagnostic(
+    "task_id", "task_id_train", "task_id_test", lambda config: {"candidates": config.hyperclip.candidates}
+)
+
+STAGES: dict[str, StageSpec] = {
+    s.name: s
+    for s in (
+        StageSpec("latents", (BASE,), _collect, "adapted HNet latents of every meta-train task"),
+        StageSpec("hvae", ("latents",), _hvae, "a VAE over the adapted weights HNet(z)"),
+        StageSpec("hyperclip-hnet", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z)", TASK_ID),
+        StageSpec("hyperclip-hvae", ("hvae",), _hyperclip("hvae"), "HyperCLIP over Dec(u)", TASK_ID),
+        StageSpec("hyperldm-hnet", ("latents",), _hyperldm("hnet"), "HyperLDM over z"),
+        StageSpec("hyperldm-hvae", ("hvae",), _hyperldm("hvae"), "HyperLDM over u"),
+    )
+}
+STAGE_GROUPS: dict[str, tuple[str, ...]] = {  # names `hyperguide train` accepts for several stages
+    "collect": ("latents",),
+    "hyperclip": ("hyperclip-hnet", "hyperclip-hvae"),
+    "hyperldm": ("hyperldm-hnet", "hyperldm-hvae"),
+}
+
+
+def stage(name: str) -> StageSpec:
+    """The stage of this name: one of `STAGES`, or the meta-training of a row trained as a whole."""
+    if name in STAGES:
+        return STAGES[name]
+    try:
+        spec = row_spec(name)
+    except HyperguideError:
+        spec = None
+    if spec is None or not spec.trained_as_a_whole:
+        raise HyperguideError(f"unknown stage {name!r}; stages: {', '.join(STAGES)} and the meta-trained methods")
+    return StageSpec(name, (), _meta_training(spec), f"meta-training of {name}")
+
+
+def stage_order(names: Iterable[str]) -> list[str]:
+    """The stages `names` need, dependencies included, each once and after what it needs."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for dep in stage(name).deps:
+            visit(dep)
+        if name not in order:
+            order.append(name)
+
+    for name in names:
+        visit(name)
+    return order
+
+
+def row_stages(rows: Iterable[Row]) -> list[str]:
+    """Every stage the rows' trained parts come from, dependencies included, in the order they run."""
+    return stage_order(s for row in rows for s in row.spec.stages)
+
+
+def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
+    """Run the stage (after its dependencies) unless its checkpoint exists; returns seconds spent per stage run."""
+    stem = ctx.stem(name)
+    if checkpoint_exists(stem):
+        return {}
+    spec = stage(name)
+    spent: dict[str, float] = {}
+    for dep in spec.deps:
+        spent.update(ensure_stage(dep, ctx))
+    emit(ctx.callbacks, StageStarted(name, ctx.seed, ctx.split.fold, len(ctx.split.train)))
+    s = run_seed(name, ctx.seed, ctx.split.fold)
+    torch.manual_seed(s)
+    generator = torch.Generator().manual_seed(s)
+    start = time.perf_counter()
+    out = spec.run(ctx, generator)
+    elapsed = time.perf_counter() - start
+    metadata = {
+        "stage": name,
+        "seed": ctx.seed,
+        "fold": ctx.split.fold,
+        "run_seed": s,
+        "train_seconds": elapsed,
+        **out.metadata,
+        "config": to_dict(ctx.config),
+    }
+    if out.module is not None:
+        save_checkpoint(stem, out.module, metadata)
+    else:
+        save_tensors(stem, out.tensors, metadata)
+    emit(ctx.callbacks, StageFinished(name, ctx.seed, ctx.split.fold, elapsed))
+    spent[name] = elapsed
+    return spent
+
+
+# ---------------------------------------------------------------------------------------------------------- rows
+
+
+@dataclass
+class LoadedRow:
+    """A table row's model with its trained parts loaded, and the seconds its stages took to train them."""
+
+    row: Row
+    method: Method
+    train_seconds: float
+
+
+def load_row(row: Row, tasks: list[Task], config: RunConfig, folder: RunFolder, seed: int, fold: int) -> LoadedRow:
+    """The row's model, every trained part loaded from its stage's checkpoint (in the order of `spec.stages`)."""
+    name = row.spec.name
+    s = run_seed(name, seed, fold)
+    torch.manual_seed(s)  # what is not loaded (clip-zeroshot's random W1) is drawn from the row's own seed
+    method = row.build(adapter_shape(tasks, config), question_dim(tasks), config, sample_seed=s)
+    seconds = 0.0
+    if row.spec.stages:
+        parts = method.trained_parts()
+        if len(parts) != len(row.spec.stages):
+            raise HyperguideError(
+                f"row {name!r}: its model has {len(parts)} trained parts but the row lists stages {row.spec.stages}"
+            )
+        for stage_name, module in zip(row.spec.stages, parts, strict=True):
+            stem = folder.stem(stage_name, seed, fold)
+            if not checkpoint_exists(stem):
+                raise HyperguideError(f"no checkpoint {stem}.safetensors: run `hyperguide train` first")
+            seconds += float(load_checkpoint(stem, module).get("train_seconds", 0.0))
+    return LoadedRow(row, method, seconds)

@@ -1,0 +1,85 @@
+"""Training a run: every stage the config's rows need, for every seed and fold, into the run folder, resumably.
+
+Stages whose checkpoints exist are skipped, so an interrupted run picks up where it stopped; every (stage, seed,
+fold) is seeded from its own identity, so a resumed run ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from hyperguide.callbacks import JsonlLog
+from hyperguide.config import RunConfig
+from hyperguide.data.splits import TaskSplit, make_splits
+from hyperguide.data.tasks import Universe
+from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback
+from hyperguide.rows import ROWS, parse_row, row_spec, table_rows
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.stages import STAGE_GROUPS, STAGES, StageContext, ensure_stage, row_stages, stage, stage_order
+
+
+def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
+    return make_splits(universe, config.split, folds=config.folds, held_out=config.held_out or None)
+
+
+def resolve_config(config: RunConfig) -> RunConfig:
+    """The config with its methods listed (every registered row when it lists none) and checked."""
+    rows = table_rows(config)  # raises for an unknown method
+    return replace(config, methods=tuple(dict.fromkeys(r.spec.name for r in rows)))
+
+
+def training_plan(config: RunConfig, extra_stages: Sequence[str] = ()) -> list[str]:
+    """Every stage the config's rows need (plus `extra_stages`), dependencies first, each once."""
+    return stage_order([*row_stages(table_rows(config)), *extra_stages])
+
+
+def resolve_targets(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What `hyperguide train` was asked for -> (methods, extra stages). A name is a method (`cond-multitask`), one
+    of its rows (`hvae+hyperldm@2`: the method), `all`, a stage (`hvae`, `hyperldm-hnet`) or a group of stages
+    (`collect`, `hyperclip`, `hyperldm`). A stage brings the methods whose last stage it is."""
+    methods: list[str] = []
+    stages: list[str] = []
+    for name in names:
+        if name == "all":
+            methods += list(ROWS)
+        elif name in STAGE_GROUPS or name in STAGES:
+            for s in STAGE_GROUPS.get(name, (name,)):
+                stages.append(s)
+                methods += [spec.name for spec in ROWS.values() if spec.stages and spec.stages[-1] == s]
+        else:
+            try:
+                methods.append(parse_row(name).spec.name if "@" in name else row_spec(name).name)
+            except HyperguideError as e:
+                raise HyperguideError(f"{e}; or a stage: {', '.join([*STAGE_GROUPS, *STAGES])}, or 'all'") from None
+    return tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(stages))
+
+
+def train_run(
+    universe: Universe,
+    config: RunConfig,
+    folder: RunFolder,
+    *,
+    device: str = "cpu",
+    callbacks: Sequence[Callback] = (),
+    stages: Sequence[str] = (),
+) -> dict[str, float]:
+    """Train every stage the config's rows need (plus `stages`) for every seed and fold, skipping stages whose
+    checkpoints exist; returns seconds spent per stage (0 where everything was already there)."""
+    config = resolve_config(config)
+    folder.write_config(config)  # refuses a folder that holds a run with another config
+    for name in stages:
+        stage(name)  # an unknown stage fails before any training
+    tasks = universe.materialize(range(len(universe.tasks)))
+    splits = splits_of(universe, config)
+    listeners = [JsonlLog(folder.metrics), *callbacks]
+    seconds: dict[str, float] = {}
+    for name in training_plan(config, stages):
+        for seed in config.seeds:
+            for split in splits:
+                ctx = StageContext(folder, seed, split, tasks, config, device, listeners)
+                for done, spent in ensure_stage(name, ctx).items():
+                    seconds[done] = seconds.get(done, 0.0) + spent
+        seconds.setdefault(name, 0.0)
+    return seconds

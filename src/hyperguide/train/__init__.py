@@ -1,0 +1,1 @@
+"""The generic training loop (`fit`) and the EMA that every trainer of the project uses."""

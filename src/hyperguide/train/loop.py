@@ -1,0 +1,118 @@
+"""The one training loop: every trainer of the project (meta-training, HVAE, HyperCLIP, HyperLDM, the image tower)
+supplies its batches and its step, and `fit` does the rest: epochs (or a minimum number of steps), the optimiser
+step, gradient clipping, an EMA of the weights, a per-step learning rate, the history and the events.
+
+    history = fit(step, batches, optimizer, epochs=10, name="hvae", callbacks=callbacks)
+
+`batches(epoch)` yields the epoch's batches and is consumed lazily, one batch per step, so a trainer that draws its
+batches from a seeded generator draws them in the same order as a hand-written loop would. `step(batch)` returns
+the batch's metrics: `"loss"`, the scalar to minimise, and anything else worth logging (tensors or floats).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal, TypeVar
+
+import torch
+from torch import nn
+
+from hyperguide.events import Callback, EpochEnded, FitStarted, StepEnded, emit
+
+B = TypeVar("B")
+Metrics = Mapping[str, torch.Tensor | float]
+
+
+class EMA:
+    """An exponential moving average of a module's parameters, in a frozen copy of the module (buffers are copied
+    once, at construction). The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so that early
+    averages are not dominated by the random initialisation."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
+        self.source = module
+        self.module = copy.deepcopy(module).requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for averaged, current in zip(self.module.parameters(), self.source.parameters(), strict=True):
+            averaged.lerp_(current, 1 - decay)
+
+
+def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """`epochs`, or more when that many epochs of `steps_per_epoch` steps fall short of `min_steps` steps."""
+    return max(epochs, math.ceil(min_steps / max(1, steps_per_epoch)))
+
+
+def fit(
+    step: Callable[[B], Metrics],
+    batches: Callable[[int], Iterable[B]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    name: str,
+    grad_clip: float | None = None,
+    ema: EMA | None = None,
+    lr_at: Callable[[int], float] | None = None,
+    after_step: Callable[[], None] | None = None,
+    history: Literal["epoch", "step"] = "epoch",
+    callbacks: Sequence[Callback] = (),
+) -> list[dict[str, float]]:
+    """Train for `epochs` epochs; returns one record per epoch (or per step, with `history="step"`).
+
+    Per step: `lr_at(step)` (0-based) sets every parameter group's learning rate; the step's loss is backpropagated;
+    with `grad_clip` the gradient norm over the optimiser's parameters is clipped to it (and logged as `grad_norm`);
+    the optimiser steps; `ema` is updated; `after_step()` runs (e.g. to clamp a parameter). An epoch's record is
+    `epoch` (1-based), `step` (steps so far), the mean of each metric over the epoch's steps, and `seconds`.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    records: list[dict[str, float]] = []
+    emit(callbacks, FitStarted(name, epochs))
+    start = time.perf_counter()
+    n_steps = 0
+    for epoch in range(1, epochs + 1):
+        sums: dict[str, float] = {}
+        epoch_steps = 0
+        for batch in batches(epoch - 1):
+            if lr_at is not None:
+                lr = lr_at(n_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            metrics = step(batch)
+            loss = metrics["loss"]
+            assert isinstance(loss, torch.Tensor), "a step's 'loss' must be the tensor to minimise"
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
+            if grad_clip is not None:
+                values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+            optimizer.step()
+            if ema is not None:
+                ema.update()
+            if after_step is not None:
+                after_step()
+            n_steps += 1
+            epoch_steps += 1
+            emit(callbacks, StepEnded(name, n_steps, values["loss"]))
+            if history == "step":
+                records.append({"epoch": epoch, "step": n_steps, **values, "seconds": time.perf_counter() - start})
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+        record = {
+            "epoch": epoch,
+            "step": n_steps,
+            **{k: v / max(1, epoch_steps) for k, v in sums.items()},
+            "seconds": time.perf_counter() - start,
+        }
+        if history == "epoch":
+            records.append(record)
+        emit(callbacks, EpochEnded(name, epoch, epochs, record))
+    return records

@@ -1,0 +1,80 @@
+"""The registry of task universes: one `UniverseSource` per universe (`universes/base.py` says what one is).
+
+| name | structure | features |
+|---|---|---|
+| easyvqa | the `easy-vqa` package, Meta-VQA rules (107 tasks) | MiniLM text, a LiT-trained CNN image tower |
+| metavqa | the authors' split files, or built from VQA v2 JSON | a `transformers` CLIP model on COCO 2014 images |
+| metavqa-standin | the authors' split files | deterministic random 768-d stand-ins (benchmarks only) |
+| synthetic | generated | generated (tests and smoke runs) |
+
+Add a universe by writing a source (a class with `structure`, `prepare`, `load`, `encoders`) and registering it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hyperguide.data.tasks import Universe
+from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback
+from hyperguide.universes.base import Encoders, UniverseOptions, UniverseSource
+from hyperguide.universes.easyvqa import EasyVQA
+from hyperguide.universes.metavqa import MetaVQA, MetaVQAStandin
+from hyperguide.universes.synthetic import Synthetic
+
+UNIVERSES: dict[str, UniverseSource] = {}
+
+
+def register(source: UniverseSource) -> UniverseSource:
+    if source.name in UNIVERSES:
+        raise ValueError(f"universe {source.name!r} is registered already")
+    UNIVERSES[source.name] = source
+    return source
+
+
+for _source in (EasyVQA(), MetaVQA(), MetaVQAStandin(), Synthetic()):
+    register(_source)
+
+
+def source(name: str) -> UniverseSource:
+    try:
+        return UNIVERSES[name]
+    except KeyError:
+        raise HyperguideError(f"unknown universe {name!r}; choose one of {', '.join(UNIVERSES)}") from None
+
+
+def load_universe_structure(name: str, options: UniverseOptions | None = None, *, prompts: str = "answer") -> Universe:
+    """Tasks and splits without features (enough for statistics)."""
+    return source(name).structure(options or UniverseOptions(), prompts)
+
+
+def prepare_universe(
+    name: str, options: UniverseOptions | None = None, *, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
+    """Compute and cache a universe's frozen features; returns its manifest (with `"cached": True` if reused)."""
+    return source(name).prepare(options or UniverseOptions(), callbacks)
+
+
+def load_universe(name: str, options: UniverseOptions | None = None, *, prompts: str = "answer") -> Universe:
+    """Tasks, splits and features. Raises if the universe has not been prepared."""
+    return source(name).load(options or UniverseOptions(), prompts)
+
+
+def universe_encoders(name: str, options: UniverseOptions | None = None, *, prompts: str = "answer") -> Encoders:
+    """The universe's frozen encoders, for new questions and images."""
+    return source(name).encoders(options or UniverseOptions(), prompts)
+
+
+__all__ = [
+    "UNIVERSES",
+    "Encoders",
+    "UniverseOptions",
+    "UniverseSource",
+    "load_universe",
+    "load_universe_structure",
+    "prepare_universe",
+    "register",
+    "source",
+    "universe_encoders",
+]

@@ -1,0 +1,28 @@
+"""`synthetic`: a tiny generated universe for tests and smoke runs (`data/synthetic.py`); nothing to prepare."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hyperguide.data.synthetic import synthetic_universe
+from hyperguide.data.tasks import Universe
+from hyperguide.events import Callback
+from hyperguide.universes.base import Encoders, UniverseOptions, no_encoders
+
+
+class Synthetic:
+    name = "synthetic"
+    summary = "24 generated tasks with generated features: unit tests and smoke runs"
+
+    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+        return synthetic_universe(seed=options.seed)
+
+    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+        return {"universe": self.name, "cached": True, "note": "synthetic universes are generated in memory"}
+
+    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+        return self.structure(options, prompts)
+
+    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+        raise no_encoders(self.name)
