@@ -1,5 +1,6 @@
-"""Speed at the paper's scale (SPEC 3.7, P1-P7) on `metavqa-standin`: the library's batched paths against the
-per-task reference loops, in the same run, with achieved FLOP/s against this machine's measured matmul peak.
+"""Speed at the paper's scale (docs/design.md §3.7, §P1-§P7) on `metavqa-standin`: the library's batched paths
+against the per-task reference loops, in the same run, with achieved FLOP/s against this machine's measured matmul
+peak.
 
 Stages: hnet_maml_epoch (one meta-epoch of uncond-hnet-maml over the 870 meta-train tasks), collect_epoch (one
 augmentation of the adapted-latent collection, 10 SGD steps per task), hvae_epoch, hyperclip_epoch, hyperldm_epoch

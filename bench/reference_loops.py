@@ -1,6 +1,6 @@
-"""The per-task reference loops the paper's code runs (SPEC P1-P7), written as it does them: one task at a time, a
-leaf parameter and a torch.optim optimiser, the HNet applied to one latent (a matrix-vector product per task and
-step). `paper_scale.py` times each beside the library's batched path.
+"""The per-task reference loops the paper's code runs (docs/design.md §P1-§P7), written as it does them: one task at a
+time, a leaf parameter and a torch.optim optimiser, the HNet applied to one latent (a matrix-vector product per task
+and step). `paper_scale.py` times each beside the library's batched path.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def _on(task: Task, device: str) -> tuple[torch.Tensor, ...]:
 
 
 def maml_epoch(method: UncondHNetMAML, tasks: list[Task], device: str, *, meta_batch: int = 32) -> None:
-    """SPEC P1: per task, 10 first-order SGD steps on z from z0, the query loss backpropagated into the HNet and z0;
-    Adam (1e-3, clip 10) every `meta_batch` tasks."""
+    """docs/design.md §P1: per task, 10 first-order SGD steps on z from z0, the query loss backpropagated into the
+    HNet and z0; Adam (1e-3, clip 10) every `meta_batch` tasks."""
     inner: InnerLoop = method.config.inner
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3)
@@ -63,7 +63,7 @@ def maml_epoch(method: UncondHNetMAML, tasks: list[Task], device: str, *, meta_b
 
 
 def collect_epoch(method: UncondHNetMAML, tasks: list[Task], device: str, generator: torch.Generator) -> torch.Tensor:
-    """SPEC P2, one augmentation: per task, a random subset and 10 SGD steps (lr 0.1) on z from z0."""
+    """docs/design.md §P2, one augmentation: per task, a random subset and 10 SGD steps (lr 0.1) on z from z0."""
     method.requires_grad_(False)
     out = []
     for task in tasks:
@@ -85,7 +85,8 @@ def _decode_one_by_one(base: UncondHNetMAML, z: torch.Tensor) -> torch.Tensor:
 
 
 def hvae_steps(base: UncondHNetMAML, vae: WeightVAE, z: torch.Tensor, steps: int, generator: torch.Generator) -> None:
-    """SPEC P3: per batch of 32 latents, weights made task by task, one step of two Adam optimisers (1e-4)."""
+    """docs/design.md §P3: per batch of 32 latents, weights made task by task, one step of two Adam optimisers
+    (1e-4)."""
     enc_opt = torch.optim.Adam(vae.encoder.parameters(), lr=1e-4)
     dec_opt = torch.optim.Adam(vae.decoder.parameters(), lr=1e-4)
     for step in range(steps):
@@ -102,7 +103,7 @@ def hvae_steps(base: UncondHNetMAML, vae: WeightVAE, z: torch.Tensor, steps: int
 def hyperclip_steps(
     base: UncondHNetMAML, encoder: HyperCLIP, z: torch.Tensor, questions: Questions, steps: int
 ) -> None:
-    """SPEC P4: per batch of 32, weights made task by task, one Adam step (1e-3) on the symmetric InfoNCE."""
+    """docs/design.md §P4: per batch of 32, weights made task by task, one Adam step (1e-3) on the symmetric InfoNCE."""
     optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
     for step in range(steps):
         rows = slice(step * 32, (step + 1) * 32)
@@ -120,7 +121,8 @@ def hyperldm_steps(
     steps: int,
     generator: torch.Generator,
 ) -> None:
-    """SPEC P6: per batch of 32, condition dropout, the eps-MSE at random timesteps, Adam (1e-3), EMA per parameter."""
+    """docs/design.md §P6: per batch of 32, condition dropout, the eps-MSE at random timesteps, Adam (1e-3), EMA per
+    parameter."""
     ddpm = DDPM(noise_schedule(config))
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -140,7 +142,8 @@ def hyperldm_steps(
 def sample_one_by_one(
     model: HyperLDM, config: HyperLDMConfig, questions: Questions, gamma: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """SPEC P7: per task, the whole reverse chain with guidance scale gamma (two denoiser passes per step)."""
+    """docs/design.md §P7: per task, the whole reverse chain with guidance scale gamma (two denoiser passes per
+    step)."""
     ddpm = DDPM(sampling_schedule(config))
     timesteps = ddpm.schedule.original_timesteps.tolist()
     device = questions.emb.device
@@ -161,7 +164,7 @@ def sample_one_by_one(
 def guidance_one_by_one(
     base: UncondHNetMAML, encoder: HyperCLIP, questions: Questions, steps: int = 50
 ) -> torch.Tensor:
-    """SPEC P5: per task, Adam (1e-3) on z from z0 for `steps` steps, maximising cos(f(HNet(z)), e_q)."""
+    """docs/design.md §P5: per task, Adam (1e-3) on z from z0 for `steps` steps, maximising cos(f(HNet(z)), e_q)."""
     base.requires_grad_(False)
     encoder.requires_grad_(False)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The task network and the batched inner loop against their references (SPEC 3.1, P1)."""
+"""The task network and the batched inner loop against their references (docs/design.md §3.1, §P1)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hyperguide.models.hypernet import HyperNet
 
 def test_flatten_round_trip_and_paper_layout() -> None:
     shape = AdapterShape(768, 256)
-    assert shape.n_params == 394_240  # SPEC 3.1
+    assert shape.n_params == 394_240  # docs/design.md §3.1
     flat = torch.randn(3, shape.n_params)
     params = shape.unflatten(flat)
     assert params["w1"].shape == (3, 256, 768) and params["b2"].shape == (3, 768)

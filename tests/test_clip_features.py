@@ -25,7 +25,7 @@ def encoder(model_dir: Path) -> ClipEncoder:
 
 
 def reference_pixels(path: Path) -> torch.Tensor:
-    """SPEC 2.5, written out: direct bicubic resize to 32x32 (no crop), RGB, the folder's mean/std."""
+    """docs/design.md §2.5, written out: direct bicubic resize to 32x32 (no crop), RGB, the folder's mean/std."""
     image = Image.open(path).resize((32, 32), Image.Resampling.BICUBIC).convert("RGB")
     x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1) / 255
     return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)

@@ -1,4 +1,5 @@
-"""The diffusion process math and the denoiser (SPEC 3.5-3.6): closed forms, respacing, guidance, dropout."""
+"""The diffusion process math and the denoiser (docs/design.md §3.5-§3.6): closed forms, respacing, guidance,
+dropout."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def test_condition_dropout_rate_matches_p_uncond() -> None:
 def test_denoiser_shapes_and_null_condition() -> None:
     torch.manual_seed(0)
     model = LatentDenoiser(128, 768)
-    assert sum(p.numel() for p in model.parameters()) == 161_152  # SPEC 3.5
+    assert sum(p.numel() for p in model.parameters()) == 161_152  # docs/design.md §3.5
     x, t = torch.randn(3, 128), torch.tensor([0, 10, 999])
     assert model(x, t, torch.randn(3, 768)).shape == (3, 128)
     torch.testing.assert_close(model(x, t, None), model(x, t, torch.zeros(3, 768)))

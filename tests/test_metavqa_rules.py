@@ -1,4 +1,4 @@
-"""Property tests of the Meta-VQA construction rules (SPEC 2.1) on random question/answer records."""
+"""Property tests of the Meta-VQA construction rules (docs/design.md §2.1) on random question/answer records."""
 
 from __future__ import annotations
 

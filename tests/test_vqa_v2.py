@@ -1,4 +1,5 @@
-"""Meta-VQA builder on a small fixture in the official VQA v2 format: every SPEC 2.1 rule, file errors, round trip."""
+"""Meta-VQA builder on a small fixture in the official VQA v2 format: every rule of docs/design.md §2.1, file errors,
+round trip."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def name(split: str, image_id: int) -> str:
 
 
 def expected_answer_images(records: list[Record]) -> dict[str, dict[str, list[str]]]:
-    """SPEC 2.1 steps 1-5, written out independently of the builder."""
+    """docs/design.md §2.1 steps 1-5, written out independently of the builder."""
     per_question: dict[str, dict[str, str]] = {}
     for split, question, image_id, answer_type, answer in records:
         if answer_type == "yes/no":

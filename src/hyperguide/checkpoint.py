@@ -54,7 +54,7 @@ def checkpoint_exists(stem: str | Path) -> bool:
 def load_checkpoint(stem: str | Path, module: nn.Module) -> dict[str, Any]:
     """Load the state into `module` (strictly: every tensor must match) and return the metadata."""
     stem = Path(stem)
-    metadata = read_json(stem.with_suffix(".json"), what="checkpoint metadata")
+    metadata: dict[str, Any] = read_json(stem.with_suffix(".json"), what="checkpoint metadata")
     state = read_tensors(stem.with_suffix(".safetensors"), what="checkpoint")
     try:
         module.load_state_dict(state, strict=True)

@@ -142,6 +142,12 @@ def parse_row(name: str) -> Row:
     return Row(spec, number)
 
 
+def method_of(name: str) -> RowSpec:
+    """The method a name stands for: a method (`hnet+hyperldm`) or one of its table rows (`hnet+hyperldm@2`)."""
+    _, at, _ = name.partition("@")
+    return parse_row(name).spec if at else row_spec(name)
+
+
 def find_row(name: str) -> Row | None:
     """`parse_row`, or None for a name the registry does not know (a results.json from another registry)."""
     try:

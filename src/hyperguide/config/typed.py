@@ -45,7 +45,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     args = typing.get_args(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise HyperguideError(f"{where}: expected an object for {annotation.__name__}, got {value!r}")
+            raise HyperguideError(f"{where}: expected an object for {_type_name(annotation)}, got {value!r}")
         return from_dict(annotation, value, where)  # type: ignore[arg-type]
     if origin is typing.Literal:
         if value not in args:

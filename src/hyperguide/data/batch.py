@@ -69,7 +69,7 @@ class TaskBatch:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def swapped(self) -> TaskBatch:
-        """Support and query exchanged (the reference code's meta-training default, SPEC 8.5)."""
+        """Support and query exchanged (the reference code's meta-training default, docs/design.md §8.5)."""
         return replace(
             self,
             support_x=self.query_x,

@@ -1,4 +1,4 @@
-"""The embedded default universe: Meta-VQA's rules (SPEC 2.1) applied to the `easy-vqa` package's questions.
+"""The embedded default universe: Meta-VQA's rules (docs/design.md §2.1) applied to the `easy-vqa` package's questions.
 
 easy-VQA has no answer types, so yes/no questions are kept: 107 tasks. Records are pooled train then test (as VQA v2
 pools train2014 then val2014); images are keyed "train/{id}" and "test/{id}".

@@ -58,7 +58,9 @@ def _read_tasks(path: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def _examples(pairs: list[Any], label_of: dict[str, int], path: Path, question: str) -> tuple[tuple, tuple]:
+def _examples(
+    pairs: list[Any], label_of: dict[str, int], path: Path, question: str
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     images: list[str] = []
     labels: list[int] = []
     for pair in pairs:

@@ -1,4 +1,4 @@
-"""The Meta-VQA construction rules (SPEC 2.1), independent of where the question/answer records come from.
+"""The Meta-VQA construction rules (docs/design.md §2.1), independent of where the question/answer records come from.
 
 Given (question, image, answer) records pooled over the source's splits, in the source's order:
 1. group by the exact question string; per (question, image) the first record wins;

@@ -1,7 +1,7 @@
 """Meta-train / meta-test splits of a universe's tasks.
 
-- `random`: the paper's protocol (SPEC 2.1 step 7): shuffle with `random.Random(2021)`, the first round(0.7 n) tasks
-  train. A universe that ships its own split (the authors' Meta-VQA files) uses that one.
+- `random`: the paper's protocol (docs/design.md §2.1, step 7): shuffle with `random.Random(2021)`, the first
+  round(0.7 n) tasks train. A universe that ships its own split (the authors' Meta-VQA files) uses that one.
 - `compositional`: every task whose question mentions a held-out concept (a whole word) is a test task.
 - `kfold`: K folds over the shuffled tasks; fold i tests on the i-th chunk, so every task is a test task once.
 """
@@ -90,7 +90,7 @@ def make_splits(
     bounds = [round(i * n / folds) for i in range(folds + 1)]
     out = []
     for f in range(folds):
-        test = order[bounds[f] : bounds[f + 1]]
-        test_set = set(test)
-        out.append(TaskSplit(kind, f, tuple(i for i in order if i not in test_set), tuple(test)))
+        fold_test = order[bounds[f] : bounds[f + 1]]
+        test_set = set(fold_test)
+        out.append(TaskSplit(kind, f, tuple(i for i in order if i not in test_set), tuple(fold_test)))
     return out

@@ -1,4 +1,4 @@
-"""Universe statistics, as in SPEC 2.3: sizes per side, answers per task, and trivial reference accuracies."""
+"""Universe statistics (docs/design.md §2.3): sizes per side, answers per task, and trivial reference accuracies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The task model: a question with its answers, answer prompts, support and query sets (SPEC 2.2).
+"""The task model: a question with its answers, answer prompts, support and query sets (docs/design.md §2.2).
 
 `TaskSpec` is the structure alone (ids and labels, no features): enough for statistics and splits.
 `Task` is a task with its features attached, ready for a learner.

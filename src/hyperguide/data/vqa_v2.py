@@ -1,4 +1,4 @@
-"""Build the Meta-VQA split files from the official VQA v2 question and annotation files (SPEC 2.1, 2.2).
+"""Build the Meta-VQA split files from the official VQA v2 question and annotation files (docs/design.md §2.1, 2.2).
 
 Reads train2014 then val2014 (each in its annotation file's order, as the authors' script did), keeps the
 "number" and "other" answer types, names images `COCO_{split}_{image_id:012d}`, then applies the source-independent
@@ -48,7 +48,8 @@ def find_vqa_file(vqa_root: str | Path, filename: str, subfolder: str) -> Path:
 def _records_list(obj: Any, key: str, path: Path) -> list[dict[str, Any]]:
     if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
         raise HyperguideError(f"VQA v2 file {path} has no {key!r} list at its top level; is it the right file?")
-    return obj[key]
+    records: list[dict[str, Any]] = obj[key]
+    return records
 
 
 def _field(entry: Any, name: str, path: Path, index: int) -> Any:

@@ -1,4 +1,5 @@
-"""The DDPM process over latents (SPEC 3.6, P6-P7) with a scheduler-like API: `add_noise`, `loss`, `step`, `sample`.
+"""The DDPM process over latents (docs/design.md §3.6, §P6-§P7) with a scheduler-like API: `add_noise`, `loss`,
+`step`, `sample`.
 
 The denoiser is an argument: `eps_model(x_t, t, cond) -> eps` with x_t (B, L), t (B,) int64 timesteps of the trained
 process, cond (B, C) or None for the null condition. Guidance convention: eps = eps_null + gamma (eps_cond - eps_null),

@@ -1,4 +1,4 @@
-"""Noise schedules (SPEC 3.6): beta_t for t = 0..T-1 and the quantities derived from them, in float64.
+"""Noise schedules (docs/design.md §3.6): beta_t for t = 0..T-1 and the quantities derived from them, in float64.
 
 alpha_t = 1 - beta_t, alpha_bar_t = prod_{s <= t} alpha_s, posterior variance
 sigma_t^2 = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) with alpha_bar_{-1} = 1 (so sigma_0 = 0).

@@ -76,7 +76,7 @@ class ClipEncoder:
 
         source = str(model)
         try:
-            self.model = CLIPModel.from_pretrained(source, local_files_only=True).to(device).eval()
+            self.model = CLIPModel.from_pretrained(source, local_files_only=True).to(device).eval()  # type: ignore[arg-type]
         except (OSError, ValueError) as e:
             raise HyperguideError(
                 f"cannot load CLIP model {source!r} offline: {e}. Give a local folder or a hub id in the local cache."

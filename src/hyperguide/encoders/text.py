@@ -37,7 +37,7 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a bar for loading 90 MB of local weights is noise
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar for loading 90 MB of local weights is noise
 
         source = default_text_encoder_path() if str(model) == DEFAULT_TEXT_ENCODER else model
         try:

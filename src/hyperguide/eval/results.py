@@ -89,4 +89,4 @@ def read_results(path: str | Path) -> Results:
         for metric in ("acc", "bal_acc"):
             need(entry["zero_shot"][metric], "summary", f"methods[{row!r}].zero_shot.{metric}")
     data.setdefault("diagnostics", {})
-    return data  # type: ignore[no-any-return]
+    return data

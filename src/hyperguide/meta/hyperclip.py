@@ -9,9 +9,11 @@ space's starting latent; tasks are independent, so it runs batched through `inne
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hyperguide.config import HyperCLIPConfig
 from hyperguide.data.batch import Questions, TaskBatch
@@ -111,7 +113,7 @@ def regrouped_weight_embedding(space: LatentSpace, encoder: HyperCLIP) -> Callab
     net = _decoder_net(space)
     if net is None:
         return lambda x: encoder.embed_weights(space.decode(x))
-    layers = encoder.weights.layers
+    layers = [cast(nn.Linear, layer) for layer in encoder.weights.layers]
     with torch.no_grad():
         weight = layers[0].weight @ net.output_layer.weight  # (C1, P) @ (P, h) -> (C1, h)
         bias = layers[0].weight @ net.output_layer.bias + layers[0].bias

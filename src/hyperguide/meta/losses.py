@@ -18,7 +18,7 @@ def task_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
 def vae_loss(
     recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_weight: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The HVAE loss (SPEC 3.3), scaled by 1/sqrt(P): [sum over dims of the batch-mean squared error
+    """The HVAE loss (docs/design.md §3.3), scaled by 1/sqrt(P): [sum over dims of the batch-mean squared error
     + kl_weight * batch-mean KL(N(mu, sigma^2) || N(0, I))] / sqrt(P). Returns (loss, reconstruction, KL)."""
     dim = target.shape[-1]
     rec = ((recon - target) ** 2).sum(-1).mean()
@@ -27,7 +27,7 @@ def vae_loss(
 
 
 def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
-    """The contrastive loss of HyperCLIP (SPEC 3.4): cross-entropy of the matched pairs (the diagonal of the (N, N)
-    logits) over rows plus over columns, summed as the paper does."""
+    """The contrastive loss of HyperCLIP (docs/design.md §3.4): cross-entropy of the matched pairs (the diagonal of the
+    (N, N) logits) over rows plus over columns, summed as the paper does."""
     target = torch.arange(logits.shape[0], device=logits.device)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)

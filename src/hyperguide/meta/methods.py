@@ -102,6 +102,7 @@ class ClipZeroShot(Method):
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
+        self.identity_weights: torch.Tensor
         self.register_buffer("identity_weights", shape.identity_random(1)[0])
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
@@ -118,7 +119,9 @@ class Oracle(ClipZeroShot):
 
 
 class UncondMultitask(Method):
-    trained_by = "multitask"
+    """One adapter shared by every task, trained on all of each meta-train task's data."""
+
+    trained_by: ClassVar[Training] = "multitask"
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
@@ -129,6 +132,8 @@ class UncondMultitask(Method):
 
 
 class UncondMNetMAML(UncondMultitask):
+    """The shared adapter's weights as MAML's initialisation."""
+
     trained_by = "maml"
 
 

@@ -1,4 +1,5 @@
-"""Latent spaces of adapters in which the guidance models work (SPEC P3-P7): an HNet's latent z, or an HVAE's u.
+"""Latent spaces of adapters in which the guidance models work (docs/design.md §P3-§P7): an HNet's latent z, or an
+HVAE's u.
 
 A space decodes a latent to flat adapter weights, gives the starting latent of a new task (the meta-learned z0, or a
 stochastic encoding of HNet(z0) for the HVAE), and maps the collected adapted HNet latents into itself as a Gaussian
@@ -83,7 +84,7 @@ class HVAESpace(LatentSpace):
         return self.vae.decode(x)
 
     def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        """u0 ~ q(u | HNet(z0)), drawn independently per task (SPEC P5)."""
+        """u0 ~ q(u | HNet(z0)), drawn independently per task (docs/design.md §P5)."""
         with torch.no_grad():
             mu, logvar = self.vae.encode(self.base.generate(self.base.z0.unsqueeze(0)))
         return draw(mu.expand(n, -1), logvar.expand(n, -1), generator)

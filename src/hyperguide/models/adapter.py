@@ -1,4 +1,4 @@
-"""The task network: a residual CLIP-adapter scored against answer-prompt embeddings (SPEC 3.1).
+"""The task network: a residual CLIP-adapter scored against answer-prompt embeddings (docs/design.md §3.1).
 
 Weights theta = (W1 (H, D), b1 (H), W2 (D, H), b2 (D)), flattened as [W1, W2, b1, b2] (the paper's layout).
 Forward for image features x (D,):  h = relu(x W1'^T + b1),  a = h W2'^T + b2 + x,  with W1' = W1 / sqrt(D) and
@@ -42,7 +42,7 @@ class AdapterShape:
             raise ValueError(f"adapter weights have {flat.shape[-1]} entries, expected {self.n_params}")
         shapes = self.param_shapes
         # torch.split, not slicing: a slice's backward writes a zero gradient the size of the whole vector.
-        pieces = flat.split([math.prod(s) for s in shapes.values()], dim=-1)
+        pieces = torch.split(flat, [math.prod(s) for s in shapes.values()], dim=-1)
         return {
             name: piece.reshape(*flat.shape[:-1], *s) for (name, s), piece in zip(shapes.items(), pieces, strict=True)
         }
@@ -65,7 +65,7 @@ class AdapterShape:
         return flat
 
     def init_normal(self, batch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(batch, P) N(0, 1) weights and biases, the paper's own-weights init (SPEC 3.1)."""
+        """(batch, P) N(0, 1) weights and biases, the paper's own-weights init (docs/design.md §3.1)."""
         return torch.randn(batch, self.n_params, generator=generator)
 
 
@@ -91,7 +91,7 @@ def adapt_features_ragged(
     # split/unbind, not indexing: the backward of `weights[b]` would write a zero (B, P) gradient for every task.
     rows = [
         F.pad(adapt_features(shape, w, xb[:, :length])[0], (0, 0, 0, n - length))
-        for w, xb, length in zip(weights.split(1), x.split(1), lengths, strict=True)
+        for w, xb, length in zip(torch.split(weights, 1), torch.split(x, 1), lengths, strict=True)
     ]
     return torch.stack(rows)
 

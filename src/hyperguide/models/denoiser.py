@@ -1,4 +1,4 @@
-"""The HyperLDM denoiser (SPEC 3.5): an MLP eps(x_t, t, c) over normalised latents, and condition dropout.
+"""The HyperLDM denoiser (docs/design.md §3.5): an MLP eps(x_t, t, c) over normalised latents, and condition dropout.
 
 Input concat[x_t, c, emb(t)] -> Linear -> LayerNorm -> ReLU -> ... -> Linear(latent_dim). The timestep embedding is
 sinusoidal ([cos | sin], max period 10000). The null condition (the "unconditional" input of classifier-free

@@ -1,5 +1,5 @@
-"""HyperCLIP's weight encoder (SPEC 3.4): an MLP with Softplus activations from a flat adapter weight vector to the
-question-embedding space, trained contrastively so that a task's weights land near its question.
+"""HyperCLIP's weight encoder (docs/design.md §3.4): an MLP with Softplus activations from a flat adapter weight vector
+to the question-embedding space, trained contrastively so that a task's weights land near its question.
 
 The weight tower is learned; the text side is the frozen pooled question embedding (the paper), or learned attention
 pooling over the question's token states (`models/question.py`), trained with the weight tower. The logit scale is
@@ -27,10 +27,11 @@ class HyperCLIPEncoder(nn.Module):
     def __init__(self, weight_dim: int, hidden_dims: Sequence[int], out_dim: int) -> None:
         super().__init__()
         dims = [weight_dim, *hidden_dims, out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-        for layer in self.layers:
+        layers = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)]
+        for layer in layers:
             nn.init.kaiming_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.layers = nn.ModuleList(layers)
 
     def forward(self, weights: torch.Tensor) -> torch.Tensor:
         h = weights

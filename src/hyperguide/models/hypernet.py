@@ -1,5 +1,5 @@
-"""Hypernetworks (SPEC 3.2): an MLP from a latent or a question embedding to a flat adapter weight vector, and the
-FiLM conditioner of the `cond-multitask-film` baseline.
+"""Hypernetworks (docs/design.md §3.2): an MLP from a latent or a question embedding to a flat adapter weight vector,
+and the FiLM conditioner of the `cond-multitask-film` baseline.
 
 Init as the paper: Kaiming-normal (ReLU gain) hidden layers, Kaiming-normal with linear gain (std 1/sqrt(fan_in))
 output layer, zero biases; so generated adapter weights start small.
@@ -8,6 +8,7 @@ output layer, zero biases; so generated adapter weights start small.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -19,11 +20,12 @@ class HyperNet(nn.Module):
     def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int) -> None:
         super().__init__()
         dims = [in_dim, *hidden_dims, out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-        for i, layer in enumerate(self.layers):
-            last = i == len(self.layers) - 1
+        layers = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)]
+        for i, layer in enumerate(layers):
+            last = i == len(layers) - 1
             nn.init.kaiming_normal_(layer.weight, nonlinearity="linear" if last else "relu")
             nn.init.zeros_(layer.bias)
+        self.layers = nn.ModuleList(layers)
 
     def hidden(self, z: torch.Tensor) -> torch.Tensor:
         """(B, in_dim) -> (B, hidden_dims[-1]): the last hidden activations, the input of the output layer."""
@@ -33,7 +35,7 @@ class HyperNet(nn.Module):
 
     @property
     def output_layer(self) -> nn.Linear:
-        return self.layers[-1]
+        return cast(nn.Linear, self.layers[-1])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.output_layer(self.hidden(z))
@@ -47,9 +49,10 @@ class FiLM(nn.Module):
 
     def __init__(self, cond_dim: int, hidden_dim: int, units: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cond_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2 * units))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        out = nn.Linear(hidden_dim, 2 * units)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.net = nn.Sequential(nn.Linear(cond_dim, hidden_dim), nn.ReLU(), out)
 
     def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         delta_scale, shift = self.net(cond).chunk(2, dim=-1)

@@ -1,5 +1,5 @@
-"""HVAE (SPEC 3.3): a variational autoencoder over flat adapter weight vectors. Its 128-d latent u is a space of
-adapters in which the guidance models work: weights = decode(u).
+"""HVAE (docs/design.md §3.3): a variational autoencoder over flat adapter weight vectors. Its 128-d latent u is a space
+of adapters in which the guidance models work: weights = decode(u).
 
 Encoder: P -> hidden (ReLU) -> 2L, split into the mean and log-variance (minus 1, the reference's offset, so that
 the posterior starts narrow). Decoder: L -> reversed hidden (ReLU) -> P. Both are initialised like the HNet.

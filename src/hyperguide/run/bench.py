@@ -106,7 +106,7 @@ def run_bench(
         if isinstance(event, RowEvaluated):
             eval_seconds[event.row] = event.seconds
 
-    listeners = [board, listen, *callbacks]
+    listeners: list[Callback] = [board, listen, *callbacks]
     emit(
         listeners,
         Note(

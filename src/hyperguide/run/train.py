@@ -15,7 +15,7 @@ from hyperguide.data.splits import TaskSplit, make_splits
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
-from hyperguide.rows import ROWS, parse_row, row_spec, table_rows
+from hyperguide.rows import ROWS, method_of, table_rows
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.stages import STAGE_GROUPS, STAGES, StageContext, ensure_stage, row_stages, stage, stage_order
 
@@ -50,7 +50,7 @@ def resolve_targets(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, .
                 methods += [spec.name for spec in ROWS.values() if spec.stages and spec.stages[-1] == s]
         else:
             try:
-                methods.append(parse_row(name).spec.name if "@" in name else row_spec(name).name)
+                methods.append(method_of(name).name)
             except HyperguideError as e:
                 raise HyperguideError(f"{e}; or a stage: {', '.join([*STAGE_GROUPS, *STAGES])}, or 'all'") from None
     return tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(stages))
@@ -73,7 +73,7 @@ def train_run(
         stage(name)  # an unknown stage fails before any training
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
-    listeners = [JsonlLog(folder.metrics), *callbacks]
+    listeners: list[Callback] = [JsonlLog(folder.metrics), *callbacks]
     seconds: dict[str, float] = {}
     for name in training_plan(config, stages):
         for seed in config.seeds:

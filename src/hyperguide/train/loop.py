@@ -15,7 +15,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -26,12 +26,15 @@ B = TypeVar("B")
 Metrics = Mapping[str, torch.Tensor | float]
 
 
-class EMA:
+M = TypeVar("M", bound=nn.Module)
+
+
+class EMA(Generic[M]):
     """An exponential moving average of a module's parameters, in a frozen copy of the module (buffers are copied
     once, at construction). The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so that early
     averages are not dominated by the random initialisation."""
 
-    def __init__(self, module: nn.Module, decay: float) -> None:
+    def __init__(self, module: M, decay: float) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
         self.source = module
@@ -60,7 +63,7 @@ def fit(
     epochs: int,
     name: str,
     grad_clip: float | None = None,
-    ema: EMA | None = None,
+    ema: EMA[Any] | None = None,
     lr_at: Callable[[int], float] | None = None,
     after_step: Callable[[], None] | None = None,
     history: Literal["epoch", "step"] = "epoch",
@@ -90,7 +93,7 @@ def fit(
             loss = metrics["loss"]
             assert isinstance(loss, torch.Tensor), "a step's 'loss' must be the tensor to minimise"
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
             if grad_clip is not None:
                 values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))

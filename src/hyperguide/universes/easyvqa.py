@@ -175,7 +175,7 @@ def _zero_shot(
     rows = [i for i, v in enumerate(values) if v is not None]
     if not rows:
         return float("nan"), 0
-    labels = torch.tensor([classes.index(values[i]) for i in rows], dtype=torch.long)  # type: ignore[arg-type]
+    labels = torch.tensor([classes.index(str(values[i])) for i in rows], dtype=torch.long)
     return round(zero_shot_accuracy(features[rows], labels, class_embs), 2), len(rows)
 
 

@@ -1,0 +1,160 @@
+"""The registries: a new table row is one `RowSpec` (train, evaluate, report and the CLI need nothing else), a new
+universe is one source; every built-in row's declaration agrees with the model it builds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from hyperguide.cli import main
+from hyperguide.config import HyperLDMConfig, MethodConfig, RunConfig
+from hyperguide.data.batch import TaskBatch
+from hyperguide.data.synthetic import synthetic_universe
+from hyperguide.data.tasks import Universe
+from hyperguide.events import Callback
+from hyperguide.meta.methods import Method
+from hyperguide.models.adapter import AdapterShape
+from hyperguide.report.markdown import render_markdown, row_kind
+from hyperguide.report.plots import GAMMA_SWEEP, write_plots
+from hyperguide.rows import ROWS, BuildContext, RowSpec, register, row_spec, table_rows, unregister
+from hyperguide.run.evaluate import evaluate_run
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.stages import adapter_shape, question_dim
+from hyperguide.run.train import train_run
+from hyperguide.universes import UNIVERSES, UniverseOptions, load_universe
+from hyperguide.universes.base import Encoders, no_encoders
+from tests.helpers import TINY
+
+TOY = "toy-question-shift"
+
+
+class QuestionShift(Method):
+    """A toy method: one shared adapter, plus a learned linear map of the question into its output bias b2, scaled
+    by the row's swept value (0: the question is ignored)."""
+
+    trained_by = "multitask"
+
+    def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig, scale: float) -> None:
+        super().__init__(shape, question_dim, config)
+        self.weights = self._own_weights()
+        self.shift = nn.Linear(question_dim, shape.feature_dim)
+        self.scale = scale
+
+    def init_phi(self, batch: TaskBatch) -> torch.Tensor:
+        parts = self.shape.unflatten(self.weights.expand(len(batch), -1))
+        parts["b2"] = parts["b2"] + self.scale * self.shift(batch.question_emb)
+        return self.shape.flatten(parts)
+
+
+def _build(ctx: BuildContext) -> Method:
+    return QuestionShift(ctx.shape, ctx.question_dim, ctx.config.method, 1.0 if ctx.value is None else ctx.value)
+
+
+@pytest.fixture
+def toy_row() -> Iterator[RowSpec]:
+    spec = register(
+        RowSpec(
+            TOY,
+            "ablation",
+            "a shared adapter whose output bias the question shifts, by the swept scale",
+            build=_build,
+            stages=(TOY,),  # its own stage: meta-trained as a whole by its meta_loss
+            reads_question=True,
+            sweep=lambda config: (0.0, 1.0),
+        )
+    )
+    yield spec
+    unregister(TOY)
+
+
+def test_a_row_added_through_the_registry_alone_trains_evaluates_and_reports(toy_row: RowSpec, tmp_path: Path) -> None:
+    universe = synthetic_universe()
+    config = replace(TINY, methods=("chance", "cond-multitask", TOY), seeds=(0,))
+    folder = RunFolder(tmp_path / "run")
+    seconds = train_run(universe, config, folder)
+    assert set(seconds) == {"cond-multitask", TOY} and seconds[TOY] > 0
+    log = [json.loads(line) for line in folder.metrics(TOY, 0, 0).read_text().splitlines()]
+    assert len(log) == config.train.epochs and log[-1]["loss"] < log[0]["loss"]  # it fits its training tasks
+
+    results = evaluate_run(universe, folder)
+    assert list(results["methods"]) == ["chance", "cond-multitask", f"{TOY}@0", f"{TOY}@1"]
+    toy0, toy1 = (results["methods"][f"{TOY}@{v}"] for v in (0, 1))
+    assert toy0["train_seconds"] == toy1["train_seconds"] > 0 and not toy1["uses_support_labels"]
+    assert toy0["zero_shot"]["per_task_acc"] != toy1["zero_shot"]["per_task_acc"]  # the scale is the row's value
+    assert row_kind(f"{TOY}@1") == "ablation"
+
+    plots = write_plots(results, folder.path)
+    assert plots["Zero-shot accuracy against the guidance scale"] == GAMMA_SWEEP  # a sweeping row is plotted
+    table = render_markdown(results, plots)
+    assert f"| `{TOY}@0` |" in table and f"| `{TOY}@1` |" in table
+
+
+def test_the_cli_lists_and_trains_a_registered_row(toy_row: RowSpec, tmp_path: Path, capsys) -> None:
+    assert main(["config", "synthetic", "--quick", "--json"]) == 0
+    assert TOY in json.loads(capsys.readouterr().out)["methods"]
+    run = tmp_path / "cli"
+    assert main(["train", f"{TOY}@1", "synthetic", "--quick", "--seeds", "0", "--out", str(run)]) == 0
+    assert (run / TOY / "seed0-fold0.safetensors").is_file()
+
+
+@pytest.mark.parametrize("few_shot_scale", [0.0, 2.0])
+def test_every_row_declares_what_its_model_does(few_shot_scale: float) -> None:
+    universe = synthetic_universe()
+    tasks = universe.materialize(range(3))
+    config = replace(RunConfig(), hyperldm=HyperLDMConfig(few_shot_scale=few_shot_scale))
+    shape, dq = adapter_shape(tasks, config), question_dim(tasks)
+    for row in table_rows(config):
+        spec = row.spec
+        if spec.build is None:
+            assert spec.score is not None and not spec.stages
+            continue
+        method = row.build(shape, dq, config)
+        assert method.uses_support_for_zero_shot == spec.labels_used(config), row.name
+        if spec.stages:  # one checkpointed module per stage, in order
+            assert len(method.trained_parts()) == len(spec.stages), row.name
+        assert (method.trained_by == "none") == (not spec.stages), row.name
+        assert spec.trained_as_a_whole == (spec.stages == (spec.name,)), row.name
+    assert row_spec("hnet+hyperldm").labels_used(config) == (few_shot_scale > 0)
+    assert [s.bound for s in ROWS.values() if s.bound] == ["lower", "upper"]
+
+
+class SmallSynthetic:
+    """A universe of three attributes, registered by a test: one class and one `register` line."""
+
+    name = "small-synthetic"
+    summary = "12 generated tasks"
+
+    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+        return synthetic_universe(n_attributes=2, tasks_per_attribute=6, seed=options.seed)
+
+    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+        return {"universe": self.name, "cached": True}
+
+    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+        return self.structure(options, prompts)
+
+    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+        raise no_encoders(self.name)
+
+
+def test_a_registered_universe_works_everywhere(tmp_path: Path, capsys) -> None:
+    from hyperguide.universes import register as register_universe
+
+    register_universe(SmallSynthetic())
+    try:
+        assert main(["stats", "small-synthetic", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["meta_train_tasks"] + 4 == 12
+        assert len(load_universe("small-synthetic").tasks) == 12
+        run = tmp_path / "run"
+        argv = ["bench", "small-synthetic", "--quick", "--seeds", "0", "--out", str(run), "--set", 'methods=["chance"]']
+        assert main(argv) == 0
+        assert json.loads((run / "results.json").read_text())["universe"] == "small-synthetic"
+    finally:
+        UNIVERSES.pop("small-synthetic")
