@@ -10,7 +10,7 @@ Answer prompts (the text each answer is scored against) come in two styles:
   answer is right: "what color is the circle?" + red -> "the circle is red"; for yes/no questions the affirmative or
   negated statement, "is there not a red shape?" + yes -> "there is no red shape". Every task then reduces to matching
   an image with a true sentence, so the question carries no information the prompts lack: one shared adapter
-  (uncond-multitask) already scores close to every conditional method (docs/decisions.md).
+  (uncond-multitask) already scores close to every conditional method (docs/decisions.md D1).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Sampling bounds each step's predicted x0 to the box of the normalised training l
 +- 3 posterior standard deviations), improved-DDPM's `clip_denoised`. Without it (`clip_x0=False`, the paper's
 sampler) the cosine schedule's last step divides by sqrt(alpha) = 0.03, and the MLP denoiser, whose LayerNorm cannot
 return its input's scale, misses the identity it must output there: on easyvqa every unclipped sample diverged
-(normalised std ~9,000) and scored chance even on meta-train tasks.
+and scored chance even on meta-train tasks (docs/decisions.md D3).
 
 Sampling options (§P7): a respaced sampler (`sample_steps`); starting the reverse chain from the space's starting
 latent noised to a fraction of the process (`start_frac`, the reference starts from it without noising it); few-shot

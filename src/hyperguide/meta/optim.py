@@ -1,7 +1,7 @@
 """The outer optimiser of every training procedure: Adam, fused where torch has a fused kernel (CPU and CUDA).
 
-The fused kernel updates all parameters in one pass; on the paper's 50-100M-parameter models it makes the optimiser
-step about 4x cheaper on a CPU (bench/README.md). It is deterministic, but not bitwise equal to the unfused loop.
+The fused kernel updates all parameters in one pass; on the paper's 50-100M-parameter models it makes the optimiser step
+several times cheaper on a CPU (docs/decisions.md D4). It is deterministic, but not bitwise equal to the unfused loop.
 """
 
 from __future__ import annotations
