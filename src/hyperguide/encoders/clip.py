@@ -109,6 +109,13 @@ class ClipEncoder:
 
     # ------------------------------------------------------------------------------------------------ texts
 
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) token ids and attention mask on the model's device, padded and cut to the text tower's length."""
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+
     @torch.no_grad()
     def encode_texts(
         self, texts: Sequence[str], batch_size: int = 256, *, callbacks: Sequence[Callback] = ()
@@ -117,16 +124,8 @@ class ClipEncoder:
         chunks = []
         starts = range(0, len(texts), batch_size)
         for i, start in enumerate(starts):
-            batch = self.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            out = self.model.get_text_features(
-                input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
-            )
+            ids, mask = self.tokenize(texts[start : start + batch_size])
+            out = self.model.get_text_features(input_ids=ids, attention_mask=mask)
             chunks.append(_features(out, "text").float().cpu())
             emit(callbacks, Progress("text features", i + 1, len(starts), "batch"))
         return torch.cat(chunks) if chunks else torch.zeros(0, self.dim)

@@ -221,14 +221,7 @@ def clip_question_tokens(encoder: ClipEncoder, texts: list[str], batch_size: int
     model = encoder.model
     rows: list[torch.Tensor] = []
     for start in range(0, len(texts), batch_size):
-        batch = encoder.tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=encoder.max_length,
-            return_tensors="pt",
-        )
-        ids, mask = batch["input_ids"].to(encoder.device), batch["attention_mask"].to(encoder.device)
+        ids, mask = encoder.tokenize(texts[start : start + batch_size])
         states = model.text_projection(model.text_model(input_ids=ids, attention_mask=mask).last_hidden_state)
         rows.extend(s[m.bool()].float().cpu() for s, m in zip(states, mask, strict=True))
     return rows
