@@ -14,6 +14,8 @@ import torch
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_tensor_metadata, read_tensors, write_tensors
 
+MANIFEST = "manifest.json"  # written last into a folder of prepared features: without it, nothing there is trusted
+
 
 class FeatureTable:
     """Rows of frozen features addressed by key. `get(keys)` returns a (len(keys), dim) float32 tensor."""

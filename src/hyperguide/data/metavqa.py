@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from hyperguide.data.features import FeatureTable
+from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.tasks import TaskSpec, Universe
 from hyperguide.data.tokens import TokenTable
 from hyperguide.errors import HyperguideError
@@ -35,7 +35,6 @@ FALLBACK_PROMPT = "{}"  # a question without a template is scored against the an
 MANIFEST_FORMAT = 1
 IMAGE_FEATURES = "image_features.safetensors"
 TEXT_FEATURES = "text_features.safetensors"
-MANIFEST = "manifest.json"
 IMAGE_SHARDS = "image_shards"
 
 

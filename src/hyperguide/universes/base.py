@@ -18,13 +18,12 @@ from typing import Any, Protocol
 
 import torch
 
+from hyperguide.data.features import MANIFEST
 from hyperguide.data.metavqa import DEFAULT_CLIP_MODEL
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import default_home, read_json
-
-MANIFEST = "manifest.json"
 
 
 @dataclass

@@ -26,7 +26,7 @@ from hyperguide.data.easyvqa_images import (
     load_easyvqa_images,
     read_image,
 )
-from hyperguide.data.features import FeatureTable
+from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.tasks import Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
 from hyperguide.encoders.image_tower import encode, load_tower, loss_summary, save_tower, zero_shot_accuracy
@@ -35,7 +35,7 @@ from hyperguide.encoders.tower_training import train_image_tower
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import MANIFEST, Encoders, UniverseOptions, manifest_matches
+from hyperguide.universes.base import Encoders, UniverseOptions, manifest_matches
 
 FORMAT = 1
 TEXT_FEATURES = "text_features.safetensors"

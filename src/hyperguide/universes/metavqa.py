@@ -17,12 +17,11 @@ from typing import Any
 
 import torch
 
-from hyperguide.data.features import FeatureTable
+from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.metavqa import (
     DEFAULT_CLIP_MODEL,
     IMAGE_FEATURES,
     IMAGE_SHARDS,
-    MANIFEST,
     MANIFEST_FORMAT,
     TEXT_FEATURES,
     check_covers,
