@@ -241,3 +241,14 @@ def test_progress_lines_count_units_and_estimate_time_left() -> None:
     assert "[train 4/4]" in lines[3] and "left ~1:00 + evaluate (not timed yet)" in lines[3]
     assert "[train 5/5]" in lines[4] and "left ~0:00 + 1 training of stages not timed yet" in lines[4]
     assert lines[6].endswith("[evaluate 2/2] | elapsed 2:34, left ~0:04")
+
+
+def test_the_quick_bench_gives_the_numbers_it_always_gave(tmp_path: Path) -> None:
+    """A regression pin: `bench synthetic --quick` (one thread) gives exactly the results.json, wall-clock fields
+    aside, that the code gave at commit 240b290, before the house was restructured (tests/golden/). A change that
+    moves a number on purpose updates the file and says why in docs/decisions.md."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "hyperguide.cli", "bench", "synthetic", "--quick", "--out", str(out), "--quiet"]
+    subprocess.run(command, check=True, env=_env(), capture_output=True, timeout=300)
+    golden = json.loads((REPO / "tests" / "golden" / "bench_synthetic_quick.json").read_text())
+    assert _without_wall_clock(json.loads((out / "results.json").read_text())) == golden

@@ -49,10 +49,11 @@ class FiLM(nn.Module):
 
     def __init__(self, cond_dim: int, hidden_dim: int, units: int) -> None:
         super().__init__()
-        out = nn.Linear(hidden_dim, 2 * units)
+        # Built in this order (input layer first): the layers' random init depends on it.
+        self.net = nn.Sequential(nn.Linear(cond_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2 * units))
+        out = cast(nn.Linear, self.net[2])
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
-        self.net = nn.Sequential(nn.Linear(cond_dim, hidden_dim), nn.ReLU(), out)
 
     def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         delta_scale, shift = self.net(cond).chunk(2, dim=-1)
