@@ -67,7 +67,11 @@ def _without_wall_clock(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _log_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    """The complete records of a JSONL log that may be being written (a last line without its newline is not)."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text.split("\n")[:-1]]  # split on "\n": the last piece is incomplete
 
 
 def test_killed_bench_resumes_to_the_same_results(tmp_path: Path) -> None:

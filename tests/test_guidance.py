@@ -151,11 +151,15 @@ def test_bad_guidance_row_names_are_rejected() -> None:
         ("hnet+hyperclip@2", "does not sweep"),
         ("hnet+hyperdiffusion@1", "unknown method"),
         ("hnet+hyperldm@-1", ">= 0"),
+        ("hnet+hyperldm@nan", "finite"),
+        ("hnet+hyperldm@inf", "finite"),
     ):
         with pytest.raises(HyperguideError, match=why):
             parse_row(bad)
-    with pytest.raises(HyperguideError, match="unknown method 'hnet[+]hyperldm@1'"):
-        resolve_config(RunConfig(methods=("hnet+hyperldm@1",)))  # a config lists methods; the rows follow
+    # a config lists methods; a row stands for its method, whose rows follow the sweep
+    assert resolve_config(RunConfig(methods=("hnet+hyperldm@1", "hnet+hyperldm"))).methods == ("hnet+hyperldm",)
+    with pytest.raises(HyperguideError, match="rows of the same name"):
+        table_rows(replace(RunConfig(), hyperldm=HyperLDMConfig(gammas=(1.0, 1.0000001))))
 
 
 def test_default_rows_hold_every_guidance_row_and_gamma() -> None:

@@ -114,6 +114,9 @@ def test_jsonl_log_appends_as_it_comes_and_never_follows_a_symlink(tmp_path: Pat
     assert outside.read_text() == "precious\n"
     log(EpochEnded("other", 1, 1, {"epoch": 1}))  # outside a stage: nothing is written
     assert len(path.read_text().splitlines()) == 2
+    log(StageStarted("stage", 0, 0, 10))  # the stage runs again (after a crash): its log starts again
+    log(EpochEnded("stage", 1, 2, {"epoch": 1, "loss": 0.7}))
+    assert [json.loads(line)["loss"] for line in path.read_text().splitlines()] == [0.7]
 
 
 def test_lines_print_what_a_person_reads(capsys: pytest.CaptureFixture[str]) -> None:

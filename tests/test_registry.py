@@ -18,6 +18,7 @@ from hyperguide.config import HyperLDMConfig, MethodConfig, RunConfig
 from hyperguide.data.batch import TaskBatch
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.data.tasks import Universe
+from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape
@@ -26,13 +27,22 @@ from hyperguide.report.plots import GAMMA_SWEEP, write_plots
 from hyperguide.rows import ROWS, BuildContext, RowSpec, register, row_spec, table_rows, unregister
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import adapter_shape, question_dim
+from hyperguide.run.stages import adapter_shape, question_dim, stage
 from hyperguide.run.train import train_run
 from hyperguide.universes import UNIVERSES, UniverseOptions, load_universe
 from hyperguide.universes.base import Encoders, no_encoders
 from tests.helpers import TINY
 
 TOY = "toy-question-shift"
+# The module each guidance-related stage saves (a stage's checkpoint must load into the row's part).
+STAGE_MODULES = {
+    "uncond-hnet-maml": "UncondHNetMAML",
+    "hvae": "WeightVAE",
+    "hyperclip-hnet": "HyperCLIP",
+    "hyperclip-hvae": "HyperCLIP",
+    "hyperldm-hnet": "HyperLDM",
+    "hyperldm-hvae": "HyperLDM",
+}
 
 
 class QuestionShift(Method):
@@ -117,10 +127,14 @@ def test_every_row_declares_what_its_model_does(few_shot_scale: float) -> None:
             continue
         method = row.build(shape, dq, config)
         assert method.uses_support_for_zero_shot == spec.labels_used(config), row.name
-        if spec.stages:  # one checkpointed module per stage, in order
-            assert len(method.trained_parts()) == len(spec.stages), row.name
         assert (method.trained_by == "none") == (not spec.stages), row.name
-        assert spec.trained_as_a_whole == (spec.stages == (spec.name,)), row.name
+        if spec.trained_as_a_whole:
+            assert method.trained_by in ("multitask", "maml") and method.trained_parts() == [method], row.name
+        elif spec.stages:  # a guidance row: its parts, in the order of its stages, are what those stages save
+            parts = method.trained_parts()
+            assert [type(p).__name__ for p in parts] == [STAGE_MODULES[s] for s in spec.stages], row.name
+        for name in spec.stages:
+            assert stage(name).name == name  # every stage resolves
     assert row_spec("hnet+hyperldm").labels_used(config) == (few_shot_scale > 0)
     assert [s.bound for s in ROWS.values() if s.bound] == ["lower", "upper"]
 
@@ -158,3 +172,35 @@ def test_a_registered_universe_works_everywhere(tmp_path: Path, capsys) -> None:
         assert json.loads((run / "results.json").read_text())["universe"] == "small-synthetic"
     finally:
         UNIVERSES.pop("small-synthetic")
+
+
+# ------------------------------------------------------------------------------ run folders and train targets
+
+
+def test_stage_targets_train_their_stages_only(tmp_path: Path) -> None:
+    from hyperguide.run.train import resolve_targets
+
+    assert resolve_targets(["collect"]) == ((), ("latents",))
+    assert resolve_targets(["hyperldm"]) == (("hnet+hyperldm", "hvae+hyperldm"), ("hyperldm-hnet", "hyperldm-hvae"))
+    assert resolve_targets(["hvae+hyperldm@2", "hvae"]) == (("hvae+hyperldm",), ("hvae",))
+    run = tmp_path / "run"
+    assert main(["collect", "synthetic", "--quick", "--seeds", "0", "--out", str(run)]) == 0
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["latents", "uncond-hnet-maml"]
+    assert json.loads((run / "config.json").read_text())["methods"] == []
+
+
+def test_a_run_folder_gathers_methods_refuses_other_configs_and_reads_old_ones(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    folder.write_config(replace(TINY, methods=("chance",)))
+    merged = folder.write_config(replace(TINY, methods=("oracle",)))
+    assert merged.methods == ("chance", "oracle") == folder.read_config().methods
+    with pytest.raises(HyperguideError, match=r"different config \(differs in: seeds\)"):
+        folder.write_config(replace(TINY, methods=("chance",), seeds=(7,)))
+    # a config.json of the version before the row registry: rows in `methods`, a dead `train.log_every`
+    old = json.loads((folder.path / "config.json").read_text())
+    old["methods"] = ["chance", "hnet+hyperldm@0", "hnet+hyperldm@1.5"]
+    old["train"]["log_every"] = 1
+    (folder.path / "config.json").write_text(json.dumps(old))
+    assert folder.read_config().methods == ("chance", "hnet+hyperldm")
+    assert folder.write_config(replace(TINY, methods=("chance",))).methods == ("chance", "hnet+hyperldm")
+    assert "log_every" not in json.loads((folder.path / "config.json").read_text())["train"]

@@ -26,11 +26,11 @@ from hyperguide.events import (
 
 
 class JsonlLog:
-    """Appends each epoch's record to the running stage's `metrics.jsonl` the moment it arrives (flushed), so a
+    """Writes each epoch's record to the running stage's `metrics.jsonl` the moment it arrives (flushed), so a
     killed stage keeps its log so far and a running one can be tailed.
 
-    A stage that starts again (after a crash) starts its log again: the file is replaced, never appended to, and
-    it is created fresh (a symlink planted in its place is removed, not followed)."""
+    A stage that starts again (after a crash) starts its log again: the old file is removed and a new one created
+    (a symlink planted in its place is removed, not followed)."""
 
     def __init__(self, path_of: Callable[[str, int, int], Path]) -> None:
         self.path_of = path_of  # (stage, seed, fold) -> the stage's log file

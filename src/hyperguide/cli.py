@@ -24,6 +24,24 @@ def _universe_names() -> str:
     return ", ".join(UNIVERSES)
 
 
+def _universes_epilog() -> str:
+    from hyperguide.universes import UNIVERSES
+
+    return "universes:\n" + "\n".join(f"  {name:<18} {u.summary}" for name, u in UNIVERSES.items())
+
+
+def _train_epilog() -> str:
+    from hyperguide.rows import ROWS
+    from hyperguide.run.stages import STAGE_GROUPS, STAGES
+
+    lines = ["methods (a method that sweeps a value is one table row per value, NAME@VALUE):"]
+    lines += [f"  {name:<20} {spec.summary}" for name, spec in ROWS.items()]
+    lines += ["stages (each brings the stages it needs):"]
+    lines += [f"  {name:<20} {spec.summary} (needs {', '.join(spec.deps)})" for name, spec in STAGES.items()]
+    lines += [f"  {name:<20} = {', '.join(group)}" for name, group in STAGE_GROUPS.items()]
+    return "\n".join(lines)
+
+
 def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> None:
     if positional:
         p.add_argument("universe", help=f"task universe: {_universe_names()}")
@@ -149,6 +167,17 @@ def _out(args: argparse.Namespace, config: Any, prefix: str = "") -> Path:
     return args.out or Path("runs") / f"{prefix}{config.universe}-{config.split}{quick}"
 
 
+def _seeds_hint(args: argparse.Namespace) -> None:
+    """`--seeds N` once meant seeds 0..N-1 in bench; it lists seeds now. Say so when one seed above 0 is given."""
+    if args.seeds is not None and len(args.seeds) == 1 and args.seeds[0] > 0:
+        s = args.seeds[0]
+        print(
+            f"hyperguide {args.command}: note: --seeds lists seeds: this runs seed {s} alone "
+            f"(seeds 0..{s - 1} are --seeds {' '.join(map(str, range(s)))})",
+            file=sys.stderr,
+        )
+
+
 def _callbacks(args: argparse.Namespace, lines: bool = True) -> list[Callback]:
     """Progress for a person: bars on an interactive terminal (unless --quiet), lines on stderr."""
     from hyperguide.callbacks import Lines, ProgressBars
@@ -160,9 +189,6 @@ def _callbacks(args: argparse.Namespace, lines: bool = True) -> list[Callback]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hyperguide.rows import ROWS
-    from hyperguide.run.stages import STAGE_GROUPS, STAGES
-
     parser = argparse.ArgumentParser(
         prog="hyperguide",
         description="Zero-shot neural-network weights from a task's description (Nava et al., TMLR 2023).",
@@ -176,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with all-MiniLM-L6-v2 and trains the image tower (a few minutes on a CPU). metavqa: CLIP features of "
         "COCO images, questions and answer prompts (resumable). A finished preparation is reused unless --force.",
     )
+    prep.epilog = _universes_epilog()
+    prep.formatter_class = argparse.RawDescriptionHelpFormatter
     _universe_args(prep)
     prep.add_argument("--force", action="store_true", help="recompute even if a matching preparation is cached")
     prep.add_argument("--tower-epochs", type=int, default=None, help="easyvqa: image-tower training epochs")
@@ -200,7 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
-    sweeping = [name for name, spec in ROWS.items() if spec.sweep is not None]
     train = sub.add_parser(
         "train",
         help="meta-train methods or guidance stages over seeds (and folds) into a run folder",
@@ -208,13 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and fold, into RUN_DIR/<stage>/seed<S>-fold<F>.{safetensors,json} with a metrics.jsonl log each. A "
         "stage's dependencies run first (hyperldm-hvae needs hvae, which needs the collected latents, which need "
         "uncond-hnet-maml); existing checkpoints are kept, so an interrupted run resumes and stages chain through "
-        "the run folder. Methods: " + ", ".join(ROWS) + f" (a row of a sweeping method, e.g. {sweeping[0]}@2, "
-        "names the method). Stages: " + ", ".join([*STAGE_GROUPS, *STAGES]) + ". The same preset as bench "
+        "the run folder. A row of a sweeping method (hnet+hyperldm@2) names the method. The same preset as bench "
         "(default: default), so that train then eval gives bench's numbers.",
+        epilog=_train_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("methods", metavar="METHOD", help="a method or stage, a comma-separated list, or 'all'")
     _universe_args(train)
-    _run_args(train, out_default="runs/<universe>-<split>")
+    _run_args(train, out_default="runs/<universe>-<split>[-quick]")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     collect = sub.add_parser(
@@ -226,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`train collect`.",
     )
     _universe_args(collect)
-    _run_args(collect, out_default="runs/<universe>-<split>")
+    _run_args(collect, out_default="runs/<universe>-<split>[-quick]")
     collect.add_argument("--quiet", action="store_true", help="no progress bars")
 
     gen = sub.add_parser(
@@ -310,6 +338,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hyperguide.universes import load_universe
 
     config = _run_config(args)
+    _seeds_hint(args)
     out = _out(args, config, prefix="bench-")
     universe = load_universe(config.universe, _options(args), prompts=config.prompts)
     result = run_bench(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False))
@@ -325,6 +354,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = [m.strip() for m in getattr(args, "methods", "collect").split(",") if m.strip()]
     methods, stages = resolve_targets(names)
     config = _run_config(args, methods)
+    _seeds_hint(args)
     out = _out(args, config)
     universe = load_universe(config.universe, _options(args), prompts=config.prompts)
     seconds = train_run(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args), stages=stages)

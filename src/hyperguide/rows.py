@@ -12,6 +12,7 @@ Add a row by registering a spec (`register(RowSpec(...))`, or one more entry bel
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -80,7 +81,11 @@ class RowSpec:
         """The table rows of this method under `config`: one, or one per swept value."""
         if self.sweep is None:
             return [Row(self)]
-        return [Row(self, float(v)) for v in self.sweep(config)]
+        rows = [Row(self, float(v)) for v in self.sweep(config)]
+        names = [row.name for row in rows]
+        if len(set(names)) != len(names):
+            raise HyperguideError(f"the swept values of {self.name!r} give rows of the same name: {names}")
+        return rows
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,15 @@ class Row:
 ROWS: dict[str, RowSpec] = {}
 
 
+RESERVED = ("all",)  # names the command line gives a meaning of its own
+
+
 def register(spec: RowSpec) -> RowSpec:
     """Add a row (at the end of the table); a name can be registered once."""
     if spec.name in ROWS:
         raise ValueError(f"row {spec.name!r} is registered already")
+    if spec.name in RESERVED:
+        raise ValueError(f"row name {spec.name!r} is reserved")
     ROWS[spec.name] = spec
     return spec
 
@@ -137,8 +147,8 @@ def parse_row(name: str) -> Row:
         number = float(value)
     except ValueError:
         raise HyperguideError(f"{name!r}: {value!r} after '@' is not a number") from None
-    if number < 0:
-        raise HyperguideError(f"{name!r}: the value after '@' must be >= 0")
+    if not math.isfinite(number) or number < 0:
+        raise HyperguideError(f"{name!r}: the value after '@' must be a finite number >= 0")
     return Row(spec, number)
 
 
@@ -157,11 +167,10 @@ def find_row(name: str) -> Row | None:
 
 
 def method_names(config: RunConfig) -> tuple[str, ...]:
-    """The config's methods, every registered one when it lists none; each must be registered."""
-    names = config.methods or tuple(ROWS)
-    for name in names:
-        row_spec(name)
-    return tuple(names)
+    """The config's methods (every registered one for `methods: null`), each a method or one of its rows; a row
+    stands for its method, whose rows are those of the config's sweep."""
+    names = tuple(ROWS) if config.methods is None else config.methods
+    return tuple(dict.fromkeys(method_of(name).name for name in names))
 
 
 def table_rows(config: RunConfig) -> list[Row]:

@@ -174,7 +174,9 @@ class RunConfig:
     held_out: tuple[str, ...] = knob((), help="compositional: held-out concepts (empty: the universe's)")
     prompts: PromptStyle = knob("answer", help="easyvqa answer prompts: the bare answer or a declarative statement")
     seeds: tuple[int, ...] = knob((0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)")
-    methods: tuple[str, ...] = knob((), help="methods of the table (hyperguide.rows; empty: every registered one)")
+    methods: tuple[str, ...] | None = knob(
+        None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)"
+    )
     method: MethodConfig = knob(help="the methods' architecture", factory=MethodConfig)
     train: TrainConfig = knob(help="meta-training", factory=TrainConfig)
     eval: EvalConfig = knob(help="evaluation", factory=EvalConfig)
@@ -188,5 +190,5 @@ class RunConfig:
             raise ValueError("seeds: give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
-        if len(set(self.methods)) != len(self.methods):
+        if self.methods is not None and len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must be distinct, got {list(self.methods)}")

@@ -187,7 +187,8 @@ def sections(config: Any, prefix: str = "") -> dict[str, str]:
 
 
 def render(config: Any) -> str:
-    """The whole tree, one knob a line: `key = value  [default: d]  # help`, a heading before each section."""
+    """The whole tree, one knob a line: `key = value  # help  (default d)` (the default where it differs), a heading
+    before each section."""
     heads = sections(config)
     rows = knobs(config)
     width = min(44, max(len(k.key) + 3 + len(json.dumps(k.value)) for k in rows))  # a long list overflows

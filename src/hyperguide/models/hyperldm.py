@@ -26,11 +26,11 @@ class HyperLDM(nn.Module):
         latent_dim: int,
         cond_dim: int,
         *,
-        hidden_dims: Sequence[int] = (128, 128),
-        time_dim: int = 100,
-        null: Literal["zeros", "learned"] = "zeros",
-        question: QuestionMode = "pooled",
-        question_heads: int = 4,
+        hidden_dims: Sequence[int],
+        time_dim: int,
+        null: Literal["zeros", "learned"],
+        question: QuestionMode,
+        question_heads: int,
     ) -> None:
         super().__init__()
         self.question = QuestionEncoder(cond_dim, question, question_heads)

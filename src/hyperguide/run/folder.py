@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hyperguide.config import RunConfig, from_dict, to_dict
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json, write_json
+from hyperguide.rows import method_of
 
 CONFIG = "config.json"
 RESULTS = "results.json"
@@ -35,8 +37,15 @@ class RunFolder:
     def results(self) -> Path:
         return self.path / RESULTS
 
+    def _read_config_data(self) -> dict[str, Any]:
+        path = self.path / CONFIG
+        data = read_json(path, what="run config")
+        if not isinstance(data, dict):
+            raise HyperguideError(f"{path} is not a run config (a JSON object)")
+        return upgrade(data)
+
     def read_config(self) -> RunConfig:
-        return from_dict(RunConfig, read_json(self.path / CONFIG, what="run config"), where=str(self.path / CONFIG))
+        return from_dict(RunConfig, self._read_config_data(), where=str(self.path / CONFIG))
 
     def write_config(self, config: RunConfig) -> RunConfig:
         """Write config.json, or check that the folder's existing one is the same run. A run folder gathers the
@@ -47,16 +56,26 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             write_json(path, data)
             return config
-        existing = read_json(path, what="run config")
-        if not isinstance(existing, dict):
-            raise HyperguideError(f"{path} is not a run config (a JSON object)")
-        methods = list(dict.fromkeys([*existing.get("methods", []), *data["methods"]]))
+        existing = self._read_config_data()
+        methods = list(dict.fromkeys([*(existing.get("methods") or []), *data["methods"]]))
         if {**existing, "methods": methods} != {**data, "methods": methods}:
             changed = sorted(k for k in {*data, *existing} if existing.get(k) != data.get(k) and k != "methods")
             raise HyperguideError(
                 f"{self.path} holds a run with a different config (differs in: {', '.join(changed)}); "
                 "use another --out folder"
             )
-        if methods != existing.get("methods"):
+        if {**data, "methods": methods} != read_json(path, what="run config"):  # more methods, or an upgrade
             write_json(path, {**data, "methods": methods})
         return from_dict(RunConfig, {**data, "methods": methods}, where=str(path))
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A config.json of an older version as this version writes it: `methods` listed table rows (`X@G`), which
+    are now methods whose rows follow `hyperldm.gammas`; `train.log_every` did nothing and is gone."""
+    data = dict(data)
+    if isinstance(data.get("train"), dict) and "log_every" in data["train"]:
+        data["train"] = {k: v for k, v in data["train"].items() if k != "log_every"}
+    if isinstance(data.get("methods"), list):
+        names = [method_of(m).name if isinstance(m, str) and "@" in m else m for m in data["methods"]]
+        data["methods"] = list(dict.fromkeys(names))
+    return data

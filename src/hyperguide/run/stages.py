@@ -22,6 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,7 +45,7 @@ from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.meta.spaces import HVAESpace, LatentSpace, SpaceKind
 from hyperguide.meta.train import train_method
 from hyperguide.models.adapter import AdapterShape
-from hyperguide.rows import BASE, Row, RowSpec, row_spec
+from hyperguide.rows import BASE, ROWS, Row, RowSpec, row_spec
 from hyperguide.run.folder import RunFolder
 
 
@@ -74,7 +75,7 @@ class StageContext:
     device: str = "cpu"
     callbacks: Sequence[Callback] = ()
 
-    def stem(self, stage: str) -> Any:
+    def stem(self, stage: str) -> Path:
         return self.folder.stem(stage, self.seed, self.split.fold)
 
     @property
@@ -258,6 +259,8 @@ STAGE_GROUPS: dict[str, tuple[str, ...]] = {  # names `hyperguide train` accepts
 def stage(name: str) -> StageSpec:
     """The stage of this name: one of `STAGES`, or the meta-training of a row trained as a whole."""
     if name in STAGES:
+        if name in ROWS or name in STAGE_GROUPS:
+            raise HyperguideError(f"{name!r} names a stage and a row (or a group of stages); rename the row")
         return STAGES[name]
     try:
         spec = row_spec(name)
@@ -271,10 +274,15 @@ def stage(name: str) -> StageSpec:
 def stage_order(names: Iterable[str]) -> list[str]:
     """The stages `names` need, dependencies included, each once and after what it needs."""
     order: list[str] = []
+    visiting: list[str] = []
 
     def visit(name: str) -> None:
+        if name in visiting:
+            raise HyperguideError(f"stages depend on each other in a cycle: {' -> '.join([*visiting, name])}")
+        visiting.append(name)
         for dep in stage(name).deps:
             visit(dep)
+        visiting.pop()
         if name not in order:
             order.append(name)
 

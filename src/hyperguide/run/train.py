@@ -15,7 +15,7 @@ from hyperguide.data.splits import TaskSplit, make_splits
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
-from hyperguide.rows import ROWS, method_of, table_rows
+from hyperguide.rows import ROWS, method_names, method_of, table_rows
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.stages import STAGE_GROUPS, STAGES, StageContext, ensure_stage, row_stages, stage, stage_order
 
@@ -25,9 +25,8 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
-    """The config with its methods listed (every registered row when it lists none) and checked."""
-    rows = table_rows(config)  # raises for an unknown method
-    return replace(config, methods=tuple(dict.fromkeys(r.spec.name for r in rows)))
+    """The config with its methods listed (every registered one for `methods: null`) and checked."""
+    return replace(config, methods=method_names(config))  # raises for an unknown method
 
 
 def training_plan(config: RunConfig, extra_stages: Sequence[str] = ()) -> list[str]:

@@ -1,6 +1,7 @@
 """The one training loop: every trainer of the project (meta-training, HVAE, HyperCLIP, HyperLDM, the image tower)
-supplies its batches and its step, and `fit` does the rest: epochs (or a minimum number of steps), the optimiser
-step, gradient clipping, an EMA of the weights, a per-step learning rate, the history and the events.
+supplies its batches and its step, and `fit` does the rest: the epochs (`epochs_for` turns a minimum number of steps
+into epochs), the optimiser step, gradient clipping, an EMA of the weights, a per-step learning rate, the history and
+the events.
 
     history = fit(step, batches, optimizer, epochs=10, name="hvae", callbacks=callbacks)
 
