@@ -76,6 +76,13 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("train"), dict) and "log_every" in data["train"]:
         data["train"] = {k: v for k, v in data["train"].items() if k != "log_every"}
     if isinstance(data.get("methods"), list):
-        names = [method_of(m).name if isinstance(m, str) and "@" in m else m for m in data["methods"]]
-        data["methods"] = list(dict.fromkeys(names))
+        data["methods"] = list(dict.fromkeys(_method_name(m) for m in data["methods"]))
     return data
+
+
+def _method_name(name: Any) -> Any:
+    """The method a name stands for; a name the registry does not know is left for the config's checks."""
+    try:
+        return method_of(name).name if isinstance(name, str) else name
+    except HyperguideError:
+        return name
