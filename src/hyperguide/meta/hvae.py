@@ -12,12 +12,11 @@ import torch
 
 from hyperguide.config import HVAEConfig
 from hyperguide.events import Callback
-from hyperguide.meta.latent_data import epoch_batches, steps_per_epoch
+from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.losses import vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.optim import adam
 from hyperguide.models.vae import WeightVAE
-from hyperguide.train.loop import epochs_for, fit
 
 
 def train_hvae(
@@ -44,11 +43,15 @@ def train_hvae(
         loss, rec, kl = vae_loss(recon, weights, mu, logvar, config.kl_weight)
         return {"loss": loss, "recon": rec, "kl": kl}
 
-    history = fit(
+    history = fit_on_latents(
         step,
-        lambda epoch: epoch_batches(n_aug, n_tasks, config.batch_size, generator),
         adam(vae.parameters(), config.lr, device),
-        epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
+        n_aug=n_aug,
+        n_tasks=n_tasks,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        min_steps=config.min_steps,
+        generator=generator,
         name=name,
         callbacks=callbacks,
     )

@@ -19,13 +19,12 @@ from hyperguide.config import HyperCLIPConfig
 from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import LossFn, adapt
-from hyperguide.meta.latent_data import epoch_batches, steps_per_epoch
+from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hypernet import HyperNet
-from hyperguide.train.loop import epochs_for, fit
 
 
 def build_hyperclip(weight_dim: int, question_dim: int, config: HyperCLIPConfig) -> HyperCLIP:
@@ -57,13 +56,17 @@ def train_hyperclip(
         correct = (logits.argmax(1) == torch.arange(len(idx), device=device)).float().mean()
         return {"loss": symmetric_info_nce(logits), "batch_acc": 100.0 * correct}
 
-    history = fit(
+    history = fit_on_latents(
         step,
-        lambda epoch: epoch_batches(n_aug, n_tasks, config.batch_size, generator, min_batch=2),
-        # One fused pass over the 50M parameters and Adam's state per step, not one pass per elementwise operation.
-        adam(encoder.parameters(), config.lr, device),
-        epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
+        adam(encoder.parameters(), config.lr, device),  # fused: one pass over the 50M parameters and Adam's state
+        n_aug=n_aug,
+        n_tasks=n_tasks,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        min_steps=config.min_steps,
+        generator=generator,
         name=name,
+        min_batch=2,
         callbacks=callbacks,
     )
     return encoder.eval(), history

@@ -30,11 +30,11 @@ from hyperguide.diffusion.ddpm import DDPM, EpsModel
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import support_loss_fn
-from hyperguide.meta.latent_data import epoch_batches, steps_per_epoch
+from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperldm import HyperLDM
-from hyperguide.train.loop import EMA, epochs_for, fit
+from hyperguide.train.loop import EMA
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
@@ -173,11 +173,15 @@ def train_hyperldm(
         c = model.denoiser.drop_condition(model.question.encode(questions[idx]), config.p_uncond, generator)
         return {"loss": ddpm.loss(model.denoiser, x0, c, generator)}
 
-    history = fit(
+    history = fit_on_latents(
         step,
-        lambda epoch: epoch_batches(n_aug, n_tasks, config.batch_size, generator),
         adam(model.parameters(), config.lr, device),
-        epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
+        n_aug=n_aug,
+        n_tasks=n_tasks,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        min_steps=config.min_steps,
+        generator=generator,
         name=name,
         ema=ema,
         callbacks=callbacks,

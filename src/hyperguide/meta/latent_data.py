@@ -9,9 +9,13 @@ steps, so each stage also has `min_steps`: it trains at least that many optimise
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
+
+from hyperguide.events import Callback
+from hyperguide.train.loop import EMA, Metrics, epochs_for, fit
 
 
 def steps_per_epoch(n_tasks: int, batch_size: int) -> int:
@@ -28,3 +32,31 @@ def epoch_batches(
         idx = order[start : start + batch_size]
         if len(idx) >= min_batch:
             yield aug[idx], idx
+
+
+def fit_on_latents(
+    step: Callable[[tuple[torch.Tensor, torch.Tensor]], Metrics],
+    optimizer: torch.optim.Optimizer,
+    *,
+    n_aug: int,
+    n_tasks: int,
+    batch_size: int,
+    epochs: int,
+    min_steps: int,
+    generator: torch.Generator,
+    name: str,
+    min_batch: int = 1,
+    ema: EMA[Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> list[dict[str, float]]:
+    """`fit` over the adapted-latent dataset: `epochs` epochs of `epoch_batches` (at least `min_steps` steps); `step`
+    gets each batch's (augmentation, task) indices."""
+    return fit(
+        step,
+        lambda epoch: epoch_batches(n_aug, n_tasks, batch_size, generator, min_batch),
+        optimizer,
+        epochs=epochs_for(epochs, min_steps, steps_per_epoch(n_tasks, batch_size)),
+        name=name,
+        ema=ema,
+        callbacks=callbacks,
+    )
