@@ -59,11 +59,8 @@ def train_hyperclip(
     history = fit_on_latents(
         step,
         adam(encoder.parameters(), config.lr, device),  # fused: one pass over the 50M parameters and Adam's state
-        n_aug=n_aug,
-        n_tasks=n_tasks,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        min_steps=config.min_steps,
+        latents,
+        config,
         generator=generator,
         name=name,
         min_batch=2,

@@ -176,11 +176,8 @@ def train_hyperldm(
     history = fit_on_latents(
         step,
         adam(model.parameters(), config.lr, device),
-        n_aug=n_aug,
-        n_tasks=n_tasks,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        min_steps=config.min_steps,
+        latents,
+        config,
         generator=generator,
         name=name,
         ema=ema,

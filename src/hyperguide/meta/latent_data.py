@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -34,28 +34,39 @@ def epoch_batches(
             yield aug[idx], idx
 
 
+class LatentTraining(Protocol):
+    """The settings a trainer over the latent dataset reads (HVAE, HyperCLIP and HyperLDM configs have them)."""
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def epochs(self) -> int: ...
+
+    @property
+    def min_steps(self) -> int: ...
+
+
 def fit_on_latents(
     step: Callable[[tuple[torch.Tensor, torch.Tensor]], Metrics],
     optimizer: torch.optim.Optimizer,
+    latents: torch.Tensor,
+    config: LatentTraining,
     *,
-    n_aug: int,
-    n_tasks: int,
-    batch_size: int,
-    epochs: int,
-    min_steps: int,
     generator: torch.Generator,
     name: str,
     min_batch: int = 1,
     ema: EMA[Any] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, float]]:
-    """`fit` over the adapted-latent dataset: `epochs` epochs of `epoch_batches` (at least `min_steps` steps); `step`
-    gets each batch's (augmentation, task) indices."""
+    """`fit` over the (A, N, L) adapted latents: `config.epochs` epochs of `epoch_batches` (at least
+    `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices."""
+    n_aug, n_tasks = int(latents.shape[0]), int(latents.shape[1])
     return fit(
         step,
-        lambda epoch: epoch_batches(n_aug, n_tasks, batch_size, generator, min_batch),
+        lambda epoch: epoch_batches(n_aug, n_tasks, config.batch_size, generator, min_batch),
         optimizer,
-        epochs=epochs_for(epochs, min_steps, steps_per_epoch(n_tasks, batch_size)),
+        epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
         name=name,
         ema=ema,
         callbacks=callbacks,
