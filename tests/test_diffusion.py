@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from hyperguide.config import Prediction
 from hyperguide.diffusion.ddpm import DDPM, guided_eps
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.models.denoiser import LatentDenoiser, timestep_embedding
@@ -112,23 +113,56 @@ def test_ddpm_loss_falls_on_toy_data() -> None:
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
 
 
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 @pytest.mark.parametrize("steps", [1000, 100])
-def test_sampling_with_the_exact_noise_predictor_recovers_the_data(steps: int) -> None:
+def test_sampling_with_the_exact_denoiser_recovers_the_data(steps: int, prediction: Prediction) -> None:
     """For data N(mu, s^2 I) the optimal eps(x_t) = sqrt(1 - ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab); ancestral
-    sampling with it, full or respaced, must give back N(mu, s^2). (With very few steps the posterior variance of
-    ancestral DDPM is itself off: at 20 steps the std comes out near 0.36 for 0.3, a discretisation error.)"""
+    sampling with it, or with the x0 or v it implies, full or respaced, must give back N(mu, s^2). (With very few
+    steps the posterior variance of ancestral DDPM is itself off: at 20 steps the std comes out near 0.36 for 0.3, a
+    discretisation error.)"""
     schedule = NoiseSchedule.cosine(1000)
     mu, std = torch.tensor([2.0, -1.0, 0.5]), 0.3
     alpha_bar = schedule.alpha_bar
 
-    def exact_eps(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        ab = alpha_bar[t].float().unsqueeze(-1)
-        return (1 - ab).sqrt() * (x - ab.sqrt() * mu) / (ab * std**2 + 1 - ab)
+    def exact(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        ab = alpha_bar[t].double().unsqueeze(-1)
+        x = x.double()
+        eps = (1 - ab).sqrt() * (x - ab.sqrt() * mu) / (ab * std**2 + 1 - ab)
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        out = {"eps": eps, "x0": x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[prediction]
+        return out.float()
 
-    ddpm = DDPM(schedule if steps == 1000 else schedule.strided(steps))
-    x = ddpm.sample(exact_eps, (4000, 3), None, generator=torch.Generator().manual_seed(0))
+    ddpm = DDPM(schedule if steps == 1000 else schedule.strided(steps), prediction)
+    x = ddpm.sample(exact, (4000, 3), None, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(x.mean(0), mu, atol=0.03, rtol=0)
     torch.testing.assert_close(x.std(0), torch.full((3,), std), atol=0.03, rtol=0)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_each_prediction_is_trained_on_its_own_target_and_read_back_as_x0_and_eps(prediction: Prediction) -> None:
+    ddpm = DDPM(NoiseSchedule.cosine(100), prediction)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    for index in (0, 40, 99):
+        t = torch.full((6,), index)
+        x_t = ddpm.add_noise(x0, noise, t)
+        est_x0, est_eps = ddpm.estimate(ddpm.target(x0, noise, t), index, x_t)  # a perfect denoiser's output
+        torch.testing.assert_close(est_eps, noise, atol=1e-3, rtol=1e-3)
+        if index < 99:  # at the last step x0 is a 1e-4 fraction of x_t: it is read back only up to rounding
+            torch.testing.assert_close(est_x0, x0, atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="prediction"):
+        DDPM(NoiseSchedule.cosine(10), "score")  # type: ignore[arg-type]
+
+
+def test_a_guide_corrects_the_x0_estimate_of_every_step() -> None:
+    """A guide that pins x0 to a point makes the chain end there, whatever the denoiser says."""
+    ddpm = DDPM(NoiseSchedule.cosine(50), "x0")
+    target = torch.tensor([3.0, -2.0])
+    x = ddpm.sample(
+        lambda x, t, c: torch.zeros_like(x), (5, 2), None, generator=torch.Generator().manual_seed(0),
+        guides=[lambda est: target.expand_as(est.x0)],
+    )  # fmt: skip
+    torch.testing.assert_close(x, target.expand(5, 2))
 
 
 def test_clipped_step_with_infinite_bounds_is_the_plain_step_and_bounds_x0() -> None:

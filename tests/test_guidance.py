@@ -113,8 +113,9 @@ def test_k_shot_starts_from_the_value_the_zero_shot_column_scored(guided_run: tu
     assert torch.equal(phis[:4], method.zero_shot_phi(collate(tasks[:4])))
     zero = evaluate_method(method, tasks, start=phis)
     assert zero == evaluate_method(method, tasks, batch_size=4)
-    # a k-shot subset drops tasks; its batches would draw other starts and noise, the shared value does not
-    assert not torch.equal(zero_shot_phis(method, tasks[2:])[0], phis[2])
+    # every task draws its own noise: its sample does not depend on its batch or its place in it
+    torch.testing.assert_close(zero_shot_phis(method, tasks[2:])[0], phis[2])
+    torch.testing.assert_close(zero_shot_phis(method, tasks[::-1], batch_size=3)[-1], phis[0])
     unchanged = evaluate_method(method, tasks[2:], start=phis[2:], finetune=InnerLoop(steps=0))
     assert unchanged["acc"] == zero["acc"][2:]
     with pytest.raises(ValueError, match="6 tasks"):
@@ -213,13 +214,10 @@ def test_hyperldm_sampling_options_start_latent_and_few_shot_guidance(guided_run
     z0 = plain.space.base.z0.detach()
     assert float((z_near - z0).norm(dim=-1).mean()) < float((z_plain - z0).norm(dim=-1).mean())
     # few-shot guidance pulls the samples down the support loss, and marks the row as using labels
-    guided = replace(GUIDED, hyperldm=replace(GUIDED.hyperldm, few_shot_scale=3.0, clip_x0=False))
+    guided = replace(GUIDED, hyperldm=replace(GUIDED.hyperldm, few_shot_scale=3.0))
     method = load_trained("hnet+hyperldm@1", tasks, guided, out, 0, 0)
     assert method.uses_support_for_zero_shot
     z_fs = method.zero_shot_phi(batch)
     support_loss = support_loss_fn(method.shape, method.generate, batch)
-    unguided = load_trained(
-        "hnet+hyperldm@1", tasks, replace(GUIDED, hyperldm=replace(GUIDED.hyperldm, clip_x0=False)), out, 0, 0
-    ).zero_shot_phi(batch)
     with torch.no_grad():
-        assert float(support_loss(z_fs).mean()) < float(support_loss(unguided).mean())
+        assert float(support_loss(z_fs).mean()) < float(support_loss(z_plain).mean())

@@ -13,6 +13,8 @@ from typing import Literal
 from hyperguide.config.typed import knob
 
 QuestionMode = Literal["pooled", "attention"]
+Prediction = Literal["eps", "x0", "v"]  # what a diffusion denoiser outputs (diffusion/ddpm.py)
+Condition = Literal["concat", "film"]  # how the HyperLDM denoiser reads its condition (models/denoiser.py)
 SplitKind = Literal["random", "compositional", "kfold"]
 PromptStyle = Literal["declarative", "answer"]  # this order is the order of prepared texts
 
@@ -121,8 +123,15 @@ class HyperLDMConfig:
 
     num_steps: int = knob(1000, help="diffusion timesteps T")
     schedule: Literal["cosine", "linear"] = knob("cosine", help="noise schedule")
+    target: Prediction = knob(
+        "x0", help="what the denoiser predicts: x0 (the clean latent), v (the velocity) or eps (the noise, paper)"
+    )
     hidden_dims: tuple[int, ...] = knob((128, 128), help="hidden widths of the MLP denoiser")
     time_dim: int = knob(100, help="timestep embedding dimension")
+    condition: Condition = knob(
+        "film", help="the condition modulates every denoiser block (film) or joins its input (concat, paper)"
+    )
+    cond_hidden: int = knob(128, help="width of the condition's learned projection (condition=film)")
     null: Literal["zeros", "learned"] = knob("zeros", help="the null condition: zeros (paper) or a learned vector")
     p_uncond: float = knob(0.2, help="probability of dropping the condition in training (classifier-free guidance)")
     epochs: int = knob(200, help="epochs over the meta-train tasks")

@@ -16,6 +16,7 @@ from torch import nn
 
 from hyperguide.config import HVAEConfig, MethodConfig
 from hyperguide.data.batch import TaskBatch
+from hyperguide.diffusion.noise import Noise
 from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
@@ -23,10 +24,11 @@ from hyperguide.models.vae import WeightVAE
 
 
 class ZeroShot(Protocol):
-    """A guide's procedure: the zero-shot latents (B, L) of a batch, from the space's starting latents x0."""
+    """A guide's procedure: the zero-shot latents (B, L) of a batch, from the space's starting latents x0; random
+    draws come from `noise` (one stream per task)."""
 
     def __call__(
-        self, space: LatentSpace, guide: nn.Module, batch: TaskBatch, x0: torch.Tensor, generator: torch.Generator
+        self, space: LatentSpace, guide: nn.Module, batch: TaskBatch, x0: torch.Tensor, noise: Noise
     ) -> torch.Tensor: ...
 
 
@@ -39,8 +41,10 @@ def latent_space(kind: SpaceKind, base: UncondHNetMAML, hvae: HVAEConfig) -> Lat
 
 
 class GuidedMethod(Method):
-    """Zero-shot: `zero_shot(space, guide, batch, x0, generator)` from the space's start x0, with a generator seeded
-    `sample_seed` per call (so a batch's samples do not depend on what was sampled before)."""
+    """Zero-shot: `zero_shot(space, guide, batch, x0, noise)` from the space's start x0. Every task draws its noise
+    from its own stream, seeded by `sample_seed` and its question (`diffusion.noise.Noise.for_rows`), so a task's
+    zero-shot weights depend on the row's seed and its question alone: not on the batch it is evaluated in, nor on
+    its place there."""
 
     trained_by = "guidance"
 
@@ -72,13 +76,13 @@ class GuidedMethod(Method):
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return self.space.decode(phi)
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.sample_seed)
+    def _noise(self, batch: TaskBatch) -> Noise:
+        return Noise.for_rows(self.sample_seed, batch.question_emb)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return self.space.start(len(batch), self._generator()).to(batch.question_emb.device)
+        return self.space.start(len(batch), self._noise(batch)).to(batch.question_emb.device)
 
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
-        generator = self._generator()
-        x0 = self.space.start(len(batch), generator).to(batch.question_emb.device)
-        return self.zero_shot(self.space, self.guide, batch, x0, generator)
+        noise = self._noise(batch)
+        x0 = self.space.start(len(batch), noise).to(batch.question_emb.device)
+        return self.zero_shot(self.space, self.guide, batch, x0, noise)

@@ -17,6 +17,7 @@ from torch import nn
 
 from hyperguide.config import HyperCLIPConfig
 from hyperguide.data.batch import Questions, TaskBatch
+from hyperguide.diffusion.noise import Noise
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import LossFn, adapt
 from hyperguide.meta.latent_data import fit_on_latents
@@ -150,7 +151,7 @@ def hyperclip_guidance(config: HyperCLIPConfig) -> Callable[..., torch.Tensor]:
     """The zero-shot latent of a guidance row (`meta.guided.ZeroShot`): Adam ascent from x0 towards the question."""
 
     def zero_shot(
-        space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, generator: torch.Generator
+        space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, noise: Noise
     ) -> torch.Tensor:
         assert isinstance(guide, HyperCLIP)
         return adapt(guidance_loss_fn(space, guide, batch.questions, x0, config.init_l2), x0, config.guidance)

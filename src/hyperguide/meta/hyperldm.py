@@ -1,21 +1,24 @@
 """HyperLDM (docs/design.md §P6-§P7): a conditional latent diffusion model over a space of adapters (HNet z or HVAE
 u), sampled with classifier-free guidance scale gamma to give a new task's latent from its question alone.
 
-Training: latents normalised per dimension (mean and std over all collected latents), one uniformly drawn
-augmentation per task and epoch (for the HVAE, a fresh draw from its posterior), condition dropout with probability
-p_uncond, Adam, and an EMA of the denoiser's weights, which is what samples (the reference code computes an EMA and
-never uses it).
+Training: latents normalised per dimension (mean and std of the training data: for the HVAE, whose data are
+posterior draws, the std of the draws, sqrt(Var(mu) + E[sigma^2])), one uniformly drawn augmentation per task and
+epoch (for the HVAE, a fresh draw from its posterior), condition dropout with probability p_uncond, Adam, and an EMA
+of the denoiser's weights, which is what samples (the reference code computes an EMA and never uses it).
 
-Sampling bounds each step's predicted x0 to the box of the normalised training latents (for the HVAE, their means
-+- 3 posterior standard deviations), improved-DDPM's `clip_denoised`. Without it (`clip_x0=False`, the paper's
-sampler) the cosine schedule's last step divides by sqrt(alpha) = 0.03, and the MLP denoiser, whose LayerNorm cannot
-return its input's scale, misses the identity it must output there: on easyvqa every unclipped sample diverged
-and scored chance even on meta-train tasks (docs/decisions.md D3).
+What the denoiser predicts is `target` (docs/decisions.md D7). The paper's noise target cannot learn the condition
+on adapted latents: they are tight per-task clusters, so x_t identifies its cluster for most timesteps and the
+condition lowers the noise loss only near t = T, where converting the noise estimate to x0 multiplies its error by
+up to 2e4. Predicting x0 (the default) or v learns it; `tests/test_hyperldm_fit.py` checks it on K tight clusters.
+The condition enters the denoiser through `condition` (models/denoiser.py: FiLM at every block by default).
+
+Sampling bounds each step's predicted x0 to the box of the normalised training latents (their range; for the HVAE,
+the means +- 3 posterior standard deviations), improved-DDPM's `clip_x0` (docs/decisions.md D3).
 
 Sampling options (§P7): a respaced sampler (`sample_steps`); starting the reverse chain from the space's starting
 latent noised to a fraction of the process (`start_frac`, the reference starts from it without noising it); few-shot
-guidance (`few_shot_scale`: at every step the support loss gradient, rescaled to that fraction of the noise
-estimate's norm, is added to the noise estimate; this uses support labels, so it is not zero-shot).
+guidance (`few_shot_scale`, `few_shot_guide`: each step's x0 estimate moves against the support-loss gradient; this
+uses support labels, so it is not zero-shot). Every task draws its noise from its own stream (`diffusion.noise`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import torch
 
 from hyperguide.config import HyperLDMConfig
 from hyperguide.data.batch import Questions, TaskBatch
-from hyperguide.diffusion.ddpm import DDPM, EpsModel
+from hyperguide.diffusion.ddpm import DDPM, Estimate, Guide
+from hyperguide.diffusion.noise import Noise
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import support_loss_fn
@@ -48,6 +52,8 @@ def build_hyperldm(latent_dim: int, cond_dim: int, config: HyperLDMConfig) -> Hy
         null=config.null,
         question=config.question,
         question_heads=config.question_heads,
+        condition=config.condition,
+        cond_hidden=config.cond_hidden,
     )
 
 
@@ -71,24 +77,21 @@ def sample_latents(
     config: HyperLDMConfig,
     *,
     gamma: float,
-    generator: torch.Generator,
+    generator: torch.Generator | Noise,
     start: torch.Tensor | None = None,
-    grad_fn: GradFn | None = None,
+    guides: Sequence[Guide] = (),
 ) -> torch.Tensor:
     """(B, L) latents in the space for B questions, sampled at guidance scale `gamma`. `start` (the space's starting
-    latents) is used when config.start_frac is set; `grad_fn` (the support-loss gradient in the space) when
-    config.few_shot_scale > 0."""
+    latents) is used when config.start_frac is set; `guides` correct each step's x0 estimate (in the normalised
+    coordinates: see `few_shot_guide`)."""
     cond = model.question.encode(questions)
-    schedule = sampling_schedule(config)
-    eps_model: EpsModel = model.denoiser
-    if grad_fn is not None and config.few_shot_scale > 0:
-        eps_model = _with_few_shot_guidance(model.denoiser, model, grad_fn, config.few_shot_scale)
+    ddpm = DDPM(sampling_schedule(config), config.target)
     start_index = x_start = None
     if config.start_frac is not None and start is not None:
-        start_index = min(schedule.num_steps - 1, int(config.start_frac * schedule.num_steps))
+        start_index = min(ddpm.schedule.num_steps - 1, int(config.start_frac * ddpm.schedule.num_steps))
         x_start = model.normalize(start)
-    x = DDPM(schedule).sample(
-        eps_model,
+    x = ddpm.sample(
+        model.denoiser,
         (cond.shape[0], model.latent_dim),
         cond,
         gamma=gamma,
@@ -97,21 +100,24 @@ def sample_latents(
         x_start=x_start,
         start_index=start_index,
         clip=(model.x0_low, model.x0_high) if config.clip_x0 else None,
+        guides=guides,
     )
     return model.denormalize(x)
 
 
-def _with_few_shot_guidance(denoiser: EpsModel, ldm: HyperLDM, grad_fn: GradFn, scale: float) -> EpsModel:
-    """eps + scale * ||eps|| * g / ||g||, g the support-loss gradient at the denormalised x_t (docs/design.md §P7)."""
+def few_shot_guide(ldm: HyperLDM, ddpm: DDPM, grad_fn: GradFn, scale: float) -> Guide:
+    """docs/design.md §P7's few-shot guidance, in the clean latent: x0 moves against g, the support-loss gradient at
+    the denormalised x0 estimate, by `scale` times sqrt(1 - alpha_bar) times ||x0|| (the step shrinks with the noise
+    level, as the paper's correction of eps by `scale` ||eps|| g / ||g|| does in x0 at low noise)."""
 
-    def eps_model(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        eps = denoiser(x, t, cond)
+    def guide(est: Estimate) -> torch.Tensor:
         with torch.enable_grad():
-            g = grad_fn(ldm.denormalize(x)) * ldm.latent_std  # chain rule into the normalised coordinates
-        norm = eps.norm(dim=-1, keepdim=True) / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return eps + scale * norm * g
+            g = grad_fn(ldm.denormalize(est.x0)) * ldm.latent_std  # chain rule into the normalised coordinates
+        _, s = ddpm.coefficients(est.index)
+        step = scale * s * est.x0.norm(dim=-1, keepdim=True) / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return est.x0 - step * g
 
-    return eps_model
+    return guide
 
 
 def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torch.Tensor]:
@@ -119,10 +125,10 @@ def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torc
     few-shot guidance by the batch's support loss when config.few_shot_scale > 0 (then it uses labels)."""
 
     def zero_shot(
-        space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, generator: torch.Generator
+        space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, noise: Noise
     ) -> torch.Tensor:
         assert isinstance(guide, HyperLDM)
-        grad_fn = None
+        guides: list[Guide] = []
         if config.few_shot_scale > 0:
             support_loss = support_loss_fn(space.base.shape, space.decode, batch)
 
@@ -130,9 +136,9 @@ def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torc
                 x = x.detach().requires_grad_(True)
                 return torch.autograd.grad(support_loss(x).sum(), x)[0]
 
-        return sample_latents(
-            guide, batch.questions, config, gamma=gamma, generator=generator, start=x0, grad_fn=grad_fn
-        )
+            ddpm = DDPM(sampling_schedule(config), config.target)
+            guides.append(few_shot_guide(guide, ddpm, grad_fn, config.few_shot_scale))
+        return sample_latents(guide, batch.questions, config, gamma=gamma, generator=noise, start=x0, guides=guides)
 
     return zero_shot
 
@@ -156,16 +162,18 @@ def train_hyperldm(
     model = build_hyperldm(mean.shape[-1], int(questions.emb.shape[1]), config).to(device)
     flat = mean.reshape(-1, mean.shape[-1])
     model.latent_mean.copy_(flat.mean(0))
-    model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
     if logvar is None:
+        model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
         spread = model.normalize(flat)
-    else:
-        std = (0.5 * logvar).exp().reshape(flat.shape)
+    else:  # the data are posterior draws: their variance is the means' spread plus the posterior variance
+        var = logvar.exp().reshape(flat.shape)
+        model.latent_std.copy_((flat.var(0) + var.mean(0)).sqrt().clamp_min(1e-6))
+        std = var.sqrt()
         spread = model.normalize(torch.cat([flat - 3 * std, flat + 3 * std]))
     model.x0_low.copy_(spread.min(0).values)
     model.x0_high.copy_(spread.max(0).values)
     ema = EMA(model, config.ema_decay)
-    ddpm = DDPM(noise_schedule(config))
+    ddpm = DDPM(noise_schedule(config), config.target)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         aug, idx = batch[0].to(device), batch[1].to(device)

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from hyperguide.diffusion.noise import Noise, randn
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.models.vae import WeightVAE
 
@@ -34,7 +35,7 @@ class LatentSpace(nn.Module):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         """(n, L) starting latents for n new tasks."""
         raise NotImplementedError
 
@@ -44,11 +45,11 @@ class LatentSpace(nn.Module):
         raise NotImplementedError
 
 
-def draw(mean: torch.Tensor, logvar: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+def draw(mean: torch.Tensor, logvar: torch.Tensor | None, generator: torch.Generator | Noise | None) -> torch.Tensor:
     """A sample of N(mean, exp(logvar)); the mean itself when there is no variance."""
     if logvar is None:
         return mean
-    return WeightVAE.reparameterize(mean, logvar, generator)
+    return mean + (0.5 * logvar).exp() * randn(tuple(mean.shape), generator).to(mean)
 
 
 class HNetSpace(LatentSpace):
@@ -61,7 +62,7 @@ class HNetSpace(LatentSpace):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.generate(x)
 
-    def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         return self.base.z0.detach().expand(n, -1).clone()
 
     @torch.no_grad()
@@ -83,7 +84,7 @@ class HVAESpace(LatentSpace):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(x)
 
-    def start(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         """u0 ~ q(u | HNet(z0)), drawn independently per task (docs/design.md §P5)."""
         with torch.no_grad():
             mu, logvar = self.vae.encode(self.base.generate(self.base.z0.unsqueeze(0)))

@@ -12,13 +12,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hyperguide.config import QuestionMode
+from hyperguide.config import Condition, QuestionMode
 from hyperguide.models.denoiser import LatentDenoiser
 from hyperguide.models.question import QuestionEncoder
 
 
 class HyperLDM(nn.Module):
-    """`question` (the condition path), `denoiser` (eps(x_t, t, c)), and the latent normalisation: `latent_mean` and
+    """`question` (the condition path), `denoiser` (out(x_t, t, c)), and the latent normalisation: `latent_mean` and
     `latent_std` per dimension, and the box [`x0_low`, `x0_high`] of the normalised training latents."""
 
     def __init__(
@@ -31,10 +31,12 @@ class HyperLDM(nn.Module):
         null: Literal["zeros", "learned"],
         question: QuestionMode,
         question_heads: int,
+        condition: Condition = "concat",
+        cond_hidden: int = 128,
     ) -> None:
         super().__init__()
         self.question = QuestionEncoder(cond_dim, question, question_heads)
-        self.denoiser = LatentDenoiser(latent_dim, cond_dim, hidden_dims, time_dim, null)
+        self.denoiser = LatentDenoiser(latent_dim, cond_dim, hidden_dims, time_dim, null, condition, cond_hidden)
         self.latent_mean: torch.Tensor
         self.latent_std: torch.Tensor
         self.x0_low: torch.Tensor
