@@ -132,8 +132,8 @@ def test_hyperclip_guidance_raises_the_cosine_to_the_question(guided_run: tuple[
     method = load_trained("hnet+hyperclip", tasks, GUIDED, out, 0, 0)
     q = torch.nn.functional.normalize(batch.question_emb, dim=-1)
     with torch.no_grad():
-        before = (method.guide.embed_weights(method.generate(method.init_phi(batch))) * q).sum(-1)
-        after = (method.guide.embed_weights(method.generate(method.zero_shot_phi(batch))) * q).sum(-1)
+        before = (method.guide.embed_codes(method.space.code(method.init_phi(batch))) * q).sum(-1)
+        after = (method.guide.embed_codes(method.space.code(method.zero_shot_phi(batch))) * q).sum(-1)
     assert float(after.mean()) > float(before.mean())
 
 

@@ -194,7 +194,7 @@ def _hyperclip_row(space: SpaceKind) -> Builder:
             ctx.question_dim,
             cfg.method,
             space=latents,
-            guide=build_hyperclip(ctx.shape.n_params, ctx.question_dim, cfg.hyperclip),
+            guide=build_hyperclip(latents, ctx.question_dim, cfg.hyperclip),
             zero_shot=hyperclip_guidance(cfg.hyperclip),
             sample_seed=ctx.sample_seed,
         )

@@ -96,6 +96,9 @@ class HVAEConfig:
     batch_size: int = knob(32, help="tasks per step")
     epochs: int = knob(10000, help="epochs over the meta-train tasks (one augmentation per task and epoch)")
     min_steps: int = knob(0, help="train at least this many steps, whatever the number of tasks")
+    normalize: bool = knob(
+        True, help="standardise the encoder's input and start the decoder at the mean weights (paper's option: off)"
+    )
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,17 @@ class HyperCLIPConfig:
         help="zero-shot guidance: ascent of the latent towards the question",
         factory=lambda: InnerLoop(steps=50, lr=1e-3, optimizer="adam"),
     )
-    init_l2: float = knob(0.0, help="weight of 1/2 ||x - x0||^2 in the guidance loss")
+    start: Literal["z0", "centroid", "retrieval"] = knob(
+        "z0",
+        help="guidance starts from the space's start (z0, paper), the training latents' centroid, or the training "
+        "latent HyperCLIP scores highest for the question (retrieval)",
+    )
+    guidance_step: float | None = knob(
+        None, help="guidance lr as this fraction of the training latents' per-dimension spread (null: guidance.lr)"
+    )
+    span: int | None = knob(None, help="confine guidance to the centroid + this many principal axes of the latents")
+    normalize: bool = knob(True, help="standardise the weight tower's input by the training codes (paper: off)")
+    init_l2: float = knob(0.0, help="weight of 1/2 ||x - x_start||^2 in the guidance loss")
     question: QuestionMode = knob("pooled", help="the text side: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
     candidates: int = knob(10, help="the task-identification diagnostic picks the right question among this many")
@@ -183,6 +196,7 @@ class RunConfig:
     held_out: tuple[str, ...] = knob((), help="compositional: held-out concepts (empty: the universe's)")
     prompts: PromptStyle = knob("answer", help="easyvqa answer prompts: the bare answer or a declarative statement")
     seeds: tuple[int, ...] = knob((0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)")
+    probes: int = knob(6, help="fit measurements per training stage, spread over its epochs (metrics.jsonl's fit_*)")
     methods: tuple[str, ...] | None = knob(
         None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)"
     )

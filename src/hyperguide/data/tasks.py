@@ -142,3 +142,26 @@ class Universe:
 
     def materialize(self, indices: Sequence[int]) -> list[Task]:
         return [self.task(i) for i in indices]
+
+
+def agreement(specs: Sequence[TaskSpec]) -> torch.Tensor:
+    """(N, N) bool: whether tasks i and j answer alike: they share at least one image and give the same answer (as
+    text) on every image they share; a task agrees with itself. Paraphrases of a question agree ("is there a red
+    shape?", "is a red shape present?"), and so does a question with a narrower one ("what color is the shape?",
+    "what color is the circle?"); a question and its negation do not. Fit diagnostics count an agreeing task's
+    question or latent as the task's own, since no model can tell such tasks apart from their data."""
+    n = len(specs)
+    answers: dict[str, list[tuple[int, str]]] = {}
+    for i, spec in enumerate(specs):
+        pairs = zip((*spec.support_images, *spec.query_images), (*spec.support_labels, *spec.query_labels), strict=True)
+        for image, label in dict(pairs).items():
+            answers.setdefault(image, []).append((i, spec.answers[label]))
+    shared = torch.zeros(n, n, dtype=torch.bool)
+    differ = torch.zeros(n, n, dtype=torch.bool)
+    for seen in answers.values():
+        idx = torch.tensor([i for i, _ in seen])
+        text = [a for _, a in seen]
+        same = torch.tensor([[a == b for b in text] for a in text])
+        shared[idx[:, None], idx[None, :]] = True
+        differ[idx[:, None], idx[None, :]] |= ~same
+    return (shared & ~differ) | torch.eye(n, dtype=torch.bool)

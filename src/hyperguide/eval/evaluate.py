@@ -19,21 +19,26 @@ from hyperguide.data.tasks import Task
 from hyperguide.eval.metrics import task_accuracy, task_balanced_accuracy
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method
-from hyperguide.models.adapter import adapter_logits
+from hyperguide.models.adapter import AdapterShape, adapter_logits
 
 Scores = dict[str, list[float]]  # {"acc": per task, "bal_acc": per task}
 
 
-def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        weights = method.generate(phi)
-        lengths = batch.lengths("query")
-        logits = adapter_logits(method.shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths)
+@torch.no_grad()
+def score_weights(shape: AdapterShape, weights: torch.Tensor, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) accuracy and balanced accuracy of adapter weights (B, P) on the batch's query sets."""
+    lengths = batch.lengths("query")
+    logits = adapter_logits(shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths)
     k = batch.answer_emb.shape[1]
     return (
         task_accuracy(logits, batch.query_y, batch.query_mask),
         task_balanced_accuracy(logits, batch.query_y, batch.query_mask, k),
     )
+
+
+def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return score_weights(method.shape, method.generate(phi), batch)
 
 
 def zero_shot_phis(method: Method, tasks: Sequence[Task], *, batch_size: int = 32, device: str = "cpu") -> torch.Tensor:

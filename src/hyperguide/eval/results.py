@@ -5,6 +5,8 @@
                        "k_shot": {k: {"acc": Summary, "bal_acc": Summary, "tasks": n}},
                        "uses_support_labels": bool, "train_seconds": float}},
      "diagnostics": {name: {...}},
+     "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
+             "stages": {stage: {measure: Summary}}},                              # each stage's own fit measures
      "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s}}   # a finished bench only
 
 A Summary is {"mean", "ci95", "per_seed"}: per-seed values (each a mean over meta-test tasks), their mean and the
@@ -45,6 +47,19 @@ class RowResults(TypedDict):
     train_seconds: float
 
 
+class RowFit(TypedDict):
+    """A row's zero-shot procedure on the meta-train tasks it was trained on (their questions, their query sets)."""
+
+    acc: Summary
+    bal_acc: Summary
+    tasks: int  # meta-train tasks per seed (over all folds)
+
+
+class Fit(TypedDict):
+    rows: dict[str, RowFit]
+    stages: dict[str, dict[str, Summary]]
+
+
 class Timing(TypedDict):
     train: dict[str, float]
     evaluate: dict[str, float]
@@ -60,6 +75,7 @@ class Results(TypedDict):
     test_tasks: list[str]
     methods: dict[str, RowResults]
     diagnostics: dict[str, Any]
+    fit: NotRequired[Fit]
     timing: NotRequired[Timing]
 
 

@@ -17,10 +17,10 @@ from torch import nn
 from hyperguide.config import HVAEConfig, MethodConfig
 from hyperguide.data.batch import TaskBatch
 from hyperguide.diffusion.noise import Noise
+from hyperguide.meta.hvae import build_hvae
 from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
-from hyperguide.models.vae import WeightVAE
 
 
 class ZeroShot(Protocol):
@@ -37,7 +37,7 @@ def latent_space(kind: SpaceKind, base: UncondHNetMAML, hvae: HVAEConfig) -> Lat
     (untrained) VAE over its weights."""
     if kind == "hnet":
         return HNetSpace(base)
-    return HVAESpace(base, WeightVAE(base.shape.n_params, hvae.hidden_dims, hvae.latent_dim))
+    return HVAESpace(base, build_hvae(base, hvae))
 
 
 class GuidedMethod(Method):

@@ -1,12 +1,14 @@
 """HVAE training (docs/design.md §P3): a VAE over the adapter weights HNet(z) of the adapted latents.
 
 Each epoch draws one augmentation per task; every batch of tasks takes one Adam step on the loss of
-`losses.vae_loss`. The HNet is frozen: its weights are data here.
+`losses.vae_loss`. The HNet is frozen: its weights are data here. The VAE reads and writes the weights' codes (the
+HNet's last hidden layer, `models/vae.py`), and its reconstruction error is measured in weight space through the
+readout's Gram matrix, so the loss is the paper's sum over the P weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -17,6 +19,11 @@ from hyperguide.meta.losses import vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.optim import adam
 from hyperguide.models.vae import WeightVAE
+from hyperguide.train.loop import probe_of
+
+
+def build_hvae(base: UncondHNetMAML, config: HVAEConfig) -> WeightVAE:
+    return WeightVAE(base.hypernet.output_layer.in_features, config.hidden_dims, config.latent_dim)
 
 
 def train_hvae(
@@ -27,20 +34,25 @@ def train_hvae(
     generator: torch.Generator,
     name: str = "hvae",
     device: str = "cpu",
+    probe: Callable[[WeightVAE], Mapping[str, float]] | None = None,
+    probes: int = 0,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[WeightVAE, list[dict[str, float]]]:
     """Train a VAE on HNet(z) for the (A, N, L) adapted latents; returns it and the per-epoch log."""
-    n_aug, n_tasks, _ = latents.shape
     base = base.to(device).eval().requires_grad_(False)
-    vae = WeightVAE(base.shape.n_params, config.hidden_dims, config.latent_dim).to(device)
-    latents = latents.to(device)
+    vae = build_hvae(base, config).to(device)
+    readout = base.hypernet.output_layer
+    with torch.no_grad():
+        codes = base.hypernet.hidden(latents.to(device))  # (A, N, H)
+        metric = readout.weight.T @ readout.weight  # (H, H): |A d|^2 = d^T A^T A d
+    if config.normalize:
+        vae.normalize_to(codes.reshape(-1, codes.shape[-1]))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         aug, idx = batch
-        with torch.no_grad():
-            weights = base.generate(latents[aug.to(device), idx.to(device)])
-        recon, mu, logvar = vae(weights, generator)
-        loss, rec, kl = vae_loss(recon, weights, mu, logvar, config.kl_weight)
+        code = codes[aug.to(device), idx.to(device)]
+        recon, mu, logvar = vae(code, generator)
+        loss, rec, kl = vae_loss(recon, code, mu, logvar, config.kl_weight, metric=metric, dim=readout.out_features)
         return {"loss": loss, "recon": rec, "kl": kl}
 
     history = fit_on_latents(
@@ -50,6 +62,8 @@ def train_hvae(
         config,
         generator=generator,
         name=name,
+        probe=probe_of(probe, vae),
+        probes=probes,
         callbacks=callbacks,
     )
     return vae.eval(), history

@@ -1,35 +1,43 @@
-"""HyperCLIP (docs/design.md §P4-§P5): contrastive training of a weight encoder against question embeddings, its
-task identification diagnostic, and guidance: gradient ascent on a new task's latent towards its question.
+"""HyperCLIP (docs/design.md §P4-§P5): contrastive training of a weight encoder against question embeddings, its fit
+and identification diagnostics, and guidance: gradient ascent on a new task's latent towards its question.
 
-Training data per task: the weights of one augmentation's adapted latent, decoded in the chosen space (HNet(z), or
-Dec(u) with u drawn from the HVAE's posterior). Guidance maximises cos(f(G(x)), e_q) over x with Adam from the
-space's starting latent; tasks are independent, so it runs batched through `inner_loop.adapt`.
+Training data per task: the code of one augmentation's adapted latent in the chosen space (the HNet's hidden layer
+for z, the HVAE decoder's output for u drawn from the posterior), whose weights are the HNet readout of it
+(`meta/spaces.py`). After training, the meta-train tasks' latents (the mean over augmentations) and question vectors
+go into the model's bank (`models/bank.py`).
+
+Guidance maximises cos(f(code(x)), e_q) over x with Adam, batched over tasks through `inner_loop.adapt`, from
+`start`: the space's starting latent (the paper: the meta-learned z0, which lies off the training latents), the
+centroid of the training latents, or the training latent HyperCLIP scores highest for the question (`retrieval`).
+With `guidance_step`, Adam's learning rate is that fraction of the training latents' mean per-dimension spread, so
+that one step moves each coordinate by about that share of the distance between tasks, whatever the space's scale.
+With `span`, the latent is confined to the training centroid plus its top principal axes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from hyperguide.config import HyperCLIPConfig
 from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.noise import Noise
 from hyperguide.events import Callback
-from hyperguide.meta.inner_loop import LossFn, adapt
+from hyperguide.meta.inner_loop import adapt
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
-from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceLatents
+from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
-from hyperguide.models.hypernet import HyperNet
+from hyperguide.train.loop import probe_of
 
 
-def build_hyperclip(weight_dim: int, question_dim: int, config: HyperCLIPConfig) -> HyperCLIP:
-    return HyperCLIP(weight_dim, config.hidden_dims, question_dim, config.question, config.question_heads)
+def build_hyperclip(space: LatentSpace, question_dim: int, config: HyperCLIPConfig) -> HyperCLIP:
+    return HyperCLIP(
+        space.code_dim, config.hidden_dims, question_dim, config.question, config.question_heads, space.latent_dim
+    )
 
 
 def train_hyperclip(
@@ -41,50 +49,87 @@ def train_hyperclip(
     generator: torch.Generator,
     name: str = "hyperclip",
     device: str = "cpu",
+    probe: Callable[[HyperCLIP], Mapping[str, float]] | None = None,
+    probes: int = 0,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[HyperCLIP, list[dict[str, float]]]:
-    """Train HyperCLIP on the (A, N, Lz) adapted HNet latents and the N tasks' questions."""
-    n_aug, n_tasks, _ = latents.shape
+    """Train HyperCLIP on the (A, N, Lz) adapted HNet latents and the N tasks' questions; fill its bank."""
     data = SpaceLatents.of(space, latents, device)
     questions = questions.to(device)
-    encoder = build_hyperclip(space.base.shape.n_params, int(questions.emb.shape[1]), config).to(device)
+    encoder = build_hyperclip(space, int(questions.emb.shape[1]), config).to(device)
+    if config.normalize:
+        with torch.no_grad():
+            encoder.weights.normalize_to(space.code(data.mean.reshape(-1, space.latent_dim)))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         aug, idx = batch[0].to(device), batch[1].to(device)
         with torch.no_grad():
-            weights = space.decode(data.draw(aug, idx, generator))
-        logits = encoder.logits(weights, questions[idx])
+            codes = space.code(data.draw(aug, idx, generator))
+        logits = encoder.logits(codes, questions[idx])
         correct = (logits.argmax(1) == torch.arange(len(idx), device=device)).float().mean()
         return {"loss": symmetric_info_nce(logits), "batch_acc": 100.0 * correct}
 
     history = fit_on_latents(
         step,
-        adam(encoder.parameters(), config.lr, device),  # fused: one pass over the 50M parameters and Adam's state
+        adam(encoder.parameters(), config.lr, device),
         latents,
         config,
         generator=generator,
         name=name,
         min_batch=2,
+        probe=probe_of(probe, encoder),
+        probes=probes,
         callbacks=callbacks,
     )
-    return encoder.eval(), history
+    encoder.eval()
+    with torch.no_grad():
+        encoder.bank.fill(data.mean.mean(0), encoder.embed_questions(questions))
+    return encoder, history
+
+
+@torch.no_grad()
+def retrieval(encoder: HyperCLIP, codes: torch.Tensor, questions: Questions, agree: torch.Tensor) -> dict[str, float]:
+    """How HyperCLIP ranks the N tasks' own questions among all N for their weights' codes (N, H): % ranked first
+    (`top1`), % whose first is the own question or an agreeing task's (`top1_agree`, `data.tasks.agreement`), and the
+    mean rank of the own question (1 is best)."""
+    logits = encoder.logits(codes, questions)  # (N, N)
+    own = logits.diagonal().unsqueeze(1)
+    rank = 1 + (logits > own).sum(1).float()
+    best = logits.argmax(1)
+    return {
+        "top1": 100.0 * float((best == torch.arange(len(codes), device=codes.device)).float().mean()),
+        "top1_agree": 100.0 * float(agree.to(codes.device)[torch.arange(len(codes)), best].float().mean()),
+        "mean_rank": float(rank.mean()),
+    }
+
+
+@torch.no_grad()
+def hard_negative_identification(
+    encoder: HyperCLIP, codes: torch.Tensor, questions: Questions, pool: Questions, negatives: torch.Tensor
+) -> float:
+    """% of tasks whose weights' codes (N, H) score their own question above its hard negative: the question of
+    `pool` at `negatives[i]` (the nearest question of a task that does not agree with task i, e.g. its negation)."""
+    weights = encoder.embed_codes(codes)
+    own = (weights * encoder.embed_questions(questions)).sum(-1)
+    other = (weights * encoder.embed_questions(pool[negatives.to(pool.emb.device)])).sum(-1)
+    return 100.0 * float((own > other).float().mean())
 
 
 @torch.no_grad()
 def task_identification(
     encoder: HyperCLIP,
-    weights: torch.Tensor,
+    codes: torch.Tensor,
     questions: Questions,
     *,
     candidates: int,
     generator: torch.Generator,
 ) -> float:
-    """docs/design.md §P4, step 3: % of tasks whose own question gets the highest logit for its weights among its
+    """docs/design.md §P4, step 3: % of tasks whose own question gets the highest logit for its weights' code among its
     question and `candidates - 1` other tasks' questions drawn at random (all of them when there are fewer)."""
-    n = len(weights)
+    n = len(codes)
     if n < 2:
         return float("nan")
-    logits = encoder.logits(weights, questions)  # (N, N)
+    logits = encoder.logits(codes, questions)  # (N, N)
     hits = 0
     for i in range(n):
         others = torch.tensor([j for j in range(n) if j != i])
@@ -94,66 +139,55 @@ def task_identification(
     return 100.0 * hits / n
 
 
-def _decoder_net(space: LatentSpace) -> HyperNet | None:
-    """The MLP that decodes the space's latents to adapter weights, when it is one."""
-    if isinstance(space, HNetSpace):
-        return space.base.hypernet
-    if isinstance(space, HVAESpace):
-        return space.vae.decoder
-    return None
-
-
-def regrouped_weight_embedding(space: LatentSpace, encoder: HyperCLIP) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x (B, L) -> f(G(x)) (B, C), computed without the (B, P) adapter weights when G is an MLP.
-
-    G's output layer (P <- h) and f's first layer (c <- P) are both linear, so their composition is one (c, h) matrix:
-    f1(G(x)) = W_f (W_G h + b_G) + b_f = (W_f W_G) h + (W_f b_G + b_f), h the decoder's last hidden units. With both
-    frozen, the (c, P) @ (P, h) product is made once and every step runs on 128-wide layers; the result equals the
-    product-by-product path up to float rounding (the P-long sums are regrouped). Other decoders go product by product.
-    """
-    net = _decoder_net(space)
-    if net is None:
-        return lambda x: encoder.embed_weights(space.decode(x))
-    layers = [cast(nn.Linear, layer) for layer in encoder.weights.layers]
-    with torch.no_grad():
-        weight = layers[0].weight @ net.output_layer.weight  # (C1, P) @ (P, h) -> (C1, h)
-        bias = layers[0].weight @ net.output_layer.bias + layers[0].bias
-
-    def embed(x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(net.hidden(x), weight, bias)  # f's first layer's pre-activation (B, C1)
-        for layer in layers[1:]:
-            out = layer(F.softplus(out))
-        return F.normalize(out, dim=-1)
-
-    return embed
-
-
 def guidance_loss_fn(
     space: LatentSpace, encoder: HyperCLIP, questions: Questions, x0: torch.Tensor, init_l2: float
-) -> LossFn:
-    """x (B, L) -> (B,) per-task losses -cos(f(G(x)), e_q) + init_l2 / 2 ||x - x0||^2.
-
-    The guidance never needs G(x) itself: f's first layer is folded into G's last (`regrouped_weight_embedding`).
-    """
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x (B, L) -> (B,) per-task losses -cos(f(code(x)), e_q) + init_l2 / 2 ||x - x0||^2."""
     with torch.no_grad():
         target = encoder.embed_questions(questions)
     anchor = x0.detach()
-    embed = regrouped_weight_embedding(space, encoder)
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        cos = (embed(x) * target).sum(-1)
+        cos = (encoder.embed_codes(space.code(x)) * target).sum(-1)
         return -cos + 0.5 * init_l2 * ((x - anchor) ** 2).sum(-1)
 
     return loss
 
 
+@torch.no_grad()
+def best_bank_latents(space: LatentSpace, encoder: HyperCLIP, questions: Questions) -> torch.Tensor:
+    """(B, L): for each question, the training latent of the bank whose weights HyperCLIP scores highest for it."""
+    scores = encoder.embed_questions(questions) @ encoder.embed_codes(space.code(encoder.bank.latents)).T
+    return encoder.bank.latents[scores.argmax(1)]
+
+
+def guidance_start(
+    config: HyperCLIPConfig, space: LatentSpace, encoder: HyperCLIP, questions: Questions, x0: torch.Tensor
+) -> torch.Tensor:
+    """The latents (B, L) guidance starts from (`config.start`)."""
+    if config.start == "z0" or len(encoder.bank) == 0:
+        return x0
+    if config.start == "centroid":
+        return encoder.bank.centroid.expand_as(x0).clone()
+    return best_bank_latents(space, encoder, questions)
+
+
 def hyperclip_guidance(config: HyperCLIPConfig) -> Callable[..., torch.Tensor]:
-    """The zero-shot latent of a guidance row (`meta.guided.ZeroShot`): Adam ascent from x0 towards the question."""
+    """The zero-shot latent of a guidance row (`meta.guided.ZeroShot`): Adam ascent towards the question."""
 
     def zero_shot(
         space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, noise: Noise
     ) -> torch.Tensor:
         assert isinstance(guide, HyperCLIP)
-        return adapt(guidance_loss_fn(space, guide, batch.questions, x0, config.init_l2), x0, config.guidance)
+        start = guidance_start(config, space, guide, batch.questions, x0)
+        loop = config.guidance
+        if config.guidance_step is not None and len(guide.bank) > 1:
+            loop = replace(loop, lr=config.guidance_step * float(guide.bank.spread.mean()))
+        loss = guidance_loss_fn(space, guide, batch.questions, start, config.init_l2)
+        if config.span is None or len(guide.bank) < 2:
+            return adapt(loss, start, loop)
+        axes, centre = guide.bank.principal_axes(config.span), guide.bank.centroid
+        coords = adapt(lambda a: loss(centre + a @ axes.T), (start - centre) @ axes, loop)
+        return centre + coords @ axes.T
 
     return zero_shot

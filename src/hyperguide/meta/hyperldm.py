@@ -23,7 +23,7 @@ uses support labels, so it is not zero-shot). Every task draws its noise from it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -38,7 +38,7 @@ from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperldm import HyperLDM
-from hyperguide.train.loop import EMA
+from hyperguide.train.loop import EMA, probe_of
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
@@ -152,6 +152,8 @@ def train_hyperldm(
     generator: torch.Generator,
     name: str = "hyperldm",
     device: str = "cpu",
+    probe: Callable[[HyperLDM], Mapping[str, float]] | None = None,
+    probes: int = 0,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[HyperLDM, list[dict[str, float]]]:
     """Train on the (A, N, Lz) adapted HNet latents mapped into `space`; returns the model with EMA weights."""
@@ -189,6 +191,8 @@ def train_hyperldm(
         generator=generator,
         name=name,
         ema=ema,
+        probe=probe_of(probe, ema.module),
+        probes=probes,
         callbacks=callbacks,
     )
     return ema.module.eval(), history

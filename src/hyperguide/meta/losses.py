@@ -16,12 +16,23 @@ def task_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
 
 
 def vae_loss(
-    recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_weight: float = 1.0
+    recon: torch.Tensor,
+    target: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    kl_weight: float = 1.0,
+    *,
+    metric: torch.Tensor | None = None,
+    dim: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The HVAE loss (docs/design.md §3.3), scaled by 1/sqrt(P): [sum over dims of the batch-mean squared error
-    + kl_weight * batch-mean KL(N(mu, sigma^2) || N(0, I))] / sqrt(P). Returns (loss, reconstruction, KL)."""
-    dim = target.shape[-1]
-    rec = ((recon - target) ** 2).sum(-1).mean()
+    + kl_weight * batch-mean KL(N(mu, sigma^2) || N(0, I))] / sqrt(P). Returns (loss, reconstruction, KL).
+
+    With `metric` M (H, H), `recon` and `target` are codes of weights W = A h + b, M = A^T A, and the squared error
+    is (h' - h)^T M (h' - h) = sum_P (W' - W)^2; `dim` is then P (default: the last dimension of `target`)."""
+    dim = int(target.shape[-1]) if dim is None else dim
+    diff = recon - target
+    rec = ((diff**2) if metric is None else (diff @ metric) * diff).sum(-1).mean()
     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()
     return (rec + kl_weight * kl) / dim**0.5, rec, kl
 

@@ -4,6 +4,10 @@ HVAE's u.
 A space decodes a latent to flat adapter weights, gives the starting latent of a new task (the meta-learned z0, or a
 stochastic encoding of HNet(z0) for the HVAE), and maps the collected adapted HNet latents into itself as a Gaussian
 per example (mean, log-variance; for the HNet the latents themselves with no noise), from which training draws.
+
+Every space's weights are the HNet's output layer (the `readout`, W = A h + b) applied to a *code* h, the HNet's last
+hidden layer: `decode(x) = readout(code(x))`. Models that read weights (the HVAE's encoder, HyperCLIP's weight tower)
+read codes, their first layer folded into the readout (`models/vae.py`), so no P-wide layer is ever trained.
 """
 
 from __future__ import annotations
@@ -32,15 +36,29 @@ class LatentSpace(nn.Module):
     def latent_dim(self) -> int:
         raise NotImplementedError
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def readout(self) -> nn.Linear:
+        """The HNet's output layer: codes (B, H) -> adapter weights (B, P)."""
+        return self.base.hypernet.output_layer
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.readout.in_features)
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents (B, L) -> the codes (B, H) of their weights."""
         raise NotImplementedError
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents (B, L) -> adapter weights (B, P)."""
+        return self.readout(self.code(x))
 
     def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         """(n, L) starting latents for n new tasks."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def from_hnet_latents(self, z: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def from_hnet_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Adapted HNet latents (..., Lz) -> this space's per-example mean (..., L) and log-variance (or None)."""
         raise NotImplementedError
 
@@ -59,14 +77,14 @@ class HNetSpace(LatentSpace):
     def latent_dim(self) -> int:
         return int(self.base.z0.shape[0])
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base.generate(x)
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.hypernet.hidden(x)
 
     def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         return self.base.z0.detach().expand(n, -1).clone()
 
     @torch.no_grad()
-    def from_hnet_latents(self, z: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def from_hnet_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return z, None
 
 
@@ -81,25 +99,19 @@ class HVAESpace(LatentSpace):
     def latent_dim(self) -> int:
         return self.vae.latent_dim
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def code(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(x)
 
     def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         """u0 ~ q(u | HNet(z0)), drawn independently per task (docs/design.md §P5)."""
         with torch.no_grad():
-            mu, logvar = self.vae.encode(self.base.generate(self.base.z0.unsqueeze(0)))
+            mu, logvar = self.vae.encode(self.base.hypernet.hidden(self.base.z0.unsqueeze(0)))
         return draw(mu.expand(n, -1), logvar.expand(n, -1), generator)
 
     @torch.no_grad()
-    def from_hnet_latents(self, z: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
-        flat = z.reshape(-1, z.shape[-1])
-        mus, logvars = [], []
-        for start in range(0, len(flat), chunk):
-            mu, logvar = self.vae.encode(self.base.generate(flat[start : start + chunk]))
-            mus.append(mu)
-            logvars.append(logvar)
-        shape = (*z.shape[:-1], self.latent_dim)
-        return torch.cat(mus).reshape(shape), torch.cat(logvars).reshape(shape)
+    def from_hnet_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mu, logvar = self.vae.encode(self.base.hypernet.hidden(z))
+        return mu, logvar
 
 
 @dataclass

@@ -1,8 +1,19 @@
-"""HVAE (docs/design.md §3.3): a variational autoencoder over flat adapter weight vectors. Its 128-d latent u is a space
-of adapters in which the guidance models work: weights = decode(u).
+"""HVAE (docs/design.md §3.3): a variational autoencoder over adapter weights. Its 128-d latent u is a space of adapters
+in which the guidance models work: weights = decode(u).
 
-Encoder: P -> hidden (ReLU) -> 2L, split into the mean and log-variance (minus 1, the reference's offset, so that
-the posterior starts narrow). Decoder: L -> reversed hidden (ReLU) -> P. Both are initialised like the HNet.
+The weights it models are an HNet's outputs, W = A h + b: h (H = 128) the HNet's last hidden layer, A and b its
+frozen output layer (the *readout*). The paper's encoder starts with a Linear(P, 128) on W, and on such W that is a
+Linear(H, 128) on h (E W = (E A) h + E b), so the encoder reads the *code* h. Its decoder ends with a free
+Linear(128, P); here that last layer is the readout itself, so the decoder outputs a code and decode(u) = A h'(u) + b.
+Every weight vector the HVAE sees lies in the readout's image, so the tied layer loses no reconstruction, and the
+reconstruction error sum_P (W' - W)^2 is exactly (h' - h)^T A^T A (h' - h) (`meta/losses.vae_loss`'s `metric`).
+Training and decoding then cost 128-wide layers instead of P-wide ones (P = 98,816 on easyvqa, 394,240 in the paper):
+docs/decisions.md D10.
+
+Encoder: code -> hidden (ReLU) -> 2L, split into the mean and log-variance (minus 1, the reference's offset, so that
+the posterior starts narrow). Decoder: L -> reversed hidden (ReLU) -> code. Both are initialised like the HNet.
+With `normalize` (the paper's option), the encoder reads standardised codes and the decoder's output is
+de-standardised, from zero-initialised last weights: the decoder starts at the mean code, i.e. the mean weights.
 """
 
 from __future__ import annotations
@@ -18,19 +29,33 @@ LOGVAR_OFFSET = -1.0
 
 
 class WeightVAE(nn.Module):
-    def __init__(self, weight_dim: int, hidden_dims: Sequence[int] = (128, 128), latent_dim: int = 128) -> None:
+    def __init__(self, code_dim: int, hidden_dims: Sequence[int] = (128, 128), latent_dim: int = 128) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = HyperNet(weight_dim, hidden_dims, 2 * latent_dim)
-        self.decoder = HyperNet(latent_dim, tuple(reversed(hidden_dims)), weight_dim)
+        self.encoder = HyperNet(code_dim, hidden_dims, 2 * latent_dim)
+        self.decoder = HyperNet(latent_dim, tuple(reversed(hidden_dims)), code_dim)
+        self.code_mean: torch.Tensor
+        self.code_scale: torch.Tensor
+        self.register_buffer("code_mean", torch.zeros(code_dim))
+        self.register_buffer("code_scale", torch.ones(code_dim))
 
-    def encode(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, P) -> mean (B, L), log-variance (B, L)."""
-        mu, logvar = self.encoder(weights).chunk(2, dim=-1)
+    @torch.no_grad()
+    def normalize_to(self, codes: torch.Tensor) -> None:
+        """Standardise the encoder's input by the codes' (N, H) per-dimension mean and std, and start the decoder at
+        the mean code (zero last weights and bias, output de-standardised)."""
+        self.code_mean.copy_(codes.mean(0))
+        self.code_scale.copy_(codes.std(0).clamp_min(1e-6))
+        nn.init.zeros_(self.decoder.output_layer.weight)
+        nn.init.zeros_(self.decoder.output_layer.bias)
+
+    def encode(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H) codes -> mean (B, L), log-variance (B, L)."""
+        mu, logvar = self.encoder((code - self.code_mean) / self.code_scale).chunk(2, dim=-1)
         return mu, logvar + LOGVAR_OFFSET
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
-        return self.decoder(u)
+        """(B, L) latents -> (B, H) codes."""
+        return self.code_mean + self.code_scale * self.decoder(u)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -38,8 +63,8 @@ class WeightVAE(nn.Module):
         return mu + (0.5 * logvar).exp() * eps
 
     def forward(
-        self, weights: torch.Tensor, generator: torch.Generator | None = None
+        self, code: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction (B, P), mean and log-variance (B, L)."""
-        mu, logvar = self.encode(weights)
+        """Reconstructed codes (B, H), mean and log-variance (B, L)."""
+        mu, logvar = self.encode(code)
         return self.decode(self.reparameterize(mu, logvar, generator)), mu, logvar

@@ -17,7 +17,7 @@ from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis
-from hyperguide.eval.results import KShot, Results, RowResults
+from hyperguide.eval.results import KShot, Results, RowFit, RowResults, Summary
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
 from hyperguide.io import read_json, write_json
@@ -106,14 +106,18 @@ def evaluate_row(
     config: RunConfig,
     folder: RunFolder,
     device: str = "cpu",
-) -> RowResults:
-    """A row's results over every seed and fold (the folds' meta-test tasks pooled per seed)."""
+) -> tuple[RowResults, RowFit | None]:
+    """A row's results over every seed and fold (the folds' meta-test tasks pooled per seed), and its fit: the same
+    zero-shot procedure on the meta-train tasks it was trained on (their questions, scored on their query sets), for
+    a row that makes weights without labels (None for the others)."""
     wants_k = not config.eval.k_shot_methods or row.name in config.eval.k_shot_methods
     settings: list[Setting] = [None, *(config.eval.k_shots if wants_k else ())]
     per_seed: list[dict[Setting, Scores]] = []
+    fit_per_seed: list[Scores] = []
     train_seconds = 0.0
     for seed in config.seeds:
         pooled: dict[Setting, Scores] = {s: {"acc": [], "bal_acc": []} for s in settings}
+        fit: Scores = {"acc": [], "bal_acc": []}
         for split in splits:
             loaded = None
             if row.spec.build is not None:
@@ -123,8 +127,47 @@ def evaluate_row(
             for setting, s in scores.items():
                 pooled[setting]["acc"].extend(s["acc"])
                 pooled[setting]["bal_acc"].extend(s["bal_acc"])
+            if loaded is not None and not loaded.method.uses_support_for_zero_shot:
+                own = [tasks[i] for i in split.train]
+                scored = evaluate_method(loaded.method, own, batch_size=config.eval.batch_size, device=device)
+                fit["acc"].extend(scored["acc"])
+                fit["bal_acc"].extend(scored["bal_acc"])
         per_seed.append(pooled)
-    return summarize_row(per_seed, config.eval.k_shots, row.spec.labels_used(config), train_seconds)
+        if fit["acc"]:
+            fit_per_seed.append(fit)
+    results = summarize_row(per_seed, config.eval.k_shots, row.spec.labels_used(config), train_seconds)
+    if not fit_per_seed:
+        return results, None
+    return results, {
+        "acc": summarize([sum(f["acc"]) / len(f["acc"]) for f in fit_per_seed]),
+        "bal_acc": summarize([sum(f["bal_acc"]) / len(f["bal_acc"]) for f in fit_per_seed]),
+        "tasks": len(fit_per_seed[0]["acc"]),
+    }
+
+
+def stage_fit(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit]) -> dict[str, dict[str, Summary]]:
+    """Each stage's fit measurements (`StageSpec.fit`, recorded in its checkpoints' metadata), summarised over
+    seeds (folds averaged within a seed), for the stages of the run whose checkpoints exist."""
+    out: dict[str, dict[str, Summary]] = {}
+    for name in row_stages(table_rows(config)):
+        spec = STAGES.get(name)
+        if spec is None or not spec.fit:
+            continue
+        per_seed: dict[str, list[float]] = {key: [] for key in spec.fit}
+        for seed in config.seeds:
+            metas = [
+                read_json(path, what="checkpoint metadata")
+                for split in splits
+                if (path := folder.stem(name, seed, split.fold).with_suffix(".json")).is_file()
+            ]
+            for key in spec.fit:
+                values = [float(m[key]) for m in metas if key in m]
+                if values:
+                    per_seed[key].append(sum(values) / len(values))
+        summaries = {key: summarize(values) for key, values in per_seed.items() if values}
+        if summaries:
+            out[name] = summaries
+    return out
 
 
 def diagnostics(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit]) -> dict[str, Any]:
@@ -173,11 +216,15 @@ def evaluate_run(
         "methods": {},
         "diagnostics": {},
     }
+    fit_rows: dict[str, RowFit] = {}
     for row in table_rows(config):
         emit(callbacks, RowStarted(row.name))
         start = time.perf_counter()
-        results["methods"][row.name] = evaluate_row(row, tasks, splits, config, folder, device)
+        results["methods"][row.name], fit = evaluate_row(row, tasks, splits, config, folder, device)
+        if fit is not None:
+            fit_rows[row.name] = fit
         emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
     results["diagnostics"] = diagnostics(folder, config, splits)
+    results["fit"] = {"rows": fit_rows, "stages": stage_fit(folder, config, splits)}
     write_json(folder.results, results)
     return results

@@ -33,18 +33,23 @@ from hyperguide.config import RunConfig, to_dict
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task
+from hyperguide.diffusion.noise import Noise
 from hyperguide.errors import HyperguideError
+from hyperguide.eval.evaluate import evaluate_method
+from hyperguide.eval.fit import cluster_fit, latent_scores, mean
 from hyperguide.events import Callback, Note, StageFinished, StageStarted, emit
 from hyperguide.meta.collect import collect_latents
 from hyperguide.meta.guided import latent_space
 from hyperguide.meta.hvae import train_hvae
-from hyperguide.meta.hyperclip import task_identification, train_hyperclip
-from hyperguide.meta.hyperldm import train_hyperldm
+from hyperguide.meta.hyperclip import hard_negative_identification, retrieval, task_identification, train_hyperclip
+from hyperguide.meta.hyperldm import sample_latents, train_hyperldm
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method, UncondHNetMAML
-from hyperguide.meta.spaces import HVAESpace, LatentSpace, SpaceKind
+from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind, SpaceLatents
 from hyperguide.meta.train import train_method
 from hyperguide.models.adapter import AdapterShape
+from hyperguide.models.hyperclip import HyperCLIP
+from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.rows import BASE, ROWS, Row, RowSpec, row_spec
 from hyperguide.run.folder import RunFolder
 
@@ -74,6 +79,7 @@ class StageContext:
     config: RunConfig
     device: str = "cpu"
     callbacks: Sequence[Callback] = ()
+    agree: torch.Tensor | None = None  # (n_tasks, n_tasks) `data.tasks.agreement` of the universe's tasks
 
     def stem(self, stage: str) -> Path:
         return self.folder.stem(stage, self.seed, self.split.fold)
@@ -89,6 +95,12 @@ class StageContext:
     @property
     def shape(self) -> AdapterShape:
         return adapter_shape(self.tasks, self.config)
+
+    def agreement(self, rows: Sequence[int], cols: Sequence[int]) -> torch.Tensor:
+        """Which tasks of `rows` agree with which of `cols` (identity where the universe's agreement is unknown)."""
+        if self.agree is None:
+            return torch.tensor([[r == c for c in cols] for r in rows])
+        return self.agree[torch.tensor(list(rows))[:, None], torch.tensor(list(cols))[None, :]]
 
     def load_base(self) -> UncondHNetMAML:
         base = UncondHNetMAML(self.shape, question_dim(self.tasks), self.config.method)
@@ -132,11 +144,30 @@ class StageSpec:
     run: Callable[[StageContext, torch.Generator], StageOutput]
     summary: str
     diagnostic: Diagnostic | None = None
+    fit: tuple[str, ...] = ()  # checkpoint metadata fields that measure the stage's fit, for results.json's "fit"
+
+
+def _method_fit(ctx: StageContext) -> Callable[[Method], dict[str, float]]:
+    """The fit of a meta-trained method on its meta-train tasks: zero-shot accuracy (`fit_acc`), and for MAML the
+    accuracy after its inner loop on each task's support set (`fit_adapted_acc`), on their query sets."""
+
+    def measure(method: Method) -> dict[str, float]:
+        tasks, batch = ctx.train_tasks, ctx.config.eval.batch_size
+        out = {"fit_acc": mean(evaluate_method(method, tasks, batch_size=batch, device=ctx.device)["acc"])}
+        if method.trained_by == "maml":
+            adapted = evaluate_method(
+                method, tasks, finetune=ctx.config.method.inner, batch_size=batch, device=ctx.device
+            )
+            out["fit_adapted_acc"] = mean(adapted["acc"])
+        return out
+
+    return measure
 
 
 def _meta_training(spec: RowSpec) -> Callable[[StageContext, torch.Generator], StageOutput]:
     def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
         method = Row(spec).build(ctx.shape, question_dim(ctx.tasks), ctx.config)
+        measure = _method_fit(ctx)
         train_method(
             method,
             ctx.train_tasks,
@@ -144,9 +175,11 @@ def _meta_training(spec: RowSpec) -> Callable[[StageContext, torch.Generator], S
             generator=generator,
             name=spec.name,
             device=ctx.device,
+            probe=measure,
+            probes=ctx.config.probes,
             callbacks=ctx.callbacks,
         )
-        return StageOutput(method, metadata={"method": spec.name})
+        return StageOutput(method, metadata={"method": spec.name, **measure(method)})  # train_method left it in eval
 
     return run
 
@@ -170,11 +203,22 @@ def _collect(ctx: StageContext, generator: torch.Generator) -> StageOutput:
 
 
 def _hvae(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+    base, latents = ctx.load_base(), ctx.load_latents()
     vae, _ = train_hvae(
-        ctx.load_base(), ctx.load_latents(), ctx.config.hvae, generator=generator, device=ctx.device,
-        callbacks=ctx.callbacks,
+        base, latents, ctx.config.hvae, generator=generator, device=ctx.device, callbacks=ctx.callbacks
     )  # fmt: skip
-    return StageOutput(vae)
+    # The gate (docs/design.md §P3, step 3): the decoded encoder mean of each meta-train task's weights must score
+    # nearly what the weights themselves score on the task.
+    space = HVAESpace(base, vae).to(ctx.device)
+    z = latents[0].to(ctx.device)
+    hnet = mean(latent_scores(HNetSpace(base), ctx.train_tasks, z, device=ctx.device)["acc"])
+    decoded = mean(latent_scores(space, ctx.train_tasks, space.from_hnet_latents(z)[0], device=ctx.device)["acc"])
+    gate = {"hnet_acc": hnet, "decoded_acc": decoded, "gate_ratio": 100.0 * decoded / hnet}
+    emit(
+        ctx.callbacks,
+        Note(f"hvae: decoded encoder means score {decoded:.1f}% on meta-train tasks, HNet(z) {hnet:.1f}%"),
+    )
+    return StageOutput(vae, metadata=gate)
 
 
 def _finetuned_latents(space: LatentSpace, tasks: list[Task], ctx: StageContext) -> torch.Tensor:
@@ -187,49 +231,103 @@ def _finetuned_latents(space: LatentSpace, tasks: list[Task], ctx: StageContext)
     return torch.cat(out)
 
 
+def _hard_negatives(ctx: StageContext, indices: Sequence[int], pool: Sequence[int]) -> torch.Tensor:
+    """For each task of `indices`, the position in `pool` of the nearest question (pooled cosine) of a task that does
+    not agree with it (its negation, typically)."""
+    emb = torch.nn.functional.normalize(torch.stack([ctx.tasks[i].question_emb for i in pool]), dim=-1)
+    own = torch.nn.functional.normalize(torch.stack([ctx.tasks[i].question_emb for i in indices]), dim=-1)
+    cos = (own @ emb.T).masked_fill(ctx.agreement(indices, pool), -2.0)
+    return cos.argmax(1)
+
+
 def _hyperclip(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator], StageOutput]:
     def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
         cfg = ctx.config.hyperclip
         space = ctx.load_space(space_kind)
         latents = ctx.load_latents()
         cond = Questions.of(ctx.train_tasks)
+        agree = ctx.agreement(ctx.split.train, ctx.split.train)
+        with torch.no_grad():
+            codes0 = space.code(space.from_hnet_latents(latents[0].to(ctx.device))[0])
+
+        def measure(encoder: HyperCLIP) -> dict[str, float]:
+            rank = retrieval(encoder, codes0, cond.to(ctx.device), agree)
+            return {"fit_top1_agree": rank["top1_agree"], "fit_top1": rank["top1"]}
+
         encoder, _ = train_hyperclip(
             space, latents, cond, cfg, generator=generator, name=f"hyperclip-{space_kind}", device=ctx.device,
-            callbacks=ctx.callbacks,
+            probe=measure, probes=ctx.config.probes, callbacks=ctx.callbacks,
         )  # fmt: skip
-        # Task identification among `candidates` questions (docs/design.md §P4, step 3): meta-train tasks with the
-        # weights of their first augmentation, meta-test tasks with latents fine-tuned on their support sets.
+        # Fit: how it ranks its own training weights' questions; identification among `candidates` questions
+        # (docs/design.md §P4, step 3) and against each task's hard negative, for meta-train tasks with the weights of
+        # their first augmentation and meta-test tasks with latents fine-tuned on their support sets.
+        train, test = ctx.split.train, ctx.split.test
+        pool = [*train, *test]
+        train_codes = codes0
         with torch.no_grad():
-            train_weights = space.decode(space.from_hnet_latents(latents[0].to(ctx.device))[0])
-            test_weights = space.decode(_finetuned_latents(space, ctx.test_tasks, ctx))
-        test_questions = Questions.of(ctx.test_tasks).to(ctx.device)
-        ident = {
+            test_codes = space.code(_finetuned_latents(space, ctx.test_tasks, ctx))
+        cond, test_questions = cond.to(ctx.device), Questions.of(ctx.test_tasks).to(ctx.device)
+        pool_questions = Questions.of([ctx.tasks[i] for i in pool]).to(ctx.device)
+        rank = retrieval(encoder, train_codes, cond, agree)
+        fit = {
             "task_id_train": task_identification(
-                encoder, train_weights, cond.to(ctx.device), candidates=cfg.candidates, generator=generator
+                encoder, train_codes, cond, candidates=cfg.candidates, generator=generator
             ),
             "task_id_test": task_identification(
-                encoder, test_weights, test_questions, candidates=cfg.candidates, generator=generator
+                encoder, test_codes, test_questions, candidates=cfg.candidates, generator=generator
+            ),
+            "retrieval_top1": rank["top1"],
+            "retrieval_top1_agree": rank["top1_agree"],
+            "retrieval_mean_rank": rank["mean_rank"],
+            "hard_negative_train": hard_negative_identification(
+                encoder, train_codes, cond, pool_questions, _hard_negatives(ctx, train, pool)
+            ),
+            "hard_negative_test": hard_negative_identification(
+                encoder, test_codes, test_questions, pool_questions, _hard_negatives(ctx, test, pool)
             ),
         }
         emit(
             ctx.callbacks,
             Note(
-                f"hyperclip-{space_kind}: task identification among {cfg.candidates}: "
-                f"train {ident['task_id_train']:.1f}%, test {ident['task_id_test']:.1f}%"
+                f"hyperclip-{space_kind}: its own question first for {rank['top1']:.1f}% of its training weights "
+                f"({rank['top1_agree']:.1f}% counting agreeing tasks); hard negatives: train "
+                f"{fit['hard_negative_train']:.1f}%, test {fit['hard_negative_test']:.1f}%"
             ),
         )
-        return StageOutput(encoder, metadata=ident)
+        return StageOutput(encoder, metadata=fit)
 
     return run
 
 
 def _hyperldm(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator], StageOutput]:
     def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+        cfg = ctx.config.hyperldm
+        space, latents, questions = ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks)
+        data, agree = SpaceLatents.of(space, latents, ctx.device), ctx.agreement(ctx.split.train, ctx.split.train)
+
+        def measure(model: HyperLDM) -> dict[str, float]:
+            """Conditional samples (gamma 1) for the meta-train questions, against the training latents."""
+            q = questions.to(ctx.device)
+            samples = sample_latents(model, q, cfg, gamma=1.0, generator=Noise.for_rows(0, q.emb))
+            fit = cluster_fit(samples, data, agree)
+            fit["train_acc"] = mean(latent_scores(space, ctx.train_tasks, samples, device=ctx.device)["acc"])
+            return fit
+
         model, _ = train_hyperldm(
-            ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks), ctx.config.hyperldm,
-            generator=generator, name=f"hyperldm-{space_kind}", device=ctx.device, callbacks=ctx.callbacks,
+            space, latents, questions, cfg, generator=generator, name=f"hyperldm-{space_kind}", device=ctx.device,
+            probe=lambda m: {f"fit_{k}": v for k, v in measure(m).items() if k in ("train_acc", "own_cluster_agree")},
+            probes=ctx.config.probes, callbacks=ctx.callbacks,
         )  # fmt: skip
-        return StageOutput(model)
+        fit = measure(model)
+        emit(
+            ctx.callbacks,
+            Note(
+                f"hyperldm-{space_kind}: samples for meta-train questions score {fit['train_acc']:.1f}%, "
+                f"{fit['own_cluster_agree']:.0f}% in their own task's cluster, "
+                f"{fit['distance_in_spreads']:.2f} within-task spreads from a training latent"
+            ),
+        )
+        return StageOutput(model, metadata=fit)
 
     return run
 
@@ -238,15 +336,22 @@ TASK_ID = Diagnostic(
     "task_id", "task_id_train", "task_id_test", lambda config: {"candidates": config.hyperclip.candidates}
 )
 
+HVAE_FIT = ("gate_ratio", "decoded_acc", "hnet_acc")
+HYPERCLIP_FIT = (
+    "retrieval_top1", "retrieval_top1_agree", "retrieval_mean_rank", "hard_negative_train", "hard_negative_test",
+    "task_id_train", "task_id_test",
+)  # fmt: skip
+HYPERLDM_FIT = ("train_acc", "own_cluster", "own_cluster_agree", "distance_in_spreads")
+
 STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in (
         StageSpec("latents", (BASE,), _collect, "adapted HNet latents of every meta-train task"),
-        StageSpec("hvae", ("latents",), _hvae, "a VAE over the adapted weights HNet(z)"),
-        StageSpec("hyperclip-hnet", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z)", TASK_ID),
-        StageSpec("hyperclip-hvae", ("hvae",), _hyperclip("hvae"), "HyperCLIP over Dec(u)", TASK_ID),
-        StageSpec("hyperldm-hnet", ("latents",), _hyperldm("hnet"), "HyperLDM over z"),
-        StageSpec("hyperldm-hvae", ("hvae",), _hyperldm("hvae"), "HyperLDM over u"),
+        StageSpec("hvae", ("latents",), _hvae, "a VAE over the adapted weights HNet(z)", fit=HVAE_FIT),
+        StageSpec("hyperclip-hnet", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z)", TASK_ID, HYPERCLIP_FIT),
+        StageSpec("hyperclip-hvae", ("hvae",), _hyperclip("hvae"), "HyperCLIP over Dec(u)", TASK_ID, HYPERCLIP_FIT),
+        StageSpec("hyperldm-hnet", ("latents",), _hyperldm("hnet"), "HyperLDM over z", fit=HYPERLDM_FIT),
+        StageSpec("hyperldm-hvae", ("hvae",), _hyperldm("hvae"), "HyperLDM over u", fit=HYPERLDM_FIT),
     )
 }
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {  # names `hyperguide train` accepts for several stages

@@ -12,7 +12,7 @@ from dataclasses import replace
 from hyperguide.callbacks import JsonlLog
 from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit, make_splits
-from hyperguide.data.tasks import Universe
+from hyperguide.data.tasks import Universe, agreement
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.rows import ROWS, method_names, method_of, table_rows
@@ -72,12 +72,13 @@ def train_run(
         stage(name)  # an unknown stage fails before any training
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
+    agree = agreement(universe.tasks)
     listeners: list[Callback] = [JsonlLog(folder.metrics), *callbacks]
     seconds: dict[str, float] = {}
     for name in training_plan(config, stages):
         for seed in config.seeds:
             for split in splits:
-                ctx = StageContext(folder, seed, split, tasks, config, device, listeners)
+                ctx = StageContext(folder, seed, split, tasks, config, device, listeners, agree)
                 for done, spent in ensure_stage(name, ctx).items():
                     seconds[done] = seconds.get(done, 0.0) + spent
         seconds.setdefault(name, 0.0)

@@ -25,6 +25,7 @@ from hyperguide.events import Callback, EpochEnded, FitStarted, StepEnded, emit
 
 B = TypeVar("B")
 Metrics = Mapping[str, torch.Tensor | float]
+Probe = Callable[[], Mapping[str, float]]  # a fit measurement of the model being trained, e.g. {"fit_acc": 97.5}
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -56,6 +57,29 @@ def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
     return max(epochs, math.ceil(min_steps / max(1, steps_per_epoch)))
 
 
+def probe_of(measure: Callable[[M], Mapping[str, float]] | None, module: M) -> Probe | None:
+    """`measure(module)` as a probe for `fit`: run in eval mode, its mode restored after (None stays None)."""
+    if measure is None:
+        return None
+
+    def probe() -> Mapping[str, float]:
+        was_training = module.training
+        module.eval()
+        try:
+            return measure(module)
+        finally:
+            module.train(was_training)
+
+    return probe
+
+
+def probe_epochs(epochs: int, probes: int) -> tuple[int, ...]:
+    """`probes` epochs spread evenly over `epochs`, the last one included (fewer when there are fewer epochs)."""
+    if probes <= 0 or epochs <= 0:
+        return ()
+    return tuple(sorted({max(1, round(epochs * k / probes)) for k in range(1, probes + 1)}))
+
+
 def fit(
     step: Callable[[B], Metrics],
     batches: Callable[[int], Iterable[B]],
@@ -68,6 +92,8 @@ def fit(
     lr_at: Callable[[int], float] | None = None,
     after_step: Callable[[], None] | None = None,
     history: Literal["epoch", "step"] = "epoch",
+    probe: Probe | None = None,
+    probes: int = 0,
     callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, float]]:
     """Train for `epochs` epochs; returns one record per epoch (or per step, with `history="step"`).
@@ -75,12 +101,16 @@ def fit(
     Per step: `lr_at(step)` (0-based) sets every parameter group's learning rate; the step's loss is backpropagated;
     with `grad_clip` the gradient norm over the optimiser's parameters is clipped to it (and logged as `grad_norm`);
     the optimiser steps; `ema` is updated; `after_step()` runs (e.g. to clamp a parameter). An epoch's record is
-    `epoch` (1-based), `step` (steps so far), the mean of each metric over the epoch's steps, and `seconds`.
+    `epoch` (1-based), `step` (steps so far), the mean of each metric over the epoch's steps, and `seconds`; at
+    `probes` epochs spread over the run (`probe_epochs`) it also holds what `probe()` measures (its time is not
+    counted in `seconds`), so that the log carries the fit curve of the stage.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     records: list[dict[str, float]] = []
     emit(callbacks, FitStarted(name, epochs))
     start = time.perf_counter()
+    probing = probe_epochs(epochs, probes) if probe is not None else ()
+    probe_seconds = 0.0
     n_steps = 0
     for epoch in range(1, epochs + 1):
         sums: dict[str, float] = {}
@@ -114,8 +144,13 @@ def fit(
             "epoch": epoch,
             "step": n_steps,
             **{k: v / max(1, epoch_steps) for k, v in sums.items()},
-            "seconds": time.perf_counter() - start,
+            "seconds": time.perf_counter() - start - probe_seconds,
         }
+        if epoch in probing:
+            assert probe is not None
+            began = time.perf_counter()
+            record.update({k: float(v) for k, v in probe().items()})
+            probe_seconds += time.perf_counter() - began
         if history == "epoch":
             records.append(record)
         emit(callbacks, EpochEnded(name, epoch, epochs, record))
