@@ -4,6 +4,7 @@ library; nothing more."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -477,6 +478,16 @@ COMMANDS = {
 }
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
+                errno.EEXIST}  # fmt: skip
+
+
+def _os_error(e: OSError) -> str:
+    path = e.filename if e.filename is not None else "a file"
+    reason = e.strerror or str(e)
+    return f"cannot write {path}: {reason}" if e.errno in WRITE_ERRNOS else f"{path}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -487,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as e:  # what the library did not name itself: a full disk, a read-only folder, a file in the way
+        print(f"hyperguide {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"hyperguide {args.command}: interrupted; finished work is kept and reused on the next run", file=sys.stderr

@@ -5,7 +5,8 @@
                        "k_shot": {k: {"acc": Summary, "bal_acc": Summary, "tasks": n}},
                        "uses_support_labels": bool, "train_seconds": float}},
      "diagnostics": {name: {...}},
-     "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s}}   # a finished bench only
+     "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s},   # a finished bench only
+     "fingerprint": {"config": sha256, "data": sha256, "checkpoints": sha256}}           # a finished bench only
 
 A Summary is {"mean", "ci95", "per_seed"}: per-seed values (each a mean over meta-test tasks), their mean and the
 half-width of their 95% Student-t interval. Accuracies are in percent.
@@ -61,6 +62,7 @@ class Results(TypedDict):
     methods: dict[str, RowResults]
     diagnostics: dict[str, Any]
     timing: NotRequired[Timing]
+    fingerprint: NotRequired[dict[str, str]]  # what a finished bench evaluated: config, data, checkpoints
 
 
 _REQUIRED = {

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from hyperguide.checkpoint import metadata_number, read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
@@ -20,7 +21,7 @@ from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero
 from hyperguide.eval.results import KShot, Results, RowResults
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
-from hyperguide.io import read_json, write_json
+from hyperguide.io import write_json
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.stages import STAGES, LoadedRow, load_row, row_stages
@@ -106,8 +107,10 @@ def evaluate_row(
     config: RunConfig,
     folder: RunFolder,
     device: str = "cpu",
+    data: str | None = None,
 ) -> RowResults:
-    """A row's results over every seed and fold (the folds' meta-test tasks pooled per seed)."""
+    """A row's results over every seed and fold (the folds' meta-test tasks pooled per seed); `data` is the
+    universe's fingerprint that every checkpoint must have been trained on (None: not checked)."""
     wants_k = not config.eval.k_shot_methods or row.name in config.eval.k_shot_methods
     settings: list[Setting] = [None, *(config.eval.k_shots if wants_k else ())]
     per_seed: list[dict[Setting, Scores]] = []
@@ -117,7 +120,7 @@ def evaluate_row(
         for split in splits:
             loaded = None
             if row.spec.build is not None:
-                loaded = load_row(row, tasks, config, folder, seed, split.fold)
+                loaded = load_row(row, tasks, config, folder, seed, split.fold, data)
                 train_seconds += loaded.train_seconds
             scores = score_row(row, loaded, [tasks[i] for i in split.test], settings, config, seed, device)
             for setting, s in scores.items():
@@ -140,11 +143,11 @@ def diagnostics(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit
         for seed in config.seeds:
             values: dict[str, list[float]] = {"train": [], "test": []}
             for split in splits:
-                path = folder.stem(name, seed, split.fold).with_suffix(".json")
-                if path.is_file():
-                    meta = read_json(path, what="checkpoint metadata")
-                    values["train"].append(float(meta[d.train]))
-                    values["test"].append(float(meta[d.test]))
+                stem = folder.stem(name, seed, split.fold)
+                if stem.with_suffix(".json").is_file():
+                    meta = read_metadata(stem)
+                    values["train"].append(metadata_number(meta, d.train, stem))
+                    values["test"].append(metadata_number(meta, d.test, stem))
             for key, v in values.items():
                 if v:
                     per_seed[key].append(sum(v) / len(v))
@@ -164,6 +167,7 @@ def evaluate_run(
     config = folder.read_config()
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
+    data = universe.fingerprint()
     results: Results = {
         "universe": config.universe,
         "split": config.split,
@@ -176,7 +180,7 @@ def evaluate_run(
     for row in table_rows(config):
         emit(callbacks, RowStarted(row.name))
         start = time.perf_counter()
-        results["methods"][row.name] = evaluate_row(row, tasks, splits, config, folder, device)
+        results["methods"][row.name] = evaluate_row(row, tasks, splits, config, folder, device, data)
         emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
     results["diagnostics"] = diagnostics(folder, config, splits)
     write_json(folder.results, results)
