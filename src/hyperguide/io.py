@@ -181,13 +181,26 @@ def read_tensors(path: str | Path, *, what: str = "tensor file", sha256: str | N
             )
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise HyperguideError(
-            f"{what} {path} is not a readable safetensors file (truncated or corrupt?): {e}"
-        ) from None
+        raise _unreadable(what, path, e) from None
     bad = non_finite(tensors)
     if bad is not None:
         raise HyperguideError(f"{what} {path} holds NaN or infinity in tensor {bad!r}: it is corrupt")
     return tensors
+
+
+def _unreadable(what: str, path: str | Path, error: Exception) -> HyperguideError:
+    return HyperguideError(f"{what} {path} is not a readable safetensors file (truncated or corrupt?): {error}")
+
+
+def read_tensor_shapes(path: str | Path, *, what: str = "tensor file") -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of a safetensors file, from its header alone (nothing is allocated)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (a safe_open has no iter)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _unreadable(what, path, e) from None
 
 
 def read_tensor_metadata(path: str | Path) -> dict[str, str]:

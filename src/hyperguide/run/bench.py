@@ -23,6 +23,7 @@ from hyperguide.config import RunConfig, to_dict
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import Results, read_results
+from hyperguide.eval.stats import ci_text
 from hyperguide.events import Callback, Event, Note, RowEvaluated, emit
 from hyperguide.io import atomic_path, write_json
 from hyperguide.report.markdown import best_row, render_markdown
@@ -196,7 +197,7 @@ def summary_line(result: BenchResult) -> str:
     """One line for the end of a bench: wall time, the best zero-shot row that is not a bound, and the report."""
     best = best_row(result.results)
     zs = result.results["methods"][best]["zero_shot"]["acc"] if best else None
-    best_text = f"best zero-shot row {best} {zs['mean']:.2f} ± {zs['ci95']:.2f}" if zs else "no method rows"
+    best_text = f"best zero-shot row {best} {zs['mean']:.2f} ± {ci_text(zs['ci95'])}" if zs else "no method rows"
     return (
         f"bench done in {clock(result.wall_seconds)} ({result.trained_units} trainings run"
         f"{', evaluation reused' if result.reused_evaluation else ''}); {best_text}; report: {result.report}"
