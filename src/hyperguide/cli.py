@@ -344,7 +344,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _seeds_hint(args)
     out = _out(args, config, prefix="bench-")
     universe = load_universe(config.universe, _options(args), prompts=config.prompts)
-    result = run_bench(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False))
+    result = run_bench(
+        universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False), stream=sys.stderr
+    )
     print(summary_line(result), file=sys.stderr)
     return 0
 

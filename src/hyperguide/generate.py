@@ -128,6 +128,8 @@ def generate(
 
     `answers[i]` are question i's candidate answers; when omitted, a question that is one of the universe's tasks gets
     that task's answers."""
+    if images and features is not None:
+        raise HyperguideError("give images or features, not both (whose answers would be printed under which names?)")
     run_dir = Path(run_dir)
     config = RunFolder(run_dir).read_config()
     options = options or UniverseOptions()
@@ -136,8 +138,6 @@ def generate(
     questions = [q.strip() for q in questions]
     if not questions or not all(questions):
         raise HyperguideError("give at least one non-empty question")
-    if images and features is not None:
-        raise HyperguideError("give images or features, not both (whose answers would be printed under which names?)")
     known = _known_tasks(config, options)
     answer_lists = _answers_for(questions, answers, known, config.universe)
     encoders = universe_encoders(config.universe, options, prompts=config.prompts)

@@ -3,6 +3,7 @@ decompression bomb (a small file that declares a huge image) is refused at once,
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -20,7 +21,10 @@ def decode_image(
     """The decoded image at `path` (its own mode). A missing file, one that does not decode, one whose header
     declares more than `max_pixels` pixels, or (with `size`) another (width, height) raises `HyperguideError`."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow warns of a large image at open; it is checked below, before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if size is not None and (width, height) != size:
                 raise HyperguideError(f"{what} {path} is {width}x{height} pixels, expected {size[0]}x{size[1]}")
