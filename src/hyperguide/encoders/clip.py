@@ -69,6 +69,9 @@ class ClipEncoder:
 
     def __init__(self, model: str | Path, device: str = "cpu") -> None:
         from transformers import AutoTokenizer, CLIPModel, CLIPTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar for loading local weights is noise
 
         source = str(model)
         try:
