@@ -569,3 +569,65 @@ def test_a_checkpoint_loads_only_when_its_hash_matches(small_run: Path, tmp_path
     stem.with_suffix(".json").write_text(json.dumps({**meta, "sha256": "0" * 64}))
     with pytest.raises(HyperguideError, match="its sha256 differs"):
         load_tensors(stem)
+
+
+# ------------------------------------------------------------------------ a disk that fills up in the middle of a stage
+
+
+class FillingLog:
+    """The HVAE stage's training log on a disk that is full after its second record: every later write fails."""
+
+    def __init__(self, file: Any, disk: dict[str, bool]) -> None:
+        self.file, self.disk, self.records = file, disk, 0
+
+    def write(self, text: str) -> int:
+        if self.records == 2:
+            self.disk["full"] = True
+        if self.disk["full"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.records += 1
+        return int(self.file.write(text))
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@pytest.mark.parametrize("where", ["log", "checkpoint"])
+def test_a_full_disk_in_the_middle_of_a_stage_resumes_to_the_same_results(where: str, tmp_path, monkeypatch, capsys):
+    """The disk fills up while the HVAE of seed 0 trains (its log's third record, or its checkpoint's rename): the
+    bench stops with `cannot write PATH: No space left on device` and leaves no half-written file; once space is
+    back, the same command ends with the results.json of an uninterrupted run (the golden one)."""
+    import hyperguide.callbacks as callbacks
+
+    disk = {"full": False}
+    real_replace, real_create = os.replace, callbacks._create
+    stage = tmp_path / "run" / "hvae"
+
+    def replace(src: Any, dst: Any) -> None:
+        if where == "checkpoint" and Path(dst) == stage / "seed0-fold0.safetensors":
+            disk["full"] = True
+        if disk["full"]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(src))
+        real_replace(src, dst)
+
+    def create(path: Path) -> Any:
+        file = real_create(path)
+        return FillingLog(file, disk) if where == "log" and path == stage / "seed0-fold0.metrics.jsonl" else file
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(callbacks, "_create", create)
+    run = tmp_path / "run"
+    assert bench(run, small=False) == 2
+    failed = stage / ("seed0-fold0.metrics.jsonl" if where == "log" else "seed0-fold0.safetensors")
+    assert error_of(capsys) == f"hyperguide bench: error: cannot write {failed}: No space left on device"
+    assert not (stage / "seed0-fold0.json").exists() and not list(run.rglob(".*.tmp"))
+    assert (run / "cond-multitask" / "seed1-fold0.json").is_file()  # what finished before is kept
+
+    monkeypatch.undo()  # space is back
+    assert bench(run, small=False) == 0
+    err = capsys.readouterr().err
+    assert "16 of 24 trainings already done" in err and "(8 trainings run)" in err  # the HVAE on: what had not run
+    assert results(run) == json.loads(GOLDEN.read_text())
