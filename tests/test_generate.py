@@ -203,3 +203,32 @@ def test_a_model_folder_of_pickles_is_never_unpickled(model_dir: Path, tmp_path:
     monkeypatch.setattr(torch, "load", no_unpickling)
     with pytest.raises(HyperguideError, match=r"cannot load CLIP model .*pickled\b.*safetensors weights"):
         ClipEncoder(folder)
+
+
+def test_eval_refuses_non_finite_or_other_universe_features(trained, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run, options, _ = trained
+    home = Path(shutil.copytree(options.home, tmp_path / "home"))
+    table = home / "metavqa" / "features" / "image_features.safetensors"
+    with safe_open(str(table), framework="pt") as f:
+        metadata, features = f.metadata(), f.get_tensor("features")
+    argv = ["eval", str(run), "--home", str(home), "--splits-dir", str(options.splits_dir)]
+    argv += ["--clip-model", options.clip_model, "--quiet"]
+
+    nan = features.clone()
+    nan[1] = float("nan")  # one image's row
+    save_file({"features": nan}, str(table), metadata=metadata)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"hyperguide eval: error: feature table {table} holds NaN or infinity in tensor 'features': it is corrupt"
+    )
+    save_file({"features": features + 0.5}, str(table), metadata=metadata)  # finite, but not what was trained on
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hyperguide eval: error: row 'cond-multitask' (seed 0, fold 0): checkpoint ")
+    assert "was made from something else: its fingerprint differs in data; retrain it" in err
+    assert not (run / "results.json").exists()  # nothing was scored
