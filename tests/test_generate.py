@@ -232,3 +232,15 @@ def test_eval_refuses_non_finite_or_other_universe_features(trained, tmp_path: P
     assert err.startswith("hyperguide eval: error: row 'cond-multitask' (seed 0, fold 0): checkpoint ")
     assert "was made from something else: its fingerprint differs in data; retrain it" in err
     assert not (run / "results.json").exists()  # nothing was scored
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(trained, tmp_path: Path, capsys) -> None:
+    from tests.test_trust import _png_declaring
+
+    bomb = _png_declaring(tmp_path / "bomb.png", 12000, 12000)
+    assert main(_cli(trained, "--answers", "red", "blue", "--images", str(bomb), "--out", str(tmp_path / "g"))) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"hyperguide generate: error: image {bomb} declares 12000x12000 pixels, more than the 40,000,000 an image may "
+        "have here (a decompression bomb?); it was not decoded"
+    )
+    assert not (tmp_path / "g").exists()
