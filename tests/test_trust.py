@@ -631,3 +631,34 @@ def test_a_full_disk_in_the_middle_of_a_stage_resumes_to_the_same_results(where:
     err = capsys.readouterr().err
     assert "16 of 24 trainings already done" in err and "(8 trainings run)" in err  # the HVAE on: what had not run
     assert results(run) == json.loads(GOLDEN.read_text())
+
+
+def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypatch, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from hyperguide.config import RunConfig, training_keys
+    from hyperguide.run.folder import RunFolder
+    from hyperguide.run.stages import STAGES, StageOutput, StageSpec, shaping_keys, stage_fingerprint
+
+    assert shaping_keys("hyperldm-hvae") == [
+        "collect", "folds", "held_out", "hvae", "hyperldm", "method", "prompts", "split", "train", "universe"
+    ]  # fmt: skip
+    # a stage added without saying what shapes it is shaped by every section but the evaluation-only ones
+    monkeypatch.setitem(STAGES, "toy", StageSpec("toy", ("latents",), lambda ctx, g: StageOutput(), "a toy"))
+    assert shaping_keys("toy") == sorted(training_keys(RunConfig))
+
+    def fingerprint(config: RunConfig) -> dict[str, str]:
+        return stage_fingerprint("hyperldm-hnet", config, RunFolder(tmp_path), 0, 0, "data")
+
+    base = resolve_config("quick", {"universe": "synthetic"})
+    same = [
+        ["hyperldm.gammas=[3]", "hyperldm.sample_steps=7", "hyperldm.clip_x0=false", "hyperldm.start_frac=0.5"],
+        ["seeds=[5]", 'methods=["chance"]', 'eval.k_shots=["2"]', "method.oracle.steps=1", "hvae.lr=0.5"],
+    ]
+    for overrides in same:  # evaluation-only knobs, and a section the stage does not read
+        assert fingerprint(resolve_config("quick", {"universe": "synthetic"}, overrides)) == fingerprint(base)
+    for override, key in [("hyperldm.lr=0.5", "config.hyperldm"), ("collect.n_aug=2", "config.collect"),
+                          ("train.epochs=1", "config.train"), ("prompts=declarative", "config.prompts")]:  # fmt: skip
+        changed = fingerprint(resolve_config("quick", {"universe": "synthetic"}, [override]))
+        assert [k for k in changed if changed[k] != fingerprint(base)[k]] == [key]
+    assert fingerprint(replace(base, folds=3))["config.folds"] != fingerprint(base)["config.folds"]

@@ -26,6 +26,7 @@ from hyperguide.config.typed import (
     render,
     require,
     to_dict,
+    training_keys,
     training_view,
 )
 
@@ -56,5 +57,6 @@ __all__ = [
     "require",
     "resolve_config",
     "to_dict",
+    "training_keys",
     "training_view",
 ]

@@ -278,13 +278,15 @@ class RunConfig:
     folds: int = knob(5, help="kfold: number of folds")
     held_out: tuple[str, ...] = knob((), help="compositional: held-out concepts (empty: the universe's)")
     prompts: PromptStyle = knob("answer", help="easyvqa answer prompts: the bare answer or a declarative statement")
-    seeds: tuple[int, ...] = knob((0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)")
+    seeds: tuple[int, ...] = knob(
+        (0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)", evaluation_only=True
+    )  # a checkpoint's own seed is in its name: the list shapes none
     methods: tuple[str, ...] | None = knob(
-        None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)"
+        None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)", evaluation_only=True
     )
     method: MethodConfig = knob(help="the methods' architecture", factory=MethodConfig)
     train: TrainConfig = knob(help="meta-training", factory=TrainConfig)
-    eval: EvalConfig = knob(help="evaluation", factory=EvalConfig)
+    eval: EvalConfig = knob(help="evaluation", factory=EvalConfig, evaluation_only=True)
     collect: CollectConfig = knob(help="latent collection", factory=CollectConfig)
     hvae: HVAEConfig = knob(help="the HVAE", factory=HVAEConfig)
     hyperclip: HyperCLIPConfig = knob(help="HyperCLIP", factory=HyperCLIPConfig)

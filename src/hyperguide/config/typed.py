@@ -88,6 +88,11 @@ def training_view(obj: Any) -> Any:
     return to_dict(obj)
 
 
+def training_keys(cls: type) -> list[str]:
+    """The fields of dataclass `cls` that are not marked `evaluation_only`."""
+    return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("evaluation_only", False)]
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)

@@ -43,7 +43,7 @@ from hyperguide.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from hyperguide.config import RunConfig, to_dict, training_view
+from hyperguide.config import RunConfig, to_dict, training_keys, training_view
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task
@@ -149,7 +149,9 @@ class StageSpec:
     run: Callable[[StageContext, torch.Generator], StageOutput]
     summary: str
     diagnostic: Diagnostic | None = None
-    shaped_by: tuple[str, ...] = ()  # config sections (or dotted knobs) that shape it, beyond DATA_KEYS and its deps'
+    # The config sections (or dotted knobs) that shape it beyond DATA_KEYS and its dependencies'; None (a stage that
+    # declares nothing): every section but the evaluation-only ones, so that no setting it reads is left out.
+    shaped_by: tuple[str, ...] | None = None
 
 
 # What every stage is trained on: the config's keys that choose the tasks and their texts (the data's own hash is
@@ -328,7 +330,7 @@ def row_stages(rows: Iterable[Row]) -> list[str]:
 def shaping_keys(name: str) -> list[str]:
     """The config keys that shape stage `name`: `DATA_KEYS`, its own `shaped_by` and its dependencies', sorted."""
     spec = stage(name)
-    keys = {*DATA_KEYS, *spec.shaped_by}
+    keys = {*DATA_KEYS, *(training_keys(RunConfig) if spec.shaped_by is None else spec.shaped_by)}
     for dep in spec.deps:
         keys.update(shaping_keys(dep))
     return sorted(keys)
