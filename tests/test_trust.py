@@ -523,20 +523,25 @@ def test_a_read_only_home_still_loads_question_tokens(tmp_path: Path, monkeypatc
 
 def test_temporaries_of_killed_writers_are_swept_and_live_ones_kept(small_run: Path, tmp_path: Path) -> None:
     run = copy_run(small_run, tmp_path)
-    stale = [run / ".results.json.k1l2e3d4.tmp", run / "cond-multitask" / ".seed0-fold0.safetensors.x9y8z7w6.tmp"]
+    stale = [
+        run / ".results.json.hyperguide-k1l2e3d4.tmp",
+        run / "cond-multitask" / ".seed0-fold0.safetensors.hyperguide-x9y8z7w6.tmp",
+    ]
     for path in stale:
         path.write_bytes(b"half")
-    live = run / ".k_shot.png.live1234.tmp"
+    foreign = run / ".an-editor-s-file.tmp"  # not ours: never touched
+    foreign.write_bytes(b"keep")
+    live = run / ".k_shot.png.hyperguide-live1234.tmp"
     live.write_bytes(b"being written")
     with open(live, "rb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # a writer at work holds its temporary locked
         assert sorted(sweep_temporaries(run)) == sorted(stale)
-    assert live.exists() and not any(p.exists() for p in stale)
+    assert live.exists() and foreign.exists() and not any(p.exists() for p in stale)
     live.unlink()
     with pytest.raises(RuntimeError), atomic_path(run / "x.json") as tmp:
         tmp.write_text("{")
         raise RuntimeError
-    assert not list(run.rglob(".*.tmp"))
+    assert not list(run.rglob(".*.hyperguide-*.tmp"))
 
 
 def test_a_missing_checkpoint_json_is_named(small_run: Path, tmp_path: Path, capsys) -> None:

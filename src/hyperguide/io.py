@@ -1,6 +1,6 @@
 """Atomic file writes and strict readers: no half-written file is ever trusted, and every bad file is named.
 
-A writer writes to a temporary file in the same folder (`.<name>.<random>.tmp`, locked while it is written),
+A writer writes to a temporary file in the same folder (`.<name>.hyperguide-<random>.tmp`, locked while written),
 flushes it to disk and renames it over the target (`os.replace` is atomic on POSIX), so a crash leaves either the old
 file or the new one, never a torn one, and a symlink planted at the target is replaced, never followed. A write that
 fails (no space, no permission, a folder in the way) raises `WriteError`, `cannot write PATH: <reason>`, and leaves
@@ -27,7 +27,7 @@ from safetensors.torch import save as save_bytes
 
 from hyperguide.errors import HyperguideError
 
-TMP_SUFFIX = ".tmp"
+TMP_MARK, TMP_SUFFIX = "hyperguide-", ".tmp"  # temporaries are `.<name>.hyperguide-<random>.tmp`: only ours are swept
 
 
 class WriteError(HyperguideError):
@@ -48,7 +48,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TMP_MARK}", suffix=TMP_SUFFIX, dir=path.parent)
         fcntl.flock(fd, fcntl.LOCK_EX)
         tmp_path = Path(tmp)
         yield tmp_path
@@ -66,13 +66,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def sweep_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporaries that killed writers left under `folder` (any depth); one that a live writer holds
-    locked is kept. Returns the removed paths."""
+    """Remove the temporaries that killed writers of this package left under `folder` (any depth; no other file,
+    and none that a live writer holds locked). Returns the removed paths."""
     removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    for tmp in folder.rglob(f".*{TMP_SUFFIX}"):
+    for tmp in folder.rglob(f".*.{TMP_MARK}*{TMP_SUFFIX}"):
         if tmp.is_symlink() or not tmp.is_file():
             continue
         try:

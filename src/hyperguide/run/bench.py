@@ -79,7 +79,10 @@ def evaluation_fingerprint(universe: Universe, folder: RunFolder) -> dict[str, s
         for seed in config.seeds:
             for split in splits_of(universe, config):
                 stem = folder.stem(stage, seed, split.fold)
-                checkpoints[f"{stage}/{stem.name}"] = read_metadata(stem).get("sha256", "missing")
+                try:
+                    checkpoints[f"{stage}/{stem.name}"] = read_metadata(stem).get("sha256", "missing")
+                except HyperguideError:  # the evaluation will say what is missing
+                    checkpoints[f"{stage}/{stem.name}"] = "missing"
 
     return {"config": digest(to_dict(config)), "data": universe.fingerprint(), "checkpoints": digest(checkpoints)}
 
