@@ -126,7 +126,7 @@ def _require_steps(epochs: int, min_steps: int) -> None:
     """A trainer over the latent dataset trains `epochs` epochs, at least `min_steps` steps: one must be >= 1."""
     require(epochs >= 0, "epochs", ">= 0", epochs)
     require(min_steps >= 0, "min_steps", ">= 0", min_steps)
-    require(epochs + min_steps >= 1, "epochs", ">= 1 (or min_steps >= 1): a stage must train", epochs)
+    require(epochs + min_steps >= 1, "epochs", ">= 1, or min_steps >= 1 (a stage must train)", epochs)
 
 
 @dataclass(frozen=True)
