@@ -667,3 +667,19 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
         changed = fingerprint(resolve_config("quick", {"universe": "synthetic"}, [override]))
         assert [k for k in changed if changed[k] != fingerprint(base)[k]] == [key]
     assert fingerprint(replace(base, folds=3))["config.folds"] != fingerprint(base)["config.folds"]
+
+
+def test_a_checkpoint_of_an_older_version_is_retrained_not_trusted(small_run: Path, tmp_path: Path, capsys) -> None:
+    run = copy_run(small_run, tmp_path)
+    for path in checkpoints(run):  # as this version's predecessors wrote them: no sha256, no fingerprint
+        meta = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("sha256", "fingerprint")}))
+    assert main(["eval", str(run)]) == 2
+    stem = run / "cond-multitask" / "seed0-fold0"
+    assert error_of(capsys) == (
+        f"hyperguide eval: error: row 'cond-multitask' (seed 0, fold 0): checkpoint {stem} "
+        "has no fingerprint (written by an older version); retrain it with `hyperguide train` or `hyperguide bench` on "
+        "this run folder"
+    )
+    assert bench(run) == 0 and "(8 trainings run)" in capsys.readouterr().err
+    assert results(run) == results(small_run)
