@@ -97,3 +97,150 @@ def test_generate_rejects_bad_requests(trained) -> None:
         generate(run, ["What color is it?"], options=options)
     with pytest.raises(HyperguideError, match="no checkpoint"):
         generate(run, ["What color is it?"], method="hvae+hyperldm@1", options=replace(options))
+
+
+# ------------------------------------------------------------------------- issue 13: what generate refuses, and why
+
+
+def _features_file(path: Path, features: torch.Tensor) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"features": features}, str(path))
+    return path
+
+
+def _cli(trained, *args: str) -> list[str]:
+    run, options, _ = trained
+    argv = ["generate", str(run), "What color is the dog?", "--method", "cond-multitask", "--home", str(options.home)]
+    return [*argv, "--splits-dir", str(options.splits_dir), "--clip-model", options.clip_model, *args]
+
+
+def test_images_and_features_together_are_refused(trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, options, image = trained
+    features = _features_file(tmp_path / "f.safetensors", torch.randn(3, 16))
+    with pytest.raises(SystemExit) as exit_:
+        main(_cli(trained, "--answers", "red", "blue", "--images", str(image), "--features", str(features)))
+    assert exit_.value.code == 2
+    assert "error: argument --features: not allowed with argument --images" in capsys.readouterr().err
+    with pytest.raises(HyperguideError, match=r"give images or features, not both"):
+        generate(run, ["What?"], [["a", "b"]], method="cond-multitask", images=[image], features=features)
+    # each prediction is filed under what it is of: generated.json names the inputs
+    assert (
+        main(_cli(trained, "--answers", "red", "blue", "--features", str(features), "--out", str(tmp_path / "g"))) == 0
+    )
+    assert f"  {features}[2]: " in capsys.readouterr().out
+    assert read_json(tmp_path / "g" / "generated.json")["inputs"] == [f"{features}[{i}]" for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (torch.tensor([[float("nan")] * 16, [0.0] * 16]), "holds NaN or infinity in tensor 'features'"),
+        (torch.tensor([[float("inf")] * 16]), "holds NaN or infinity in tensor 'features'"),
+        (torch.zeros(0, 16), "features of shape (0, 16), expected (N, 16) with N >= 1"),
+        (torch.ones(2, 16, dtype=torch.int32), "features of dtype torch.int32, expected a float tensor"),
+    ],
+    ids=["nan", "inf", "no-rows", "int"],
+)
+def test_bad_feature_files_are_refused(trained, features, message, tmp_path: Path, capsys) -> None:
+    path = _features_file(tmp_path / "f.safetensors", features)
+    assert main(_cli(trained, "--answers", "red", "blue", "--features", str(path), "--out", str(tmp_path / "g"))) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hyperguide generate: error: ") and message in err and str(path) in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_repeated_answers_long_questions_and_a_file_as_out_are_refused(trained, tmp_path: Path, capsys) -> None:
+    assert main(_cli(trained, "--answers", "yes", "yes", "no")) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hyperguide generate: error: question 'What color is the dog?': candidate answers must be distinct, "
+        "['yes'] repeat"
+    )
+    run, options, _ = trained
+    long = "is " + "very " * 20 + "red?"  # the tiny CLIP reads 40 tokens, one a character here
+    with pytest.raises(
+        HyperguideError, match=r"text 'is very .*\.\.\.' is 88 tokens long; .* reads at most 40: shorten it"
+    ):
+        generate(run, [long], [["yes", "no"]], method="cond-multitask", options=options)
+    out = tmp_path / "file"
+    out.write_text("")
+    assert main(_cli(trained, "--answers", "red", "blue", "--out", str(out))) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hyperguide generate: error: --out {out} is a file, not a folder: give a folder for the generated files"
+    )
+
+
+def test_generate_refuses_a_tampered_checkpoint(trained, tmp_path: Path) -> None:
+    import shutil
+
+    run, options, _ = trained
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    weights = copy / "cond-multitask" / "seed0-fold0.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(HyperguideError, match=r"row 'cond-multitask' \(seed 0, fold 0\): checkpoint .* sha256 differs"):
+        generate(copy, ["What?"], [["a", "b"]], method="cond-multitask", options=options)
+
+
+def test_a_model_folder_of_pickles_is_never_unpickled(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from transformers import CLIPModel
+
+    from hyperguide.encoders.clip import ClipEncoder
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "preprocessor_config.json"):
+        (folder / name).write_bytes((model_dir / name).read_bytes())
+    model = CLIPModel.from_pretrained(model_dir)
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # what an old or foreign model folder holds
+    assert (folder / "pytorch_model.bin").is_file() and not list(folder.glob("*.safetensors"))
+
+    def no_unpickling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    with pytest.raises(HyperguideError, match=r"cannot load CLIP model .*pickled\b.*safetensors weights"):
+        ClipEncoder(folder)
+
+
+def test_eval_refuses_non_finite_or_other_universe_features(trained, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run, options, _ = trained
+    home = Path(shutil.copytree(options.home, tmp_path / "home"))
+    table = home / "metavqa" / "features" / "image_features.safetensors"
+    with safe_open(str(table), framework="pt") as f:
+        metadata, features = f.metadata(), f.get_tensor("features")
+    argv = ["eval", str(run), "--home", str(home), "--splits-dir", str(options.splits_dir)]
+    argv += ["--clip-model", options.clip_model, "--quiet"]
+
+    nan = features.clone()
+    nan[1] = float("nan")  # one image's row
+    save_file({"features": nan}, str(table), metadata=metadata)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"hyperguide eval: error: feature table {table} holds NaN or infinity in tensor 'features': it is corrupt"
+    )
+    save_file({"features": features + 0.5}, str(table), metadata=metadata)  # finite, but not what was trained on
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hyperguide eval: error: row 'cond-multitask' (seed 0, fold 0): checkpoint ")
+    assert "was made from something else: its fingerprint differs in data; retrain it" in err
+    assert not (run / "results.json").exists()  # nothing was scored
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(trained, tmp_path: Path, capsys) -> None:
+    from tests.test_trust import _png_declaring
+
+    bomb = _png_declaring(tmp_path / "bomb.png", 12000, 12000)
+    assert main(_cli(trained, "--answers", "red", "blue", "--images", str(bomb), "--out", str(tmp_path / "g"))) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"hyperguide generate: error: image {bomb} declares 12000x12000 pixels, more than the 40,000,000 an image may "
+        "have here (a decompression bomb?); it was not decoded"
+    )
+    assert not (tmp_path / "g").exists()

@@ -143,12 +143,12 @@ def test_bad_config_values_name_the_key_and_what_is_allowed(tmp_path: Path) -> N
     cases = [
         (["method.inner.optimizer=rmsprop"], "config.method.inner.optimizer: 'rmsprop' is not one of 'sgd', 'adam'"),
         (["split=iid"], "config.split: 'iid' is not one of 'random', 'compositional', 'kfold'"),
-        (["seeds=[]"], "seeds: give at least one seed"),
-        (["seeds=[0,0]"], "seeds must be distinct"),
-        (["hyperldm.gammas=[1,-2]"], "gammas must be >= 0"),
-        (["train.lr=NaN"], "config.train.lr: nan is not a finite number"),
+        (["seeds=[]"], "config.seeds: must be at least one seed, got []"),
+        (["seeds=[0,0]"], "config.seeds: must be distinct"),
+        (["hyperldm.gammas=[1,-2]"], "config.hyperldm.gammas: must be finite numbers >= 0"),
+        (["train.lr=NaN"], "config.train.lr: NaN is not a finite number"),
         (["train=3"], "'train' is a section"),
-        (['eval.k_shots=["0"]'], "must be a positive integer or 'full'"),
+        (['eval.k_shots=["0"]'], "config.eval.k_shots: must be positive integers or 'full'"),
     ]
     for overrides, message in cases:
         with pytest.raises(HyperguideError, match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -6,6 +6,7 @@ on an interactive terminal, `Lines` otherwise. Nothing here is needed by a proce
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from hyperguide.events import (
     StageFinished,
     StageStarted,
 )
+from hyperguide.io import cannot_write
 
 
 class JsonlLog:
@@ -30,21 +32,31 @@ class JsonlLog:
     killed stage keeps its log so far and a running one can be tailed.
 
     A stage that starts again (after a crash) starts its log again: the old file is removed and a new one created
-    (a symlink planted in its place is removed, not followed)."""
+    exclusively (a symlink planted in its place is removed, never followed). A failed write (a full disk) raises
+    `WriteError` naming the log."""
 
     def __init__(self, path_of: Callable[[str, int, int], Path]) -> None:
         self.path_of = path_of  # (stage, seed, fold) -> the stage's log file
         self._file: IO[str] | None = None
+        self._path: Path | None = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, StageStarted):
-            self._close()
-            self._file = _create(self.path_of(event.stage, event.seed, event.fold))
-        elif isinstance(event, EpochEnded) and self._file is not None:
-            self._file.write(json.dumps(event.record) + "\n")
-            self._file.flush()
-        elif isinstance(event, StageFinished):
-            self._close()
+        try:
+            if isinstance(event, StageStarted):
+                self._close()
+                self._path = self.path_of(event.stage, event.seed, event.fold)
+                self._file = _create(self._path)
+            elif isinstance(event, EpochEnded) and self._file is not None:
+                self._file.write(json.dumps(event.record) + "\n")
+                self._file.flush()
+            elif isinstance(event, StageFinished):
+                self._close()
+        except OSError as e:
+            file, self._file = self._file, None
+            if file is not None:
+                with contextlib.suppress(OSError):  # its buffer holds what the disk refused: closed all the same
+                    file.close()
+            raise cannot_write(self._path or "the training log", e) from None
 
     def _close(self) -> None:
         if self._file is not None:

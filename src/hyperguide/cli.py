@@ -4,6 +4,7 @@ library; nothing more."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -88,11 +89,12 @@ def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> No
 
 
 def _options(args: argparse.Namespace) -> Any:
+    from hyperguide.config import check_device
     from hyperguide.universes import UniverseOptions
 
     options = UniverseOptions(
         seed=getattr(args, "seed", 0),
-        device=args.device,
+        device=check_device(args.device),
         splits_dir=args.splits_dir,
         vqa_root=args.vqa_root,
         coco_root=args.coco_root,
@@ -278,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--run-seed", type=int, default=None, help="which trained seed to use (default: the run's first)")
     gen.add_argument("--fold", type=int, default=0, help="which fold's models to use (default 0)")
-    gen.add_argument("--images", nargs="+", type=Path, default=None, metavar="IMAGE", help="images to answer about")
-    gen.add_argument(
+    inputs = gen.add_mutually_exclusive_group()
+    inputs.add_argument("--images", nargs="+", type=Path, default=None, metavar="IMAGE", help="images to answer about")
+    inputs.add_argument(
         "--features",
         type=Path,
         default=None,
@@ -341,7 +344,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _seeds_hint(args)
     out = _out(args, config, prefix="bench-")
     universe = load_universe(config.universe, _options(args), prompts=config.prompts)
-    result = run_bench(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False))
+    result = run_bench(
+        universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False), stream=sys.stderr
+    )
     print(summary_line(result), file=sys.stderr)
     return 0
 
@@ -381,9 +386,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     folder = out.save(args.out)
     for i, question in enumerate(out.questions):
         print(f"{question}  [{out.method}; answers: {', '.join(out.answers[i])}]")
-        if out.predictions is not None and out.probabilities is not None:
-            names = [str(p) for p in (args.images or range(len(out.predictions[i])))]
-            for name, pred, probs in zip(names, out.predictions[i], out.probabilities[i], strict=True):
+        if out.predictions is not None and out.probabilities is not None and out.inputs is not None:
+            for name, pred, probs in zip(out.inputs, out.predictions[i], out.probabilities[i], strict=True):
                 print(f"  {name}: {pred} ({100 * float(probs.max()):.1f}%)")
     print(
         f"wrote {folder / 'weights.safetensors'} and {folder / 'generated.json'} ({out.weights.shape[1]} weights each)"
@@ -410,7 +414,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from hyperguide.eval.results import read_results
-    from hyperguide.eval.stats import compare
+    from hyperguide.eval.stats import ci_text, compare
 
     results = read_results(args.run_dir / "results.json")
     for name in (args.a, args.b):
@@ -420,7 +424,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for unit, d in c.items():
         print(
             f"{args.a} - {args.b}, paired {unit.replace('_', ' ')} (n={d['n']}): "
-            f"{d['mean']:+.2f} ± {d['ci95']:.2f} points (95% CI), p = {d['p_value']:.3g}"
+            f"{d['mean']:+.2f} ± {ci_text(d['ci95'])} points (95% CI), p = {ci_text(d['p_value'], '.3g')}"
         )
     return 0
 
@@ -477,6 +481,16 @@ COMMANDS = {
 }
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
+                errno.EEXIST}  # fmt: skip
+
+
+def _os_error(e: OSError) -> str:
+    path = e.filename if e.filename is not None else "a file"
+    reason = e.strerror or str(e)
+    return f"cannot write {path}: {reason}" if e.errno in WRITE_ERRNOS else f"{path}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -487,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as e:  # what the library did not name itself: a full disk, a read-only folder, a file in the way
+        print(f"hyperguide {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"hyperguide {args.command}: interrupted; finished work is kept and reused on the next run", file=sys.stderr

@@ -10,7 +10,11 @@
 The question (and its answers) are embedded with the frozen encoders of the run's universe (`Encoders`, from its
 source in `hyperguide.universes`), the method's trained parts are loaded from the run folder, and the weights are
 the method's zero-shot answer: nothing is fine-tuned and no label is used. Images are embedded with the universe's
-image encoder (easyvqa: its image tower), or given directly as features.
+image encoder (easyvqa: its image tower), or given directly as features (one or the other, never both).
+
+Everything is checked before it is used: the method's checkpoints carry the fingerprint the run's config.json
+expects and their recorded sha256 (`run.stages.load_row`); features are a finite float (N >= 1, D) tensor; answers
+are distinct; a question or answer longer than the text encoder reads is refused, never cut.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ class Generated:
     weights: torch.Tensor  # (B, P)
     predictions: list[list[str]] | None = None  # per question, the chosen answer for each image
     probabilities: list[torch.Tensor] | None = None  # per question, (n_images, K)
+    inputs: list[str] | None = None  # what each prediction is of: the image files, or the feature file's rows
 
     def save(self, out_dir: str | Path) -> Path:
         """`weights.safetensors` (one (P,) tensor per question, `q0`, `q1`, ...) and `generated.json`."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise HyperguideError(f"--out {out} is a file, not a folder: give a folder for the generated files")
         write_tensors(out / "weights.safetensors", {f"q{i}": w for i, w in enumerate(self.weights)})
         record: dict[str, Any] = {
             "method": self.method,
@@ -63,6 +69,7 @@ class Generated:
             ],
         }
         if self.predictions is not None and self.probabilities is not None:
+            record["inputs"] = self.inputs
             for entry, preds, probs in zip(record["questions"], self.predictions, self.probabilities, strict=True):
                 entry["predictions"] = preds
                 entry["probabilities"] = [[round(float(p), 4) for p in row] for row in probs]
@@ -86,15 +93,22 @@ def _best_conditional_row(run_dir: Path) -> str:
 
 
 def _read_features(path: str | Path, dim: int) -> torch.Tensor:
-    tensors = read_tensors(path, what="image features")
+    tensors = read_tensors(path, what="image features")  # refuses NaN and infinity
     if FEATURES_KEY not in tensors:
         raise HyperguideError(
             f"{path} has no tensor {FEATURES_KEY!r} (an (N, {dim}) float tensor); it has {list(tensors)}"
         )
-    features = tensors[FEATURES_KEY].float()
-    if features.ndim != 2 or features.shape[1] != dim:
-        raise HyperguideError(f"{path}: features of shape {tuple(features.shape)}, expected (N, {dim})")
-    return features
+    return _check_features(tensors[FEATURES_KEY], dim, str(path))
+
+
+def _check_features(features: torch.Tensor, dim: int, source: str) -> torch.Tensor:
+    if not features.is_floating_point():
+        raise HyperguideError(f"{source}: features of dtype {features.dtype}, expected a float tensor")
+    if features.ndim != 2 or features.shape[1] != dim or features.shape[0] == 0:
+        raise HyperguideError(f"{source}: features of shape {tuple(features.shape)}, expected (N, {dim}) with N >= 1")
+    if not bool(torch.isfinite(features).all()):
+        raise HyperguideError(f"{source}: features hold NaN or infinity")
+    return features.float()
 
 
 def generate(
@@ -114,6 +128,8 @@ def generate(
 
     `answers[i]` are question i's candidate answers; when omitted, a question that is one of the universe's tasks gets
     that task's answers."""
+    if images and features is not None:
+        raise HyperguideError("give images or features, not both (whose answers would be printed under which names?)")
     run_dir = Path(run_dir)
     config = RunFolder(run_dir).read_config()
     options = options or UniverseOptions()
@@ -133,9 +149,17 @@ def generate(
     q_emb = encoders.texts(questions)
     q_tokens = encoders.question_tokens(questions)
     feature_dim = int(q_emb.shape[1])
-    x = _read_features(features, feature_dim) if isinstance(features, (str, Path)) else features
-    if x is None and images:
+    x: torch.Tensor | None = None
+    inputs: list[str] | None = None
+    if isinstance(features, (str, Path)):
+        x = _read_features(features, feature_dim)
+        inputs = [f"{features}[{i}]" for i in range(len(x))]
+    elif features is not None:
+        x = _check_features(features, feature_dim, "features")
+        inputs = [f"features[{i}]" for i in range(len(x))]
+    elif images:
         x = encoders.images(images)
+        inputs = [str(p) for p in images]
     example = x[:1] if x is not None and len(x) else torch.zeros(1, feature_dim)
     tasks = []
     for question, emb, tokens, options_i in zip(questions, q_emb, q_tokens, answer_lists, strict=True):
@@ -147,7 +171,7 @@ def generate(
     with torch.no_grad():
         phi = model.zero_shot_phi(batch)
         weights = model.generate(phi).detach()
-    out = Generated(row, questions, [list(a) for a in answer_lists], model.shape, weights)
+    out = Generated(row, questions, [list(a) for a in answer_lists], model.shape, weights, inputs=inputs)
     if x is not None:
         out.predictions, out.probabilities = [], []
         for b, task in enumerate(tasks):
@@ -184,6 +208,9 @@ def _answers_for(
         for q, lst in zip(questions, out, strict=True):
             if len(lst) < 2:
                 raise HyperguideError(f"question {q!r} needs at least two candidate answers, got {lst}")
+            if len(set(lst)) != len(lst):
+                repeated = sorted({a for a in lst if lst.count(a) > 1})
+                raise HyperguideError(f"question {q!r}: candidate answers must be distinct, {repeated} repeat")
         return out
     missing = [q for q in questions if q not in known]
     if missing:

@@ -1,6 +1,7 @@
 """Configuration: the typed sections of a run (`sections`), the machinery that reads, overrides and lists them
 (`typed`), and the named presets (`presets`)."""
 
+from hyperguide.config.device import check_device
 from hyperguide.config.presets import DEFAULT_PRESET, QUICK_PRESET, preset_names, preset_path, resolve_config
 from hyperguide.config.sections import (
     CollectConfig,
@@ -18,7 +19,18 @@ from hyperguide.config.sections import (
     SplitKind,
     TrainConfig,
 )
-from hyperguide.config.typed import apply_overrides, from_dict, knob, knobs, merge, render, to_dict
+from hyperguide.config.typed import (
+    apply_overrides,
+    from_dict,
+    knob,
+    knobs,
+    merge,
+    render,
+    require,
+    to_dict,
+    training_keys,
+    training_view,
+)
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -38,6 +50,7 @@ __all__ = [
     "SplitKind",
     "TrainConfig",
     "apply_overrides",
+    "check_device",
     "from_dict",
     "knob",
     "knobs",
@@ -45,6 +58,9 @@ __all__ = [
     "preset_names",
     "preset_path",
     "render",
+    "require",
     "resolve_config",
     "to_dict",
+    "training_keys",
+    "training_view",
 ]

@@ -3,6 +3,12 @@
 The defaults are the paper's (its code's defaults, `docs/design.md` §4.1) unless a field says otherwise; the
 presets under `configs/` (`default`: the bench's 30-minute budget, `quick`: smoke runs) change some of them.
 `hyperguide config` lists the resolved tree.
+
+Every field is checked when its dataclass is built (`__post_init__`, one `require(ok, field, what is right, value)`
+per rule), so no out-of-range, non-finite or empty value reaches a run: `from_dict` reports a refusal as
+`config.<section>.<field>: must be ..., got ...`. A new field gets its own `require` line. A knob that only changes
+how trained models are used (sampling, guidance, the table's sweep) is marked `evaluation_only=True`: checkpoints'
+fingerprints leave it out, so changing it retrains nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from hyperguide.config.typed import knob
+from hyperguide.config.typed import at_least, knob, positive, require
 
 QuestionMode = Literal["pooled", "attention"]
 Prediction = Literal["eps", "x0", "v"]  # what a diffusion denoiser outputs (diffusion/ddpm.py)
@@ -33,10 +39,16 @@ class InnerLoop:
     eps: float = knob(1e-8, help="Adam's epsilon (inner optimiser adam)")
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"inner optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.steps < 0 or self.lr <= 0:
-            raise ValueError(f"inner loop needs steps >= 0 and lr > 0, got steps={self.steps}, lr={self.lr}")
+        require(self.optimizer in ("sgd", "adam"), "optimizer", "'sgd' or 'adam'", self.optimizer)
+        require(self.steps >= 0, "steps", ">= 0", self.steps)
+        require(positive(self.lr), "lr", "a finite number > 0", self.lr)
+        require(
+            len(self.betas) == 2 and all(at_least(b, 0) and b < 1 for b in self.betas),
+            "betas",
+            "two numbers in [0, 1)",
+            self.betas,
+        )
+        require(positive(self.eps), "eps", "a finite number > 0", self.eps)
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,20 @@ class MethodConfig:
     oracle: InnerLoop = knob(
         help="the oracle bound: fine-tuning on the full support set",
         factory=lambda: InnerLoop(steps=100, lr=1e-2, optimizer="adam"),
+        evaluation_only=True,
     )
+
+    def __post_init__(self) -> None:
+        require(
+            self.adapter_hidden is None or self.adapter_hidden >= 1,
+            "adapter_hidden",
+            "null or >= 1",
+            self.adapter_hidden,
+        )
+        require(self.latent_dim >= 1, "latent_dim", ">= 1", self.latent_dim)
+        require(all(h >= 1 for h in self.hnet_hidden), "hnet_hidden", "widths >= 1", self.hnet_hidden)
+        require(self.film_hidden >= 1, "film_hidden", ">= 1", self.film_hidden)
+        require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,15 @@ class TrainConfig:
         64, help="per task and set, a fresh random subset of this many examples each step (null: all)"
     )
 
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", ">= 1", self.epochs)
+        require(self.meta_batch_size >= 1, "meta_batch_size", ">= 1", self.meta_batch_size)
+        require(positive(self.lr), "lr", "a finite number > 0", self.lr)
+        require(
+            positive(self.grad_clip), "grad_clip", "a finite number > 0 (the largest gradient norm)", self.grad_clip
+        )
+        require(self.max_examples is None or self.max_examples >= 1, "max_examples", "null or >= 1", self.max_examples)
+
 
 @dataclass(frozen=True)
 class CollectConfig:
@@ -83,6 +117,18 @@ class CollectConfig:
     inner: InnerLoop = knob(help="the adaptation of z on each subset", factory=InnerLoop)
     batch_size: int = knob(128, help="tasks adapted together (larger batches amortise per-step overhead)")
     max_examples: int | None = knob(None, help="cap on a subset's size (null: the paper's 2/3-to-all subset)")
+
+    def __post_init__(self) -> None:
+        require(self.n_aug >= 1, "n_aug", ">= 1", self.n_aug)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require(self.max_examples is None or self.max_examples >= 1, "max_examples", "null or >= 1", self.max_examples)
+
+
+def _require_steps(epochs: int, min_steps: int) -> None:
+    """A trainer over the latent dataset trains `epochs` epochs, at least `min_steps` steps: one must be >= 1."""
+    require(epochs >= 0, "epochs", ">= 0", epochs)
+    require(min_steps >= 0, "min_steps", ">= 0", min_steps)
+    require(epochs + min_steps >= 1, "epochs", ">= 1, or min_steps >= 1 (a stage must train)", epochs)
 
 
 @dataclass(frozen=True)
@@ -100,6 +146,14 @@ class HVAEConfig:
         True, help="standardise the encoder's input and start the decoder at the mean weights (paper's option: off)"
     )
 
+    def __post_init__(self) -> None:
+        require(all(h >= 1 for h in self.hidden_dims), "hidden_dims", "widths >= 1", self.hidden_dims)
+        require(self.latent_dim >= 1, "latent_dim", ">= 1", self.latent_dim)
+        require(at_least(self.kl_weight, 0), "kl_weight", "a finite number >= 0", self.kl_weight)
+        require(positive(self.lr), "lr", "a finite number > 0", self.lr)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        _require_steps(self.epochs, self.min_steps)
+
 
 @dataclass(frozen=True)
 class HyperCLIPConfig:
@@ -113,21 +167,43 @@ class HyperCLIPConfig:
     guidance: InnerLoop = knob(
         help="zero-shot guidance: ascent of the latent towards the question",
         factory=lambda: InnerLoop(steps=50, lr=1e-3, optimizer="adam"),
+        evaluation_only=True,
     )
     start: Literal["z0", "centroid", "retrieval"] = knob(
         "z0",
         help="guidance starts from the space's start (z0, paper), the training latents' centroid, or the training "
         "latent HyperCLIP scores highest for the question (retrieval)",
+        evaluation_only=True,
     )
     guidance_step: float | None = knob(
-        None, help="guidance lr as this fraction of the training latents' per-dimension spread (null: guidance.lr)"
+        None,
+        help="guidance lr as this fraction of the training latents' per-dimension spread (null: guidance.lr)",
+        evaluation_only=True,
     )
-    span: int | None = knob(None, help="confine guidance to the centroid + this many principal axes of the latents")
+    span: int | None = knob(
+        None, help="confine guidance to the centroid + this many principal axes of the latents", evaluation_only=True
+    )
     normalize: bool = knob(True, help="standardise the weight tower's input by the training codes (paper: off)")
-    init_l2: float = knob(0.0, help="weight of 1/2 ||x - x_start||^2 in the guidance loss")
+    init_l2: float = knob(0.0, help="weight of 1/2 ||x - x_start||^2 in the guidance loss", evaluation_only=True)
     question: QuestionMode = knob("pooled", help="the text side: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
     candidates: int = knob(10, help="the task-identification diagnostic picks the right question among this many")
+
+    def __post_init__(self) -> None:
+        require(all(h >= 1 for h in self.hidden_dims), "hidden_dims", "widths >= 1", self.hidden_dims)
+        require(positive(self.lr), "lr", "a finite number > 0", self.lr)
+        require(self.batch_size >= 2, "batch_size", ">= 2 (a contrastive batch compares tasks)", self.batch_size)
+        _require_steps(self.epochs, self.min_steps)
+        require(at_least(self.init_l2, 0), "init_l2", "a finite number >= 0", self.init_l2)
+        require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
+        require(self.candidates >= 2, "candidates", ">= 2", self.candidates)
+        require(
+            self.guidance_step is None or positive(self.guidance_step),
+            "guidance_step",
+            "null or > 0",
+            self.guidance_step,
+        )
+        require(self.span is None or self.span >= 1, "span", "null or >= 1", self.span)
 
 
 @dataclass(frozen=True)
@@ -152,21 +228,57 @@ class HyperLDMConfig:
     batch_size: int = knob(32, help="tasks per step")
     lr: float = knob(1e-3, help="Adam learning rate")
     ema_decay: float = knob(0.999, help="decay of the EMA of the denoiser's weights, which is what samples")
-    sample_steps: int | None = knob(None, help="respaced sampling with this many steps (null: all num_steps)")
-    start_frac: float | None = knob(
-        None, help="start the reverse chain from the noised starting latent at this fraction of T (null: noise)"
+    sample_steps: int | None = knob(
+        None, help="respaced sampling with this many steps (null: all num_steps)", evaluation_only=True
     )
-    few_shot_scale: float = knob(0.0, help="few-shot guidance by the support-loss gradient (> 0 uses labels)")
+    start_frac: float | None = knob(
+        None,
+        help="start the reverse chain from the noised starting latent at this fraction of T (null: noise)",
+        evaluation_only=True,
+    )
+    few_shot_scale: float = knob(
+        0.0, help="few-shot guidance by the support-loss gradient (> 0 uses labels)", evaluation_only=True
+    )
     gammas: tuple[float, ...] = knob(
-        (0.0, 1.0, 1.5, 2.0, 4.0), help="guidance scales of the table's rows (0 unconditional, 1 conditional)"
+        (0.0, 1.0, 1.5, 2.0, 4.0),
+        help="guidance scales of the table's rows (0 unconditional, 1 conditional)",
+        evaluation_only=True,
     )
     question: QuestionMode = knob("pooled", help="the condition: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
-    clip_x0: bool = knob(True, help="bound each sampling step's predicted x0 to the training latents' range")
+    clip_x0: bool = knob(
+        True, help="bound each sampling step's predicted x0 to the training latents' range", evaluation_only=True
+    )
 
     def __post_init__(self) -> None:
-        if any(g < 0 for g in self.gammas):
-            raise ValueError(f"gammas must be >= 0 (0 is unconditional), got {list(self.gammas)}")
+        require(self.num_steps >= 1, "num_steps", ">= 1", self.num_steps)
+        require(all(h >= 1 for h in self.hidden_dims), "hidden_dims", "widths >= 1", self.hidden_dims)
+        require(self.time_dim >= 1, "time_dim", ">= 1", self.time_dim)
+        require(at_least(self.p_uncond, 0) and self.p_uncond <= 1, "p_uncond", "a probability in [0, 1]", self.p_uncond)
+        _require_steps(self.epochs, self.min_steps)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require(positive(self.lr), "lr", "a finite number > 0", self.lr)
+        require(at_least(self.ema_decay, 0) and self.ema_decay < 1, "ema_decay", "in [0, 1)", self.ema_decay)
+        require(
+            self.sample_steps is None or 1 <= self.sample_steps <= self.num_steps,
+            "sample_steps",
+            f"null or 1..num_steps ({self.num_steps})",
+            self.sample_steps,
+        )
+        require(
+            self.start_frac is None or (positive(self.start_frac) and self.start_frac <= 1),
+            "start_frac",
+            "null or in (0, 1]",
+            self.start_frac,
+        )
+        require(at_least(self.few_shot_scale, 0), "few_shot_scale", "a finite number >= 0", self.few_shot_scale)
+        require(len(self.gammas) >= 1, "gammas", "at least one guidance scale", self.gammas)
+        require(
+            all(at_least(g, 0) for g in self.gammas), "gammas", "finite numbers >= 0 (0 is unconditional)", self.gammas
+        )
+        require(len(set(self.gammas)) == len(self.gammas), "gammas", "distinct", self.gammas)
+        require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
+        require(self.cond_hidden >= 1, "cond_hidden", ">= 1", self.cond_hidden)
 
 
 @dataclass(frozen=True)
@@ -182,8 +294,14 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         for k in self.k_shots:
-            if k != "full" and not (k.isdigit() and int(k) > 0):
-                raise ValueError(f"k-shot value {k!r} must be a positive integer or 'full'")
+            require(
+                k == "full" or (k.isdigit() and int(k) > 0),
+                "k_shots",
+                "positive integers or 'full', as strings",
+                self.k_shots,
+            )
+        require(len(set(self.k_shots)) == len(self.k_shots), "k_shots", "distinct", self.k_shots)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -195,23 +313,38 @@ class RunConfig:
     folds: int = knob(5, help="kfold: number of folds")
     held_out: tuple[str, ...] = knob((), help="compositional: held-out concepts (empty: the universe's)")
     prompts: PromptStyle = knob("answer", help="easyvqa answer prompts: the bare answer or a declarative statement")
-    seeds: tuple[int, ...] = knob((0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)")
-    probes: int = knob(6, help="fit measurements per training stage, spread over its epochs (metrics.jsonl's fit_*)")
+    seeds: tuple[int, ...] = knob(
+        (0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)", evaluation_only=True
+    )  # a checkpoint's own seed is in its name: the list shapes none
+    probes: int = knob(
+        6,
+        help="fit measurements per training stage, spread over its epochs (metrics.jsonl's fit_*)",
+        evaluation_only=True,
+    )  # a probe measures and changes nothing: the checkpoint does not depend on it
     methods: tuple[str, ...] | None = knob(
-        None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)"
+        None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)", evaluation_only=True
     )
     method: MethodConfig = knob(help="the methods' architecture", factory=MethodConfig)
     train: TrainConfig = knob(help="meta-training", factory=TrainConfig)
-    eval: EvalConfig = knob(help="evaluation", factory=EvalConfig)
+    eval: EvalConfig = knob(help="evaluation", factory=EvalConfig, evaluation_only=True)
     collect: CollectConfig = knob(help="latent collection", factory=CollectConfig)
     hvae: HVAEConfig = knob(help="the HVAE", factory=HVAEConfig)
     hyperclip: HyperCLIPConfig = knob(help="HyperCLIP", factory=HyperCLIPConfig)
     hyperldm: HyperLDMConfig = knob(help="HyperLDM", factory=HyperLDMConfig)
 
     def __post_init__(self) -> None:
-        if not self.seeds:
-            raise ValueError("seeds: give at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
-        if self.methods is not None and len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods must be distinct, got {list(self.methods)}")
+        require(self.universe.strip() != "", "universe", "a universe's name", self.universe)
+        require(self.folds >= 2, "folds", ">= 2 (kfold tests on one fold and trains on the others)", self.folds)
+        require(all(c.strip() for c in self.held_out), "held_out", "non-empty concepts", self.held_out)
+        require(len(set(self.held_out)) == len(self.held_out), "held_out", "distinct", self.held_out)
+        require(len(self.seeds) >= 1, "seeds", "at least one seed", self.seeds)
+        require(all(s >= 0 for s in self.seeds), "seeds", "integers >= 0", self.seeds)
+        require(self.probes >= 0, "probes", ">= 0", self.probes)
+        require(
+            len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            "distinct (a repeated seed repeats a run and fakes the statistics)",
+            self.seeds,
+        )
+        if self.methods is not None:
+            require(len(set(self.methods)) == len(self.methods), "methods", "distinct", self.methods)

@@ -24,11 +24,48 @@ T = TypeVar("T")
 COMMENT_KEY = "$comment"
 
 
-def knob(default: Any = dataclasses.MISSING, *, help: str, factory: Callable[[], Any] | None = None) -> Any:
-    """A dataclass field with a one-line `help`, listed by `hyperguide config`: `epochs: int = knob(100, help=...)`."""
+def knob(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    factory: Callable[[], Any] | None = None,
+    evaluation_only: bool = False,
+) -> Any:
+    """A dataclass field with a one-line `help`, listed by `hyperguide config`: `epochs: int = knob(100, help=...)`.
+
+    `evaluation_only=True` marks a knob that changes how trained models are used (sampling, guidance, the table's
+    sweep) but nothing any training stage produces: a checkpoint's fingerprint leaves it out (`training_view`), so
+    changing it never retrains anything. A knob not marked counts as training's (the safe default)."""
+    metadata = {"help": help, "evaluation_only": evaluation_only}
     if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+class FieldError(ValueError):
+    """A field's value is outside what the field allows; `from_dict` reports it as `<where>.<field>: <message>`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def require(ok: bool, field: str, right: str, value: Any) -> None:
+    """The one check of a config field, for `__post_init__`: raise `FieldError` saying what would be right unless
+    `ok`, e.g. `require(self.epochs >= 1, "epochs", ">= 1", self.epochs)` -> `epochs: must be >= 1, got -3`."""
+    if not ok:
+        raise FieldError(field, f"must be {right}, got {to_dict(value)!r}")
+
+
+def positive(x: float) -> bool:
+    """A finite number > 0 (NaN and infinity are not)."""
+    return math.isfinite(x) and x > 0
+
+
+def at_least(x: float, low: float) -> bool:
+    """A finite number >= low."""
+    return math.isfinite(x) and x >= low
 
 
 def to_dict(obj: Any) -> Any:
@@ -38,6 +75,22 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
     return obj
+
+
+def training_view(obj: Any) -> Any:
+    """`to_dict` without the knobs marked `evaluation_only`: what of a config can shape a training stage."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: training_view(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not f.metadata.get("evaluation_only", False)
+        }
+    return to_dict(obj)
+
+
+def training_keys(cls: type) -> list[str]:
+    """The fields of dataclass `cls` that are not marked `evaluation_only`."""
+    return [f.name for f in dataclasses.fields(cls) if not f.metadata.get("evaluation_only", False)]
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -94,6 +147,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items() if k != COMMENT_KEY}
     try:
         return cls(**kwargs)
+    except FieldError as e:
+        raise HyperguideError(f"{where}.{e.field}: {e.message}") from None
     except ValueError as e:
         raise HyperguideError(f"{where}: {e}") from None
 
@@ -129,9 +184,11 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
         if not sep:
             raise HyperguideError(f"override {item!r} is not of the form key=value")
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, parse_constant=_refuse_constant)
         except json.JSONDecodeError:
             value = raw
+        except ValueError as e:  # NaN, Infinity or -Infinity anywhere in the value
+            raise HyperguideError(f"config.{key}: {e}; give a finite number (in --set {item})") from None
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -146,6 +203,10 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
             )
         node[parts[-1]] = value
     return from_dict(type(config), data)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from hyperguide.errors import HyperguideError
+from hyperguide.data.images import decode_image
 
 COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 SHAPES = ("circle", "rectangle", "triangle")
@@ -41,14 +40,7 @@ _WORD = re.compile(r"[a-z]+")
 
 def read_image(path: str | Path) -> torch.Tensor:
     """A (3, 64, 64) uint8 RGB tensor; a file that does not decode, or has another size, raises HyperguideError."""
-    try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise HyperguideError(f"easy-VQA image {path} does not decode as an image: {e}") from None
-    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-        w, h = rgb.size
-        raise HyperguideError(f"easy-VQA image {path} is {w}x{h} pixels, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+    rgb = decode_image(path, what="easy-VQA image", size=(IMAGE_SIZE, IMAGE_SIZE)).convert("RGB")
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 

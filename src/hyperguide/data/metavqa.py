@@ -5,8 +5,11 @@ Split files (docs/design.md §2.2): `meta_train.json`, `meta_test.json` (`{quest
 answer-prompt templates `prompt_meta.json` (`{question: template}`) and optionally `ques_ans_count.json`, whose
 per-question key order is the label order and must agree with each task's `"answers"`.
 
-Answer prompt of answer `a` for question `q`: `prompt_meta[q].format(a.replace("_", " "))`. A question with no
-template falls back to `FALLBACK_PROMPT` (the answer itself); `universe.info["prompt_fallbacks"]` counts those tasks.
+Answer prompt of answer `a` for question `q`: `prompt_meta[q]` with its one `{}` slot filled by `a.replace("_", " ")`
+(as `str.format` would, `{{` and `}}` being literal braces, but no other field is allowed and nothing is evaluated).
+A question with no template falls back to `FALLBACK_PROMPT` (the answer itself); `universe.info["prompt_fallbacks"]`
+counts those tasks. Every entry is checked when read: answers and image names are non-empty strings (an image name a
+plain file name, never a path), every task has examples on both sides, and each file holds at least one task.
 
 A prepared features folder holds `image_features.safetensors` (one row per COCO image name),
 `text_features.safetensors` (one row per question and per answer prompt, keyed by the text),
@@ -16,6 +19,7 @@ removed once complete) and `manifest.json`, written last: its presence means the
 
 from __future__ import annotations
 
+import string
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -41,19 +45,65 @@ IMAGE_SHARDS = "image_shards"
 # ---------------------------------------------------------------------------------------------------- structure
 
 
+def plain_name(name: Any) -> bool:
+    """An image name is a plain file name: a non-empty string without a folder, '.' or '..', so that the image it
+    names lies in its folder."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
+def template_pieces(template: Any) -> list[str] | None:
+    """The literal text before and after the one `{}` slot of an answer-prompt template (`{{`, `}}` unescaped), or
+    None when it is not a string with exactly one `{}` and no other replacement field."""
+    if not isinstance(template, str):
+        return None
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:  # a lone { or }
+        return None
+    if [(name, spec, conv) for _, name, spec, conv in parsed if name is not None] != [("", "", None)]:
+        return None
+    before, after = "", ""
+    seen = False
+    for literal, name, _, _ in parsed:
+        if seen:
+            after += literal
+        else:
+            before += literal
+            seen = name is not None
+    return [before, after]
+
+
 def answer_prompt(template: str, answer: str) -> str:
-    return template.format(answer.replace("_", " "))
+    """The template's one `{}` slot filled with the answer (underscores as spaces); nothing else is interpreted."""
+    pieces = template_pieces(template)
+    if pieces is None:
+        raise HyperguideError(f"answer-prompt template {template!r} must hold exactly one {{}} slot")
+    return pieces[0] + answer.replace("_", " ") + pieces[1]
 
 
 def _read_tasks(path: Path) -> dict[str, dict[str, Any]]:
     data = read_json(path, what="Meta-VQA split file")
     if not isinstance(data, dict):
         raise HyperguideError(f"Meta-VQA split file {path} must be a JSON object {{question: task}}")
+    if not data:
+        raise HyperguideError(f"Meta-VQA split file {path} holds no task; each side of the split needs at least one")
     for question, task in data.items():
+        if not question.strip():
+            raise HyperguideError(f"Meta-VQA split file {path}: a task's question is empty")
         if not isinstance(task, dict) or not all(isinstance(task.get(k), list) for k in ("train", "test", "answers")):
             raise HyperguideError(
                 f"Meta-VQA split file {path}: task {question!r} needs 'train', 'test' and 'answers' lists"
             )
+        if not all(isinstance(a, str) and a.strip() for a in task["answers"]):
+            raise HyperguideError(
+                f"Meta-VQA split file {path}: task {question!r} has answers {task['answers']!r}; each must be a "
+                "non-empty string"
+            )
+        for side in ("train", "test"):
+            if not task[side]:
+                raise HyperguideError(
+                    f"Meta-VQA split file {path}: task {question!r} has no {side!r} examples; it needs at least one"
+                )
     return data
 
 
@@ -68,7 +118,12 @@ def _examples(
                 f"Meta-VQA split file {path}: task {question!r} has an example {pair!r}, expected [image_name, answer]"
             )
         image, answer = pair
-        if answer not in label_of:
+        if not plain_name(image):
+            raise HyperguideError(
+                f"Meta-VQA split file {path}: task {question!r} has an example with image {image!r}; an image is "
+                "named by a plain file name (no folder, not '.' or '..')"
+            )
+        if not isinstance(answer, str) or answer not in label_of:
             raise HyperguideError(
                 f"Meta-VQA split file {path}: task {question!r} has an example with answer {answer!r}, "
                 "which is not in its 'answers' list"
@@ -118,8 +173,6 @@ def load_split_files(
     all_tasks = {**train_tasks, **test_tasks}
 
     counts_path = splits_dir / "ques_ans_count.json"
-    if counts_path.is_file():
-        _check_label_order(counts_path, read_json(counts_path, what="Meta-VQA label-order file"), all_tasks)
 
     if prompts_file is None and not (splits_dir / "prompt_meta.json").is_file():
         templates: dict[str, Any] = {}
@@ -146,10 +199,11 @@ def load_split_files(
             if template is None:
                 fallbacks += 1
                 template = FALLBACK_PROMPT
-            elif not isinstance(template, str) or "{}" not in template:
+            elif template_pieces(template) is None:
                 raise HyperguideError(
-                    f"Meta-VQA prompt file {prompts_path}: the template of {question!r} "
-                    f"must be a string with a {{}} slot, got {template!r}"
+                    f"Meta-VQA prompt file {prompts_path}: the template of {question!r} must be a string with "
+                    "exactly one {} slot and no other {...} field ({{ and }} for literal braces), "
+                    f"got {template!r}"
                 )
             support = _examples(task["train"], label_of, source, question)
             query = _examples(task["test"], label_of, source, question)
@@ -164,6 +218,8 @@ def load_split_files(
                     query_labels=query[1],
                 )
             )
+    if counts_path.is_file():  # after every example was checked
+        _check_label_order(counts_path, read_json(counts_path, what="Meta-VQA label-order file"), all_tasks)
     n_train = len(train_tasks)
     return Universe(
         name="metavqa",
@@ -229,7 +285,10 @@ def _standin_question_tokens(tasks: list[TaskSpec], texts: FeatureTable, seed: i
 
 
 def coco_image_path(coco_root: str | Path, name: str) -> Path:
-    """`coco_root/<train2014|val2014>/<name>.jpg`, else `coco_root/<name>.jpg`; a clear error naming it if neither."""
+    """`coco_root/<train2014|val2014>/<name>.jpg`, else `coco_root/<name>.jpg`; a clear error naming it if neither.
+    A name that is not a plain file name (a folder, `..`) is refused: nothing outside `coco_root` is read."""
+    if not plain_name(name):
+        raise HyperguideError(f"image name {name!r} is not a plain file name; nothing outside {coco_root} is read")
     root = Path(coco_root)
     parts = name.split("_")
     candidates = [root / parts[1] / f"{name}.jpg"] if len(parts) == 3 and parts[0] == "COCO" else []

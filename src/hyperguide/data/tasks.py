@@ -10,6 +10,9 @@ states it was pooled from (`Task.question_tokens`, (L, Dq), real tokens only); s
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -111,6 +114,7 @@ class Universe:
     text_features: FeatureTable | None = None
     info: dict[str, object] = field(default_factory=dict)
     question_tokens: TokenTable | None = None
+    _fingerprint: tuple[tuple[object, ...], str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -142,6 +146,35 @@ class Universe:
 
     def materialize(self, indices: Sequence[int]) -> list[Task]:
         return [self.task(i) for i in indices]
+
+    def fingerprint(self) -> str:
+        """A sha256 of everything a run trains on: the tasks' structure, the protocol split and every feature (text,
+        image, question tokens). Checkpoints record it, so that weights trained on other data (a universe prepared
+        again with other settings, another `--seed`) are never taken for this data's. Remembered while the tables
+        are the same objects."""
+        key = (self.text_features, self.image_features, self.question_tokens, self.tasks, *self.tasks)
+        if self._fingerprint is None or not _same(self._fingerprint[0], key):
+            digest = hashlib.sha256()
+            structure = [self.name, [dataclasses.astuple(t) for t in self.tasks], self.meta_train, self.meta_test]
+            digest.update(json.dumps(structure).encode())
+            for table in (self.text_features, self.image_features):
+                if table is not None:
+                    digest.update(json.dumps(table.keys).encode())
+                    digest.update(_tensor_bytes(table.values))
+            if self.question_tokens is not None:
+                digest.update(json.dumps(self.question_tokens.keys).encode())
+                digest.update(_tensor_bytes(self.question_tokens.tokens))
+                digest.update(_tensor_bytes(self.question_tokens.offsets))
+            self._fingerprint = (key, digest.hexdigest())
+        return self._fingerprint[1]
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    return tensor.detach().cpu().contiguous().numpy().data.cast("B")
 
 
 def agreement(specs: Sequence[TaskSpec]) -> torch.Tensor:

@@ -10,13 +10,14 @@ encoder's business and is documented where the states are computed.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from hyperguide.errors import HyperguideError
-from hyperguide.io import read_tensor_metadata, read_tensors, write_tensors
+from hyperguide.io import WriteError, read_tensor_metadata, read_tensors, write_tensors
 
 QUESTION_TOKENS_FILE = "question_tokens.safetensors"
 
@@ -104,7 +105,8 @@ def cached_question_tokens(
     """The token table at `path` if it covers `questions` and came from `encoder`; else computed and cached there.
 
     The load-time fallback for folders prepared before token features existed (or whose token file is unreadable or
-    stale): `compute(questions)` returns one (L_i, Dq) matrix per question, and the table is written atomically.
+    stale): `compute(questions)` returns one (L_i, Dq) matrix per question, and the table is written atomically (or,
+    in a folder that cannot be written, used uncached with a warning).
     """
     path = Path(path)
     questions = list(dict.fromkeys(questions))
@@ -118,5 +120,8 @@ def cached_question_tokens(
     table = TokenTable.from_rows(questions, compute(questions), source=str(path))
     if dim is not None and table.dim != dim:
         raise HyperguideError(f"encoder {encoder!r} gives question tokens of dimension {table.dim}, expected {dim}")
-    table.save(path, encoder=encoder)
+    try:
+        table.save(path, encoder=encoder)
+    except WriteError as e:  # a read-only home: the tokens serve this run and are computed again next time
+        warnings.warn(f"question tokens computed but not cached: {e}", stacklevel=2)
     return table

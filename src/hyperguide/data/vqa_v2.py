@@ -107,6 +107,11 @@ def build_from_vqa_v2(vqa_root: str | Path, out_dir: str | Path) -> dict[str, in
     records = read_vqa_v2_records(vqa_root)
     tasks = build_meta_vqa(records)
     train_questions, test_questions = split_meta_train_test(list(tasks))
+    if not train_questions or not test_questions:
+        raise HyperguideError(
+            f"the VQA v2 files in {vqa_root} give {len(tasks)} task(s) under the Meta-VQA rules ({len(records)} "
+            "question-answer records): too few for a meta-train and a meta-test side; no split file was written"
+        )
     ques_ans_count: dict[str, dict[str, int]] = {}
     for question, task in tasks.items():
         counts = Counter(answer for _, answer in (*task["train"], *task["test"]))

@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 
 from hyperguide.data.features import FeatureTable
+from hyperguide.data.images import decode_image
+from hyperguide.encoders.text import check_lengths
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, Progress, emit
 from hyperguide.io import read_tensor_metadata
@@ -57,15 +59,9 @@ def _features(output: object, what: str) -> torch.Tensor:
 
 
 def load_image(path: Path) -> Image.Image:
-    """Decode an image fully, or raise HyperguideError naming the file."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except FileNotFoundError:
-        raise HyperguideError(f"image not found: {path}") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise HyperguideError(f"cannot decode image {path}: {e}") from None
+    """Decode an image fully (its header checked first: `data.images.decode_image`), or raise HyperguideError
+    naming the file."""
+    return decode_image(path)
 
 
 class ClipEncoder:
@@ -73,13 +69,21 @@ class ClipEncoder:
 
     def __init__(self, model: str | Path, device: str = "cpu") -> None:
         from transformers import AutoTokenizer, CLIPModel, CLIPTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar for loading local weights is noise
 
         source = str(model)
         try:
-            self.model = CLIPModel.from_pretrained(source, local_files_only=True).to(device).eval()  # type: ignore[arg-type]
+            self.model = (
+                CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True)
+                .to(device)  # type: ignore[arg-type]
+                .eval()
+            )
         except (OSError, ValueError) as e:
             raise HyperguideError(
-                f"cannot load CLIP model {source!r} offline: {e}. Give a local folder or a hub id in the local cache."
+                f"cannot load CLIP model {source!r} offline: {e}. Give a local folder or a hub id in the local cache, "
+                "with safetensors weights (pickled pytorch_model.bin files are not loaded)."
             ) from None
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -110,7 +114,9 @@ class ClipEncoder:
     # ------------------------------------------------------------------------------------------------ texts
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) token ids and attention mask on the model's device, padded and cut to the text tower's length."""
+        """(B, L) token ids and attention mask on the model's device, padded; a text longer than the text tower
+        reads is refused (`check_lengths`), never cut."""
+        check_lengths(self.tokenizer, texts, self.max_length, self.name)
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )

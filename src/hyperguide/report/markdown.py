@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from hyperguide.eval.stats import compare
+from hyperguide.eval.stats import ci_text, compare
 from hyperguide.rows import RowKind, find_row
 
 Kind = RowKind | Literal["other"]
@@ -48,11 +48,11 @@ def differences(results: Mapping[str, Any], reference: str) -> dict[str, dict[st
 
 
 def _mean_ci(stat: Mapping[str, Any]) -> str:
-    return f"{stat['mean']:.2f} ± {stat['ci95']:.2f}"
+    return f"{stat['mean']:.2f} ± {ci_text(stat['ci95'])}"
 
 
 def _signed(d: Mapping[str, Any]) -> str:
-    return f"{d['mean']:+.2f} ± {d['ci95']:.2f}"
+    return f"{d['mean']:+.2f} ± {ci_text(d['ci95'])}"
 
 
 def k_settings(results: Mapping[str, Any]) -> list[str]:
@@ -102,9 +102,8 @@ def render_differences(results: Mapping[str, Any], reference: str) -> str:
     ]
     for row, d in differences(results, reference).items():
         s, t = d["over_seeds"], d["over_tasks"]
-        lines.append(
-            f"| `{row}` | {_signed(s)} ({s['n']}) | {s['p_value']:.3g} | {_signed(t)} ({t['n']}) | {t['p_value']:.3g} |"
-        )
+        ps, pt = ci_text(s["p_value"], ".3g"), ci_text(t["p_value"], ".3g")
+        lines.append(f"| `{row}` | {_signed(s)} ({s['n']}) | {ps} | {_signed(t)} ({t['n']}) | {pt} |")
     return "\n".join(lines)
 
 

@@ -44,8 +44,8 @@ def _line_with_band(
 ) -> None:
     """A line through the means and a translucent band of ± the 95% CI, in the same colour."""
     (line,) = ax.plot(x, [s["mean"] for s in stats], **style)
-    lower = [max(0.0, s["mean"] - s["ci95"]) for s in stats]  # accuracy lives in [0, 100]; so does its band
-    upper = [min(100.0, s["mean"] + s["ci95"]) for s in stats]
+    lower = [max(0.0, s["mean"] - (s["ci95"] or 0.0)) for s in stats]  # accuracy lives in [0, 100]; so does its band
+    upper = [min(100.0, s["mean"] + (s["ci95"] or 0.0)) for s in stats]  # no band where there is no interval
     ax.fill_between(x, lower, upper, color=line.get_color(), alpha=alpha, lw=0)
 
 

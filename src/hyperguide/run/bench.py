@@ -2,9 +2,11 @@
 resumably.
 
 Training resumes from the stage checkpoints (each (stage, seed, fold) is seeded from its own identity, so the numbers
-do not depend on where a run was killed). Evaluation is deterministic and redone unless a finished report says it is
-complete: `results.json` gains its `"timing"` key only after every row was evaluated and the report written, and it
-is the only file a restart trusts. Every file is written atomically, so a `kill -9` never leaves a half-written one.
+do not depend on where a run was killed); a checkpoint whose fingerprint differs from the run's is retrained.
+Evaluation is deterministic and redone unless a finished report says it is complete: `results.json` gains its
+`"timing"` and `"fingerprint"` keys only after every row was evaluated and the report written, and it is reused only
+when its fingerprint (the folder's config, the universe's data, every checkpoint's sha256) is the run's. Every file is
+written atomically, so a `kill -9` never leaves a half-written one.
 """
 
 from __future__ import annotations
@@ -16,32 +18,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from hyperguide.checkpoint import checkpoint_exists
-from hyperguide.config import RunConfig
+from hyperguide.checkpoint import checkpoint_problem, read_metadata
+from hyperguide.config import RunConfig, to_dict
 from hyperguide.data.tasks import Universe
+from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import Results, read_results
+from hyperguide.eval.stats import ci_text
 from hyperguide.events import Callback, Event, Note, RowEvaluated, emit
-from hyperguide.io import atomic_path, read_json, write_json
+from hyperguide.io import atomic_path, write_json
 from hyperguide.report.markdown import best_row, render_markdown
 from hyperguide.report.plots import write_plots
 from hyperguide.rows import table_rows
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.progress import ProgressBoard, Unit, clock
-from hyperguide.run.train import resolve_config, splits_of, train_run, training_plan
+from hyperguide.run.stages import digest, row_stages, stage_fingerprint
+from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan
 
 REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png")
 
 
 def pending_trainings(universe: Universe, config: RunConfig, folder: RunFolder) -> list[Unit]:
-    """The (stage, seed, fold) trainings whose checkpoints do not exist yet, in the order they run."""
+    """The (stage, seed, fold) trainings without a checkpoint of the fingerprint this run expects, in the order
+    they run (a stage whose dependency is pending is pending too)."""
     splits = splits_of(universe, config)
+    data = universe.fingerprint()
     return [
         Unit("train", stage, seed, split.fold)
         for stage in training_plan(config)
         for seed in config.seeds
         for split in splits
-        if not checkpoint_exists(folder.stem(stage, seed, split.fold))
+        if checkpoint_problem(
+            folder.stem(stage, seed, split.fold), stage_fingerprint(stage, config, folder, seed, split.fold, data)
+        )
+        is not None
     ]
 
 
@@ -51,23 +61,46 @@ def train_seconds(universe: Universe, config: RunConfig, folder: RunFolder) -> d
     splits = splits_of(universe, config)
     return {
         stage: sum(
-            float(read_json(path, what="checkpoint metadata").get("train_seconds", 0.0))
+            float(read_metadata(stem).get("train_seconds", 0.0))
             for seed in config.seeds
             for split in splits
-            if (path := folder.stem(stage, seed, split.fold).with_suffix(".json")).is_file()
+            if (stem := folder.stem(stage, seed, split.fold)).with_suffix(".json").is_file()
         )
         for stage in training_plan(config)
     }
 
 
-def finished_results(folder: RunFolder) -> Results | None:
+def evaluation_fingerprint(universe: Universe, folder: RunFolder) -> dict[str, str]:
+    """What an evaluation of the folder is computed from: config.json (every knob, evaluation's included), the
+    universe's data, and the sha256 of every checkpoint of every row, seed and fold."""
+    config = folder.read_config()
+    checkpoints = {}
+    for stage in row_stages(table_rows(config)):
+        for seed in config.seeds:
+            for split in splits_of(universe, config):
+                stem = folder.stem(stage, seed, split.fold)
+                try:
+                    checkpoints[f"{stage}/{stem.name}"] = read_metadata(stem).get("sha256", "missing")
+                except HyperguideError:  # the evaluation will say what is missing
+                    checkpoints[f"{stage}/{stem.name}"] = "missing"
+
+    return {"config": digest(to_dict(config)), "data": universe.fingerprint(), "checkpoints": digest(checkpoints)}
+
+
+def finished_results(folder: RunFolder, fingerprint: dict[str, str] | None = None) -> Results | None:
     """results.json of a finished evaluation of the folder's current rows, else None. It is finished when it has
     `timing`, which is added only after every row was evaluated; the rows must be those of config.json, which gathers
-    every row ever trained into the folder."""
+    every row ever trained into the folder, and with `fingerprint` its fingerprint must be that one. A results.json
+    that cannot be read is not finished (the evaluation is redone)."""
     if not folder.results.is_file():
         return None
-    results = read_results(folder.results)
+    try:
+        results = read_results(folder.results)
+    except HyperguideError:
+        return None
     if "timing" not in results:
+        return None
+    if fingerprint is not None and results.get("fingerprint") != fingerprint:
         return None
     rows = [row.name for row in table_rows(folder.read_config())]
     return results if list(results["methods"]) == rows else None
@@ -95,6 +128,7 @@ def run_bench(
     `stream` (the bench's board); `callbacks` get every event too (e.g. progress bars inside a stage)."""
     start = time.perf_counter()
     config = resolve_config(config)
+    check_run(universe, config, device=device)  # nothing is written for a refused run
     folder.write_config(config)  # refuses a folder that holds a run with another config
     pending = pending_trainings(universe, config, folder)
     planned = len(training_plan(config)) * len(config.seeds) * len(splits_of(universe, config))
@@ -118,7 +152,8 @@ def run_bench(
     board.finish()
     trained = board.trained
 
-    results = finished_results(folder) if trained == 0 else None
+    fingerprint = evaluation_fingerprint(universe, folder)
+    results = finished_results(folder, fingerprint) if trained == 0 else None
     reused = results is not None
     if results is None:
         for name in REPORT_FILES:  # the report of an earlier evaluation must not outlive it
@@ -128,14 +163,21 @@ def run_bench(
     else:
         emit(listeners, Note("evaluation: reusing the finished results.json"))
         eval_seconds = {k: float(v) for k, v in results["timing"]["evaluate"].items()}
-    report = write_bench_report(results, folder, train=train_seconds(universe, config, folder), evaluate=eval_seconds)
+    train = train_seconds(universe, config, folder)
+    report = write_bench_report(results, folder, train=train, evaluate=eval_seconds, fingerprint=fingerprint)
     return BenchResult(results, report, time.perf_counter() - start, trained, reused)
 
 
 def write_bench_report(
-    results: Results, folder: RunFolder, *, train: dict[str, float], evaluate: dict[str, float]
+    results: Results,
+    folder: RunFolder,
+    *,
+    train: dict[str, float],
+    evaluate: dict[str, float],
+    fingerprint: dict[str, str] | None = None,
 ) -> Path:
-    """Plots, then results.json with `timing` (the mark of a finished evaluation), then results.md; all atomic."""
+    """Plots, then results.json with `timing` and `fingerprint` (the mark of a finished evaluation, and what it was
+    computed from), then results.md; all atomic."""
     start = time.perf_counter()
     plots = write_plots(results, folder.path)
     report_seconds = time.perf_counter() - start
@@ -145,6 +187,8 @@ def write_bench_report(
         "report": report_seconds,
         "total": sum(train.values()) + sum(evaluate.values()) + report_seconds,
     }
+    if fingerprint is not None:
+        results["fingerprint"] = fingerprint
     write_json(folder.results, results)
     path = folder.path / "results.md"
     with atomic_path(path) as tmp:
@@ -156,7 +200,7 @@ def summary_line(result: BenchResult) -> str:
     """One line for the end of a bench: wall time, the best zero-shot row that is not a bound, and the report."""
     best = best_row(result.results)
     zs = result.results["methods"][best]["zero_shot"]["acc"] if best else None
-    best_text = f"best zero-shot row {best} {zs['mean']:.2f} ± {zs['ci95']:.2f}" if zs else "no method rows"
+    best_text = f"best zero-shot row {best} {zs['mean']:.2f} ± {ci_text(zs['ci95'])}" if zs else "no method rows"
     return (
         f"bench done in {clock(result.wall_seconds)} ({result.trained_units} trainings run"
         f"{', evaluation reused' if result.reused_evaluation else ''}); {best_text}; report: {result.report}"

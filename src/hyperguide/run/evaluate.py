@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from hyperguide.checkpoint import metadata_number, read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
@@ -20,7 +21,7 @@ from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero
 from hyperguide.eval.results import KShot, Results, RowFit, RowResults, Summary
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
-from hyperguide.io import read_json, write_json
+from hyperguide.io import write_json
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.stages import STAGES, LoadedRow, load_row, row_stages
@@ -106,10 +107,12 @@ def evaluate_row(
     config: RunConfig,
     folder: RunFolder,
     device: str = "cpu",
+    data: str | None = None,
 ) -> tuple[RowResults, RowFit | None]:
     """A row's results over every seed and fold (the folds' meta-test tasks pooled per seed), and its fit: the same
     zero-shot procedure on the meta-train tasks it was trained on (their questions, scored on their query sets), for
-    a row that makes weights without labels (None for the others)."""
+    a row that makes weights without labels (None for the others). `data` is the universe's fingerprint that every
+    checkpoint must have been trained on (None: not checked)."""
     wants_k = not config.eval.k_shot_methods or row.name in config.eval.k_shot_methods
     settings: list[Setting] = [None, *(config.eval.k_shots if wants_k else ())]
     per_seed: list[dict[Setting, Scores]] = []
@@ -121,7 +124,7 @@ def evaluate_row(
         for split in splits:
             loaded = None
             if row.spec.build is not None:
-                loaded = load_row(row, tasks, config, folder, seed, split.fold)
+                loaded = load_row(row, tasks, config, folder, seed, split.fold, data)
                 train_seconds += loaded.train_seconds
             scores = score_row(row, loaded, [tasks[i] for i in split.test], settings, config, seed, device)
             for setting, s in scores.items():
@@ -155,13 +158,12 @@ def stage_fit(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit])
             continue
         per_seed: dict[str, list[float]] = {key: [] for key in spec.fit}
         for seed in config.seeds:
-            metas = [
-                read_json(path, what="checkpoint metadata")
-                for split in splits
-                if (path := folder.stem(name, seed, split.fold).with_suffix(".json")).is_file()
+            stems = [
+                stem for split in splits if (stem := folder.stem(name, seed, split.fold)).with_suffix(".json").is_file()
             ]
+            metas = [(stem, read_metadata(stem)) for stem in stems]
             for key in spec.fit:
-                values = [float(m[key]) for m in metas if key in m]
+                values = [metadata_number(m, key, stem) for stem, m in metas if key in m]
                 if values:
                     per_seed[key].append(sum(values) / len(values))
         summaries = {key: summarize(values) for key, values in per_seed.items() if values}
@@ -183,11 +185,11 @@ def diagnostics(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit
         for seed in config.seeds:
             values: dict[str, list[float]] = {"train": [], "test": []}
             for split in splits:
-                path = folder.stem(name, seed, split.fold).with_suffix(".json")
-                if path.is_file():
-                    meta = read_json(path, what="checkpoint metadata")
-                    values["train"].append(float(meta[d.train]))
-                    values["test"].append(float(meta[d.test]))
+                stem = folder.stem(name, seed, split.fold)
+                if stem.with_suffix(".json").is_file():
+                    meta = read_metadata(stem)
+                    values["train"].append(metadata_number(meta, d.train, stem))
+                    values["test"].append(metadata_number(meta, d.test, stem))
             for key, v in values.items():
                 if v:
                     per_seed[key].append(sum(v) / len(v))
@@ -207,6 +209,7 @@ def evaluate_run(
     config = folder.read_config()
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
+    data = universe.fingerprint()
     results: Results = {
         "universe": config.universe,
         "split": config.split,
@@ -220,7 +223,7 @@ def evaluate_run(
     for row in table_rows(config):
         emit(callbacks, RowStarted(row.name))
         start = time.perf_counter()
-        results["methods"][row.name], fit = evaluate_row(row, tasks, splits, config, folder, device)
+        results["methods"][row.name], fit = evaluate_row(row, tasks, splits, config, folder, device, data)
         if fit is not None:
             fit_rows[row.name] = fit
         emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))

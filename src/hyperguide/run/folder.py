@@ -4,6 +4,10 @@
 <run>/<stage>/seed<S>-fold<F>.safetensors + .json  one checkpoint per stage, seed and fold (JSON last: done)
 <run>/<stage>/seed<S>-fold<F>.metrics.jsonl        the stage's training log, one record per epoch
 <run>/results.json, results.md, *.png              the evaluation and the report
+
+Every file is written by rename (`io.atomic_path`) or, for the logs, created exclusively without following a link;
+a stage folder that is a symlink is refused, so nothing a run writes lands outside its folder. Temporaries that a
+killed run left are swept when the next run starts.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from hyperguide.config import RunConfig, from_dict, to_dict
 from hyperguide.errors import HyperguideError
-from hyperguide.io import read_json, write_json
+from hyperguide.io import read_json, sweep_temporaries, write_json
 from hyperguide.rows import method_of
 
 CONFIG = "config.json"
@@ -27,7 +31,10 @@ class RunFolder:
 
     def stem(self, stage: str, seed: int, fold: int) -> Path:
         """A stage checkpoint's path without its suffix (`.safetensors`, `.json`)."""
-        return self.path / stage / f"seed{seed}-fold{fold}"
+        folder = self.path / stage
+        if folder.is_symlink():
+            raise HyperguideError(f"{folder} is a symlink: a run's stage folders must be its own (remove the link)")
+        return folder / f"seed{seed}-fold{fold}"
 
     def metrics(self, stage: str, seed: int, fold: int) -> Path:
         stem = self.stem(stage, seed, fold)
@@ -52,9 +59,11 @@ class RunFolder:
         methods trained into it: a config that differs only in its methods adds them. Returns the folder's config."""
         path = self.path / CONFIG
         data = to_dict(config)
+        if self.path.exists() and not self.path.is_dir():
+            raise HyperguideError(f"{self.path} is a file, not a run folder: give another --out")
         if not path.is_file():
-            self.path.mkdir(parents=True, exist_ok=True)
             write_json(path, data)
+            sweep_temporaries(self.path)
             return config
         existing = self._read_config_data()
         methods = list(dict.fromkeys([*(existing.get("methods") or []), *data["methods"]]))
@@ -66,6 +75,7 @@ class RunFolder:
             )
         if {**data, "methods": methods} != read_json(path, what="run config"):  # more methods, or an upgrade
             write_json(path, {**data, "methods": methods})
+        sweep_temporaries(self.path)  # what killed runs left half-written (a live writer's are locked and kept)
         return from_dict(RunConfig, {**data, "methods": methods}, where=str(path))
 
 

@@ -14,10 +14,17 @@ after the stages it needs. The table of stages:
 
 Each stage is seeded from its own identity (name, seed, fold), so a resumed run gives the same numbers as an
 uninterrupted one, and a stage's result does not depend on which other stages or rows a run has.
+
+A checkpoint's JSON records its fingerprint (`stage_fingerprint`): a hash of each config section that shapes the
+stage (`DATA_KEYS`, its own `shaped_by`, and its dependencies' sections, knobs marked `evaluation_only` left out),
+of the universe's data, and the sha256 of each checkpoint it was trained from. A checkpoint whose fingerprint or
+tensors hash differs from what the run expects is retrained by `ensure_stage` and refused by `load_row`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -28,8 +35,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from hyperguide.checkpoint import checkpoint_exists, load_checkpoint, load_tensors, save_checkpoint, save_tensors
-from hyperguide.config import RunConfig, to_dict
+from hyperguide.checkpoint import (
+    checkpoint_problem,
+    load_checkpoint,
+    load_tensors,
+    read_metadata,
+    save_checkpoint,
+    save_tensors,
+)
+from hyperguide.config import RunConfig, to_dict, training_keys, training_view
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task
@@ -38,6 +52,7 @@ from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.eval.fit import cluster_fit, latent_scores, mean
 from hyperguide.events import Callback, Note, StageFinished, StageStarted, emit
+from hyperguide.io import non_finite
 from hyperguide.meta.collect import collect_latents
 from hyperguide.meta.guided import latent_space
 from hyperguide.meta.hvae import train_hvae
@@ -52,6 +67,7 @@ from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.rows import BASE, ROWS, Row, RowSpec, row_spec
 from hyperguide.run.folder import RunFolder
+from hyperguide.train.loop import NonFiniteLoss
 
 
 def run_seed(name: str, seed: int, fold: int) -> int:
@@ -80,6 +96,7 @@ class StageContext:
     device: str = "cpu"
     callbacks: Sequence[Callback] = ()
     agree: torch.Tensor | None = None  # (n_tasks, n_tasks) `data.tasks.agreement` of the universe's tasks
+    data: str | None = None  # the universe's fingerprint (`Universe.fingerprint`); None: not checked
 
     def stem(self, stage: str) -> Path:
         return self.folder.stem(stage, self.seed, self.split.fold)
@@ -145,6 +162,15 @@ class StageSpec:
     summary: str
     diagnostic: Diagnostic | None = None
     fit: tuple[str, ...] = ()  # checkpoint metadata fields that measure the stage's fit, for results.json's "fit"
+    # The config sections (or dotted knobs) that shape it beyond DATA_KEYS and its dependencies'; None (a stage that
+    # declares nothing): every section but the evaluation-only ones, so that no setting it reads is left out.
+    shaped_by: tuple[str, ...] | None = None
+
+
+# What every stage is trained on: the config's keys that choose the tasks and their texts (the data's own hash is
+# the fingerprint's "data"). Meta-trained rows are shaped by `META_TRAINING`.
+DATA_KEYS: tuple[str, ...] = ("universe", "split", "folds", "held_out", "prompts")
+META_TRAINING: tuple[str, ...] = ("method", "train")
 
 
 def _method_fit(ctx: StageContext) -> Callable[[Method], dict[str, float]]:
@@ -338,22 +364,35 @@ TASK_ID = Diagnostic(
 
 HVAE_FIT = ("gate_ratio", "decoded_acc", "hnet_acc")
 HYPERCLIP_FIT = (
-    "retrieval_top1", "retrieval_top1_agree", "retrieval_mean_rank", "hard_negative_train", "hard_negative_test",
-    "task_id_train", "task_id_test",
-)  # fmt: skip
+    "retrieval_top1",
+    "retrieval_top1_agree",
+    "retrieval_mean_rank",
+    "hard_negative_train",
+    "hard_negative_test",
+    "task_id_train",
+    "task_id_test",
+)
 HYPERLDM_FIT = ("train_acc", "own_cluster", "own_cluster_agree", "distance_in_spreads")
 
+# fmt: off
 STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in (
-        StageSpec("latents", (BASE,), _collect, "adapted HNet latents of every meta-train task"),
-        StageSpec("hvae", ("latents",), _hvae, "a VAE over the adapted weights HNet(z)", fit=HVAE_FIT),
-        StageSpec("hyperclip-hnet", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z)", TASK_ID, HYPERCLIP_FIT),
-        StageSpec("hyperclip-hvae", ("hvae",), _hyperclip("hvae"), "HyperCLIP over Dec(u)", TASK_ID, HYPERCLIP_FIT),
-        StageSpec("hyperldm-hnet", ("latents",), _hyperldm("hnet"), "HyperLDM over z", fit=HYPERLDM_FIT),
-        StageSpec("hyperldm-hvae", ("hvae",), _hyperldm("hvae"), "HyperLDM over u", fit=HYPERLDM_FIT),
+        StageSpec("latents", (BASE,), _collect, "adapted HNet latents of every meta-train task",
+                  shaped_by=("collect",)),
+        StageSpec("hvae", ("latents",), _hvae, "a VAE over the adapted weights HNet(z)", fit=HVAE_FIT,
+                  shaped_by=("hvae",)),
+        StageSpec("hyperclip-hnet", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z)", TASK_ID,
+                  fit=HYPERCLIP_FIT, shaped_by=("hyperclip",)),
+        StageSpec("hyperclip-hvae", ("hvae",), _hyperclip("hvae"), "HyperCLIP over Dec(u)", TASK_ID,
+                  fit=HYPERCLIP_FIT, shaped_by=("hyperclip",)),
+        StageSpec("hyperldm-hnet", ("latents",), _hyperldm("hnet"), "HyperLDM over z", fit=HYPERLDM_FIT,
+                  shaped_by=("hyperldm",)),
+        StageSpec("hyperldm-hvae", ("hvae",), _hyperldm("hvae"), "HyperLDM over u", fit=HYPERLDM_FIT,
+                  shaped_by=("hyperldm",)),
     )
 }
+# fmt: on
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {  # names `hyperguide train` accepts for several stages
     "collect": ("latents",),
     "hyperclip": ("hyperclip-hnet", "hyperclip-hvae"),
@@ -373,7 +412,7 @@ def stage(name: str) -> StageSpec:
         spec = None
     if spec is None or not spec.trained_as_a_whole:
         raise HyperguideError(f"unknown stage {name!r}; stages: {', '.join(STAGES)} and the meta-trained methods")
-    return StageSpec(name, (), _meta_training(spec), f"meta-training of {name}")
+    return StageSpec(name, (), _meta_training(spec), f"meta-training of {name}", shaped_by=META_TRAINING)
 
 
 def stage_order(names: Iterable[str]) -> list[str]:
@@ -401,21 +440,74 @@ def row_stages(rows: Iterable[Row]) -> list[str]:
     return stage_order(s for row in rows for s in row.spec.stages)
 
 
+def shaping_keys(name: str) -> list[str]:
+    """The config keys that shape stage `name`: `DATA_KEYS`, its own `shaped_by` and its dependencies', sorted."""
+    spec = stage(name)
+    keys = {*DATA_KEYS, *(training_keys(RunConfig) if spec.shaped_by is None else spec.shaped_by)}
+    for dep in spec.deps:
+        keys.update(shaping_keys(dep))
+    return sorted(keys)
+
+
+def _config_value(config: RunConfig, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return training_view(value)
+
+
+def digest(value: Any) -> str:
+    """The sha256 of a JSON-able value (keys sorted): how fingerprints hash what they cover."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def stage_fingerprint(
+    name: str, config: RunConfig, folder: RunFolder, seed: int, fold: int, data: str | None
+) -> dict[str, str]:
+    """What stage `name` of (seed, fold) is made from, as {what: hash}: `config.<key>` for each of its
+    `shaping_keys` (evaluation-only knobs left out), `data` (the universe's fingerprint, when known) and
+    `checkpoint <dep>` (the recorded sha256 of each checkpoint it is trained from; "missing" when there is none)."""
+    out = {f"config.{key}": digest(_config_value(config, key)) for key in shaping_keys(name)}
+    if data is not None:
+        out["data"] = data
+    for dep in stage(name).deps:
+        try:
+            out[f"checkpoint {dep}"] = str(read_metadata(folder.stem(dep, seed, fold)).get("sha256", "missing"))
+        except HyperguideError:
+            out[f"checkpoint {dep}"] = "missing"
+    return out
+
+
 def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
-    """Run the stage (after its dependencies) unless its checkpoint exists; returns seconds spent per stage run."""
-    stem = ctx.stem(name)
-    if checkpoint_exists(stem):
-        return {}
+    """Run the stage (after its dependencies) unless its checkpoint exists with the fingerprint this run expects
+    (one that differs is retrained, with a note saying why); returns seconds spent per stage run."""
     spec = stage(name)
     spent: dict[str, float] = {}
     for dep in spec.deps:
         spent.update(ensure_stage(dep, ctx))
+    stem = ctx.stem(name)
+    fingerprint = stage_fingerprint(name, ctx.config, ctx.folder, ctx.seed, ctx.split.fold, ctx.data)
+    problem = checkpoint_problem(stem, fingerprint)
+    if problem is None:
+        return spent
+    where = f"stage {name}, seed {ctx.seed}, fold {ctx.split.fold}"
+    if stem.with_suffix(".json").is_file():
+        emit(ctx.callbacks, Note(f"retraining {where}: {problem}"))
+        stem.with_suffix(".json").unlink()  # no longer trusted, whatever happens next
     emit(ctx.callbacks, StageStarted(name, ctx.seed, ctx.split.fold, len(ctx.split.train)))
     s = run_seed(name, ctx.seed, ctx.split.fold)
     torch.manual_seed(s)
     generator = torch.Generator().manual_seed(s)
     start = time.perf_counter()
-    out = spec.run(ctx, generator)
+    try:
+        out = spec.run(ctx, generator)
+    except NonFiniteLoss as e:
+        raise HyperguideError(f"{where}: {e}") from None
+    bad = non_finite(dict(out.module.state_dict()) if out.module is not None else out.tensors)
+    if bad is not None:
+        raise HyperguideError(
+            f"{where}: the trained {bad!r} holds NaN or infinity (the training diverged); nothing saved"
+        )
     elapsed = time.perf_counter() - start
     metadata = {
         "stage": name,
@@ -427,9 +519,9 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
         "config": to_dict(ctx.config),
     }
     if out.module is not None:
-        save_checkpoint(stem, out.module, metadata)
+        save_checkpoint(stem, out.module, metadata, fingerprint)
     else:
-        save_tensors(stem, out.tensors, metadata)
+        save_tensors(stem, out.tensors, metadata, fingerprint)
     emit(ctx.callbacks, StageFinished(name, ctx.seed, ctx.split.fold, elapsed))
     spent[name] = elapsed
     return spent
@@ -447,9 +539,23 @@ class LoadedRow:
     train_seconds: float
 
 
-def load_row(row: Row, tasks: list[Task], config: RunConfig, folder: RunFolder, seed: int, fold: int) -> LoadedRow:
-    """The row's model, every trained part loaded from its stage's checkpoint (in the order of `spec.stages`)."""
+def load_row(
+    row: Row, tasks: list[Task], config: RunConfig, folder: RunFolder, seed: int, fold: int, data: str | None = None
+) -> LoadedRow:
+    """The row's model, every trained part loaded from its stage's checkpoint (in the order of `spec.stages`). Each
+    checkpoint must carry the fingerprint `config` (and `data`, the universe's fingerprint, when given) expects and
+    its recorded sha256; else a `HyperguideError` says which and why."""
     name = row.spec.name
+    for stage_name in row.spec.stages:  # before anything is built: a crafted config cannot allocate first
+        expected = stage_fingerprint(stage_name, config, folder, seed, fold, data)
+        problem = checkpoint_problem(
+            folder.stem(stage_name, seed, fold), expected, ignore=("data",) if data is None else ()
+        )
+        if problem is not None:
+            raise HyperguideError(
+                f"row {row.name!r} (seed {seed}, fold {fold}): {problem}; retrain it with `hyperguide train` or "
+                "`hyperguide bench` on this run folder"
+            )
     s = run_seed(name, seed, fold)
     torch.manual_seed(s)  # what is not loaded (clip-zeroshot's random W1) is drawn from the row's own seed
     method = row.build(adapter_shape(tasks, config), question_dim(tasks), config, sample_seed=s)
@@ -461,8 +567,5 @@ def load_row(row: Row, tasks: list[Task], config: RunConfig, folder: RunFolder, 
                 f"row {name!r}: its model has {len(parts)} trained parts but the row lists stages {row.spec.stages}"
             )
         for stage_name, module in zip(row.spec.stages, parts, strict=True):
-            stem = folder.stem(stage_name, seed, fold)
-            if not checkpoint_exists(stem):
-                raise HyperguideError(f"no checkpoint {stem}.safetensors: run `hyperguide train` first")
-            seconds += float(load_checkpoint(stem, module).get("train_seconds", 0.0))
+            seconds += float(load_checkpoint(folder.stem(stage_name, seed, fold), module).get("train_seconds", 0.0))
     return LoadedRow(row, method, seconds)

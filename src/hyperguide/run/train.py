@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from hyperguide.callbacks import JsonlLog
-from hyperguide.config import RunConfig
+from hyperguide.config import RunConfig, check_device
 from hyperguide.data.splits import TaskSplit, make_splits
 from hyperguide.data.tasks import Universe, agreement
 from hyperguide.errors import HyperguideError
@@ -27,6 +27,17 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
 def resolve_config(config: RunConfig) -> RunConfig:
     """The config with its methods listed (every registered one for `methods: null`) and checked."""
     return replace(config, methods=method_names(config))  # raises for an unknown method
+
+
+def check_run(universe: Universe, config: RunConfig, *, device: str = "cpu", stages: Sequence[str] = ()) -> None:
+    """Everything a run can refuse, checked before its folder is touched: the methods and stages exist, the split
+    can be made on this universe (folds, held-out concepts), the device is there. A refused command leaves nothing
+    behind, so the corrected one is not refused as another run."""
+    check_device(device)
+    for name in stages:
+        stage(name)
+    training_plan(config, stages)  # every row's stages exist and have no cycle
+    splits_of(universe, config)
 
 
 def training_plan(config: RunConfig, extra_stages: Sequence[str] = ()) -> list[str]:
@@ -65,20 +76,21 @@ def train_run(
     stages: Sequence[str] = (),
 ) -> dict[str, float]:
     """Train every stage the config's rows need (plus `stages`) for every seed and fold, skipping stages whose
-    checkpoints exist; returns seconds spent per stage (0 where everything was already there)."""
+    checkpoints exist with the fingerprint this config and universe expect (others are retrained); returns seconds
+    spent per stage (0 where everything was already there). Nothing is written before the run is checked."""
     config = resolve_config(config)
+    check_run(universe, config, device=device, stages=stages)  # nothing is written for a refused run
     folder.write_config(config)  # refuses a folder that holds a run with another config
-    for name in stages:
-        stage(name)  # an unknown stage fails before any training
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
     agree = agreement(universe.tasks)
+    data = universe.fingerprint()
     listeners: list[Callback] = [JsonlLog(folder.metrics), *callbacks]
     seconds: dict[str, float] = {}
     for name in training_plan(config, stages):
         for seed in config.seeds:
             for split in splits:
-                ctx = StageContext(folder, seed, split, tasks, config, device, listeners, agree)
+                ctx = StageContext(folder, seed, split, tasks, config, device, listeners, agree=agree, data=data)
                 for done, spent in ensure_stage(name, ctx).items():
                     seconds[done] = seconds.get(done, 0.0) + spent
         seconds.setdefault(name, 0.0)

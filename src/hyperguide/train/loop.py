@@ -7,7 +7,9 @@ the events.
 
 `batches(epoch)` yields the epoch's batches and is consumed lazily, one batch per step, so a trainer that draws its
 batches from a seeded generator draws them in the same order as a hand-written loop would. `step(batch)` returns
-the batch's metrics: `"loss"`, the scalar to minimise, and anything else worth logging (tensors or floats).
+the batch's metrics: `"loss"`, the scalar to minimise, and anything else worth logging (tensors or floats). A loss
+(or a clipped gradient norm) that is NaN or infinite stops the training with `NonFiniteLoss`: nothing trained from
+it may pass for a result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 import torch
 from torch import nn
 
+from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, EpochEnded, FitStarted, StepEnded, emit
 
 B = TypeVar("B")
@@ -50,6 +53,17 @@ class EMA(Generic[M]):
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for averaged, current in zip(self.module.parameters(), self.source.parameters(), strict=True):
             averaged.lerp_(current, 1 - decay)
+
+
+class NonFiniteLoss(HyperguideError):
+    """A training step's loss (or gradient norm) is NaN or infinite: the training diverged and is stopped."""
+
+    def __init__(self, name: str, epoch: int, step: int, what: str, value: float) -> None:
+        super().__init__(
+            f"{name}: the {what} is {value} at epoch {epoch}, step {step}: the training diverged (a learning rate "
+            "too high for it?); nothing of it was saved"
+        )
+        self.name, self.epoch, self.step, self.what, self.value = name, epoch, step, what, value
 
 
 def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
@@ -123,11 +137,15 @@ def fit(
             metrics = step(batch)
             loss = metrics["loss"]
             assert isinstance(loss, torch.Tensor), "a step's 'loss' must be the tensor to minimise"
+            if not bool(torch.isfinite(loss.detach()).all()):
+                raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", float(loss.detach().float().sum()))
             optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
             if grad_clip is not None:
                 values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+                if not math.isfinite(values["grad_norm"]):  # clipping a non-finite norm would write NaN weights
+                    raise NonFiniteLoss(name, epoch, n_steps + 1, "gradient norm", values["grad_norm"])
             optimizer.step()
             if ema is not None:
                 ema.update()

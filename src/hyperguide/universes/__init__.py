@@ -18,6 +18,7 @@ from typing import Any
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
+from hyperguide.io import sweep_temporaries
 from hyperguide.universes.base import Encoders, UniverseOptions, UniverseSource
 from hyperguide.universes.easyvqa import EasyVQA
 from hyperguide.universes.metavqa import MetaVQA, MetaVQAStandin
@@ -52,8 +53,11 @@ def load_universe_structure(name: str, options: UniverseOptions | None = None, *
 def prepare_universe(
     name: str, options: UniverseOptions | None = None, *, callbacks: Sequence[Callback] = ()
 ) -> dict[str, Any]:
-    """Compute and cache a universe's frozen features; returns its manifest (with `"cached": True` if reused)."""
-    return source(name).prepare(options or UniverseOptions(), callbacks)
+    """Compute and cache a universe's frozen features; returns its manifest (with `"cached": True` if reused). The
+    temporaries a killed preparation left in the universe's folder are swept first."""
+    options, universe = options or UniverseOptions(), source(name)  # a registered name: its folder is ours
+    sweep_temporaries(options.folder(universe.name))
+    return universe.prepare(options, callbacks)
 
 
 def load_universe(name: str, options: UniverseOptions | None = None, *, prompts: str = "answer") -> Universe:

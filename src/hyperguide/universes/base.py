@@ -42,6 +42,12 @@ class UniverseOptions:
     batch_size: int = 32
     force: bool = False
 
+    def __post_init__(self) -> None:
+        for name, value, low in (("tower_epochs", self.tower_epochs, 1), ("batch_size", self.batch_size, 1)):
+            if value is not None and value < low:
+                flag = "--" + name.replace("_", "-")
+                raise HyperguideError(f"{flag} must be >= {low}, got {value}")
+
     def folder(self, name: str) -> Path:
         """Where universe `name` keeps its prepared files."""
         return Path(self.home) / name
