@@ -11,8 +11,17 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from hyperguide.config import CollectConfig, HVAEConfig, HyperCLIPConfig, HyperLDMConfig, InnerLoop, RunConfig
+from hyperguide.config import (
+    CollectConfig,
+    HVAEConfig,
+    HyperCLIPConfig,
+    HyperLDMConfig,
+    InnerLoop,
+    RegressorConfig,
+    RunConfig,
+)
 from hyperguide.data.batch import collate
+from hyperguide.data.splits import make_splits
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import evaluate_method, zero_shot_phis
@@ -27,7 +36,10 @@ from hyperguide.run.stages import STAGES
 from hyperguide.run.train import resolve_config, train_run
 from tests.helpers import TINY, load_trained
 
-GUIDANCE_METHODS = ("hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm", "hvae+hyperldm")
+GUIDANCE_METHODS = (
+    "hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm", "hvae+hyperldm", "hnet+hyperldm+hyperclip", "hnet+regressor",
+    "hnet+hyperclip-attention", "hnet+hyperldm-attention", "hnet+regressor-attention",
+)  # fmt: skip
 GUIDED = replace(  # HyperLDM and cond-multitask condition on the question's tokens, HyperCLIP on the pooled vector
     TINY,
     methods=("cond-multitask", *GUIDANCE_METHODS),
@@ -46,6 +58,7 @@ GUIDED = replace(  # HyperLDM and cond-multitask condition on the question's tok
         question="attention",
         gammas=(0.0, 1.0, 2.0),
     ),
+    regressor=RegressorConfig(hidden_dims=(32,), epochs=30, min_steps=0),
 )
 
 
@@ -74,8 +87,22 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
     rows = results["methods"]
     assert list(rows) == [
         "cond-multitask", "hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm@0", "hnet+hyperldm@1", "hnet+hyperldm@2",
-        "hvae+hyperldm@0", "hvae+hyperldm@1", "hvae+hyperldm@2",
+        "hvae+hyperldm@0", "hvae+hyperldm@1", "hvae+hyperldm@2", "hnet+hyperldm+hyperclip@0",
+        "hnet+hyperldm+hyperclip@1", "hnet+hyperldm+hyperclip@2", "hnet+regressor", "hnet+hyperclip-attention",
+        "hnet+hyperldm-attention@0", "hnet+hyperldm-attention@1", "hnet+hyperldm-attention@2",
+        "hnet+regressor-attention",
     ]  # fmt: skip
+    # fit: every row's zero-shot procedure on its meta-train questions, and each guidance stage's own measures
+    assert set(results["fit"]["rows"]) == set(rows)
+    n_train = len(make_splits(synthetic_universe(), "random")[0].train)
+    assert all(f["tasks"] == n_train and len(f["acc"]["per_seed"]) == 2 for f in results["fit"]["rows"].values())
+    stages = results["fit"]["stages"]
+    assert {"gate_ratio", "decoded_acc", "hnet_acc"} == set(stages["hvae"])
+    assert {"retrieval_top1_agree", "hard_negative_test"} <= set(stages["hyperclip-hnet"])
+    assert {"own_cluster", "own_cluster_agree", "distance_in_spreads", "train_acc"} == set(stages["hyperldm-hnet"])
+    assert all(0 <= stages["hyperldm-hvae"][k]["mean"] <= 100 for k in ("own_cluster", "train_acc"))
+    curve = [json.loads(line) for line in (out / "hyperldm-hnet" / "seed0-fold0.metrics.jsonl").read_text().splitlines()]
+    assert sum("fit_train_acc" in r for r in curve) == 6  # the stage's fit probes (RunConfig.probes)
     for row in rows.values():
         assert 0 <= row["zero_shot"]["acc"]["mean"] <= 100 and set(row["k_shot"]) == {"1", "full"}
         assert row["train_seconds"] > 0 and not row["uses_support_labels"]
@@ -83,7 +110,10 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
     assert rows["hnet+hyperldm@0"]["zero_shot"]["per_task_acc"] != rows["hnet+hyperldm@2"]["zero_shot"]["per_task_acc"]
     ident = results["diagnostics"]["hyperclip-hnet_task_id"]
     assert ident["candidates"] == 10 and 0 <= ident["test"]["mean"] <= 100 and len(ident["train"]["per_seed"]) == 2
-    for stage, learned in (("cond-multitask", True), ("hyperldm-hnet", True), ("hyperclip-hnet", False)):
+    for stage, learned in (
+        ("cond-multitask", True), ("hyperldm-hnet", True), ("hyperclip-hnet", False),
+        ("hyperclip-hnet-attention", True), ("regressor-hnet", False), ("regressor-hnet-attention", True),
+    ):  # fmt: skip
         with safe_open(out / stage / "seed0-fold0.safetensors", "pt") as f:
             keys = list(f.keys())
         assert any(k.startswith("question.") or ".question." in k for k in keys) == learned, stage
@@ -166,9 +196,17 @@ def test_bad_guidance_row_names_are_rejected() -> None:
 def test_default_rows_hold_every_guidance_row_and_gamma() -> None:
     rows = [row.name for row in table_rows(RunConfig())]
     assert {"hnet+hyperclip", "hvae+hyperclip", "hnet+hyperldm@1.5", "hvae+hyperldm@4", "oracle"} <= set(rows)
-    assert rows[:2] == ["chance", "majority"] and rows[-1] == "hvae+hyperldm@4" and len(rows) == 22
+    assert {
+        "hnet+hyperldm+hyperclip@1",
+        "hnet+regressor",
+        "cond-multitask-attention",
+        "hnet+hyperldm-attention@2",
+    } <= set(rows)
+    # 10 baselines and bounds, 2 HyperCLIP rows, 3 HyperLDM families x 5 gammas, the regressor, and the attention
+    # variants of 2 baselines, HyperCLIP, the regressor and 2 HyperLDM families
+    assert rows[:2] == ["chance", "majority"] and len(rows) == 10 + 2 + 15 + 1 + 4 + 10
     two = [row.name for row in table_rows(replace(RunConfig(), hyperldm=HyperLDMConfig(gammas=(0.5, 3))))]
-    assert two[-4:] == ["hnet+hyperldm@0.5", "hnet+hyperldm@3", "hvae+hyperldm@0.5", "hvae+hyperldm@3"]
+    assert two[12:16] == ["hnet+hyperldm@0.5", "hnet+hyperldm@3", "hvae+hyperldm@0.5", "hvae+hyperldm@3"]
 
 
 def test_hyperclip_loss_is_symmetric_and_lower_for_matched_pairs() -> None:

@@ -13,21 +13,25 @@ Add a row by registering a spec (`register(RowSpec(...))`, or one more entry bel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from hyperguide.config import RunConfig
+from torch import nn
+
+from hyperguide.config import RunConfig, apply_overrides
 from hyperguide.data.tasks import Task
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import Scores, chance_scores, majority_scores
 from hyperguide.meta import methods
-from hyperguide.meta.guided import GuidedMethod, latent_space
+from hyperguide.meta.guided import GuidedMethod, ZeroShot, latent_space
 from hyperguide.meta.hyperclip import build_hyperclip, hyperclip_guidance
 from hyperguide.meta.hyperldm import build_hyperldm, hyperldm_sampler
 from hyperguide.meta.methods import Method
-from hyperguide.meta.spaces import SpaceKind
+from hyperguide.meta.regressor import build_regressor, regressor_zero_shot
+from hyperguide.meta.spaces import LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
+from hyperguide.models.hyperldm import HyperLDM
 
 RowKind = Literal["bound", "reference", "baseline", "ablation", "guidance"]
 KINDS: tuple[RowKind, ...] = ("bound", "reference", "baseline", "ablation", "guidance")
@@ -60,6 +64,11 @@ class RowSpec:
     uses_labels: bool | Callable[[RunConfig], bool] = False
     sweep: Callable[[RunConfig], Sequence[float]] | None = None  # the values of `NAME@VALUE` rows
     bound: Literal["lower", "upper"] | None = None
+    overrides: tuple[str, ...] = ()  # `key=value` settings of this row (and its own stages), on top of the run's
+
+    def configured(self, config: RunConfig) -> RunConfig:
+        """The run's config with this row's own settings."""
+        return apply_overrides(config, self.overrides) if self.overrides else config
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.score is None):
@@ -103,7 +112,7 @@ class Row:
         """An untrained model of the row (its trained parts are loaded from the stages' checkpoints)."""
         if self.spec.build is None:
             raise HyperguideError(f"row {self.name!r} makes no weights: it has no model to build")
-        return self.spec.build(BuildContext(shape, question_dim, config, self.value, sample_seed))
+        return self.spec.build(BuildContext(shape, question_dim, self.spec.configured(config), self.value, sample_seed))
 
 
 ROWS: dict[str, RowSpec] = {}
@@ -120,6 +129,22 @@ def register(spec: RowSpec) -> RowSpec:
         raise ValueError(f"row name {spec.name!r} is reserved")
     ROWS[spec.name] = spec
     return spec
+
+
+def variant(
+    spec: RowSpec, suffix: str, overrides: Sequence[str], stages: Mapping[str, str] | None, what: str
+) -> RowSpec:
+    """`spec` with its own settings `overrides`, named NAME+suffix. A row meta-trained as a whole becomes its own
+    stage; a guidance row's stages are renamed by `stages` (old -> new), each of which `run/stages.py` must declare
+    with the same overrides."""
+    name = spec.name + suffix
+    if spec.trained_as_a_whole:
+        renamed: tuple[str, ...] = (name,)
+    else:
+        renamed = tuple((stages or {}).get(s, s) for s in spec.stages)
+    return replace(
+        spec, name=name, summary=f"{spec.summary}; {what}", stages=renamed, overrides=(*spec.overrides, *overrides)
+    )
 
 
 def unregister(name: str) -> None:
@@ -185,40 +210,59 @@ def _method(cls: type[Method]) -> Builder:
     return lambda ctx: cls(ctx.shape, ctx.question_dim, ctx.config.method)
 
 
-def _hyperclip_row(space: SpaceKind) -> Builder:
+GuideBuilder = Callable[[BuildContext, LatentSpace], nn.Module]
+
+
+def _guided(space: SpaceKind, guide: GuideBuilder, zero_shot: Callable[[BuildContext], ZeroShot]) -> Builder:
+    """A guidance row: the space of `space` over the HNet of `uncond-hnet-maml`, the guide network(s) `guide` builds
+    (a `nn.ModuleList` for several, each from its own stage), and the zero-shot procedure."""
+
     def build(ctx: BuildContext) -> Method:
         cfg = ctx.config
         latents = latent_space(space, methods.UncondHNetMAML(ctx.shape, ctx.question_dim, cfg.method), cfg.hvae)
+        built = guide(ctx, latents)
+        diffuses = isinstance(built[0] if isinstance(built, nn.ModuleList) else built, HyperLDM)
         return GuidedMethod(
             ctx.shape,
             ctx.question_dim,
             cfg.method,
             space=latents,
-            guide=build_hyperclip(latents, ctx.question_dim, cfg.hyperclip),
-            zero_shot=hyperclip_guidance(cfg.hyperclip),
+            guide=built,
+            zero_shot=zero_shot(ctx),
+            uses_support=diffuses and _few_shot_guided(cfg),
             sample_seed=ctx.sample_seed,
+            members=cfg.hyperldm.ensemble if diffuses else 1,
         )
 
     return build
 
 
-def _hyperldm_row(space: SpaceKind) -> Builder:
-    def build(ctx: BuildContext) -> Method:
-        cfg = ctx.config
-        latents = latent_space(space, methods.UncondHNetMAML(ctx.shape, ctx.question_dim, cfg.method), cfg.hvae)
-        gamma = 1.0 if ctx.value is None else ctx.value
-        return GuidedMethod(
-            ctx.shape,
-            ctx.question_dim,
-            cfg.method,
-            space=latents,
-            guide=build_hyperldm(latents.latent_dim, ctx.question_dim, cfg.hyperldm),
-            zero_shot=hyperldm_sampler(cfg.hyperldm, gamma),
-            uses_support=_few_shot_guided(cfg),
-            sample_seed=ctx.sample_seed,
-        )
+def _hyperclip(ctx: BuildContext, space: LatentSpace) -> nn.Module:
+    return build_hyperclip(space, ctx.question_dim, ctx.config.hyperclip)
 
-    return build
+
+def _hyperldm(ctx: BuildContext, space: LatentSpace) -> nn.Module:
+    return build_hyperldm(space.latent_dim, ctx.question_dim, ctx.config.hyperldm)
+
+
+def _hyperldm_and_hyperclip(ctx: BuildContext, space: LatentSpace) -> nn.Module:
+    return nn.ModuleList([_hyperldm(ctx, space), _hyperclip(ctx, space)])
+
+
+def _regressor(ctx: BuildContext, space: LatentSpace) -> nn.Module:
+    return build_regressor(space.latent_dim, ctx.question_dim, ctx.config.regressor)
+
+
+def _sampler(ctx: BuildContext) -> ZeroShot:
+    return hyperldm_sampler(ctx.config.hyperldm, 1.0 if ctx.value is None else ctx.value)
+
+
+def _ascent(ctx: BuildContext) -> ZeroShot:
+    return hyperclip_guidance(ctx.config.hyperclip)
+
+
+def _regression(ctx: BuildContext) -> ZeroShot:
+    return regressor_zero_shot
 
 
 def _few_shot_guided(config: RunConfig) -> bool:
@@ -253,14 +297,33 @@ for _spec in (
     RowSpec("oracle", "bound", "an adapter fine-tuned on the task's full support set", build=_method(methods.Oracle),
             uses_labels=True, bound="upper"),
     RowSpec("hnet+hyperclip", "guidance", "HyperCLIP guidance in the HNet's latent space",
-            build=_hyperclip_row("hnet"), stages=(BASE, "hyperclip-hnet"), reads_question=True),
+            build=_guided("hnet", _hyperclip, _ascent), stages=(BASE, "hyperclip-hnet"), reads_question=True),
     RowSpec("hvae+hyperclip", "guidance", "HyperCLIP guidance in the HVAE's latent space",
-            build=_hyperclip_row("hvae"), stages=(BASE, "hvae", "hyperclip-hvae"), reads_question=True),
+            build=_guided("hvae", _hyperclip, _ascent), stages=(BASE, "hvae", "hyperclip-hvae"), reads_question=True),
     RowSpec("hnet+hyperldm", "guidance", "HyperLDM samples in the HNet's latent space at guidance scale @G",
-            build=_hyperldm_row("hnet"), stages=(BASE, "hyperldm-hnet"), reads_question=True,
+            build=_guided("hnet", _hyperldm, _sampler), stages=(BASE, "hyperldm-hnet"), reads_question=True,
             uses_labels=_few_shot_guided, sweep=_gammas),
     RowSpec("hvae+hyperldm", "guidance", "HyperLDM samples in the HVAE's latent space at guidance scale @G",
-            build=_hyperldm_row("hvae"), stages=(BASE, "hvae", "hyperldm-hvae"), reads_question=True,
+            build=_guided("hvae", _hyperldm, _sampler), stages=(BASE, "hvae", "hyperldm-hvae"), reads_question=True,
             uses_labels=_few_shot_guided, sweep=_gammas),
+    RowSpec("hnet+hyperldm+hyperclip", "guidance",
+            "HyperLDM samples at scale @G with HyperCLIP as the classifier of classifier guidance",
+            build=_guided("hnet", _hyperldm_and_hyperclip, _sampler), stages=(BASE, "hyperldm-hnet", "hyperclip-hnet"),
+            reads_question=True, uses_labels=_few_shot_guided, sweep=_gammas),
+    RowSpec("hnet+regressor", "ablation", "an MLP from the question to the HNet latent, trained by regression",
+            build=_guided("hnet", _regressor, _regression), stages=(BASE, "regressor-hnet"), reads_question=True),
 ):  # fmt: skip
     register(_spec)
+
+# The question read through attention over its tokens instead of the pooled vector: the same rows, their own stages.
+ATTENTION = "-attention"
+for _name, _overrides, _stages in (
+    ("cond-multitask", ("method.question=attention",), None),
+    ("cond-multitask-film", ("method.question=attention",), None),
+    ("hnet+hyperclip", ("hyperclip.question=attention",), {"hyperclip-hnet": "hyperclip-hnet-attention"}),
+    ("hnet+hyperldm", ("hyperldm.question=attention",), {"hyperldm-hnet": "hyperldm-hnet-attention"}),
+    ("hnet+hyperldm+hyperclip", ("hyperldm.question=attention", "hyperclip.question=attention"),
+     {"hyperldm-hnet": "hyperldm-hnet-attention", "hyperclip-hnet": "hyperclip-hnet-attention"}),
+    ("hnet+regressor", ("regressor.question=attention",), {"regressor-hnet": "regressor-hnet-attention"}),
+):  # fmt: skip
+    register(variant(ROWS[_name], ATTENTION, _overrides, _stages, "the question through attention over its tokens"))

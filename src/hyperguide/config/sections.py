@@ -249,6 +249,17 @@ class HyperLDMConfig:
     clip_x0: bool = knob(
         True, help="bound each sampling step's predicted x0 to the training latents' range", evaluation_only=True
     )
+    ensemble: int = knob(
+        1,
+        help="zero-shot answers with the mean logits of this many samples per task (1: one sample)",
+        evaluation_only=True,
+    )
+    classifier_scale: float = knob(
+        0.1,
+        help="the +hyperclip rows: each sampling step moves x0 up HyperCLIP's cosine to the question by this share "
+        "of the latents' per-dimension spread, times sqrt(1 - alpha_bar) (0: classifier-free guidance alone)",
+        evaluation_only=True,
+    )
 
     def __post_init__(self) -> None:
         require(self.num_steps >= 1, "num_steps", ">= 1", self.num_steps)
@@ -279,6 +290,29 @@ class HyperLDMConfig:
         require(len(set(self.gammas)) == len(self.gammas), "gammas", "distinct", self.gammas)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
         require(self.cond_hidden >= 1, "cond_hidden", ">= 1", self.cond_hidden)
+        require(self.ensemble >= 1, "ensemble", ">= 1", self.ensemble)
+        require(at_least(self.classifier_scale, 0), "classifier_scale", "a finite number >= 0", self.classifier_scale)
+
+
+@dataclass(frozen=True)
+class RegressorConfig:
+    """The ablation row's question -> latent regressor: an MLP trained by mean squared error on the adapted latents
+    (normalised per dimension), so that the table separates what the latent space gives from what diffusion adds."""
+
+    hidden_dims: tuple[int, ...] = knob((256, 256), help="hidden widths of the MLP")
+    lr: float = knob(1e-3, help="Adam learning rate")
+    batch_size: int = knob(32, help="tasks per step")
+    epochs: int = knob(100, help="epochs over the meta-train tasks (one augmentation per task and epoch)")
+    min_steps: int = knob(2000, help="train at least this many steps, whatever the number of tasks")
+    question: QuestionMode = knob("pooled", help="the input: pooled question embedding or attention over tokens")
+    question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
+
+    def __post_init__(self) -> None:
+        require(all(h >= 1 for h in self.hidden_dims), "hidden_dims", "widths >= 1", self.hidden_dims)
+        require(positive(self.lr), "lr", "a finite number > 0", self.lr)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        _require_steps(self.epochs, self.min_steps)
+        require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
 
 
 @dataclass(frozen=True)
@@ -331,6 +365,7 @@ class RunConfig:
     hvae: HVAEConfig = knob(help="the HVAE", factory=HVAEConfig)
     hyperclip: HyperCLIPConfig = knob(help="HyperCLIP", factory=HyperCLIPConfig)
     hyperldm: HyperLDMConfig = knob(help="HyperLDM", factory=HyperLDMConfig)
+    regressor: RegressorConfig = knob(help="the question -> latent regressor (ablation)", factory=RegressorConfig)
 
     def __post_init__(self) -> None:
         require(self.universe.strip() != "", "universe", "a universe's name", self.universe)

@@ -25,10 +25,13 @@ Scores = dict[str, list[float]]  # {"acc": per task, "bal_acc": per task}
 
 
 @torch.no_grad()
-def score_weights(shape: AdapterShape, weights: torch.Tensor, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B,) accuracy and balanced accuracy of adapter weights (B, P) on the batch's query sets."""
+def score_weights(
+    shape: AdapterShape, weights: torch.Tensor, batch: TaskBatch, members: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) accuracy and balanced accuracy of adapter weights (B, P), or of ensembles of `members` adapters per task
+    (B * members, P; their mean logits), on the batch's query sets."""
     lengths = batch.lengths("query")
-    logits = adapter_logits(shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths)
+    logits = adapter_logits(shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths, members)
     k = batch.answer_emb.shape[1]
     return (
         task_accuracy(logits, batch.query_y, batch.query_mask),
@@ -38,7 +41,7 @@ def score_weights(shape: AdapterShape, weights: torch.Tensor, batch: TaskBatch) 
 
 def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        return score_weights(method.shape, method.generate(phi), batch)
+        return score_weights(method.shape, method.generate(phi), batch, method.members)
 
 
 def zero_shot_phis(method: Method, tasks: Sequence[Task], *, batch_size: int = 32, device: str = "cpu") -> torch.Tensor:
@@ -80,7 +83,8 @@ def evaluate_method(
             with torch.no_grad():  # the inner loop (oracle, fine-tuning) turns gradients on for itself
                 phi = method.zero_shot_phi(batch)
         if finetune is not None:
-            phi = adapt(support_loss_fn(method.shape, method.generate, batch), phi.detach(), finetune)
+            loss = support_loss_fn(method.shape, method.generate, batch, method.members)
+            phi = adapt(loss, phi.detach(), finetune)
         a, b = _score(method, batch, phi.detach())
         acc.extend(a.tolist())
         bal.extend(b.tolist())

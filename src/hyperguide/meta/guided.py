@@ -44,7 +44,8 @@ class GuidedMethod(Method):
     """Zero-shot: `zero_shot(space, guide, batch, x0, noise)` from the space's start x0. Every task draws its noise
     from its own stream, seeded by `sample_seed` and its question (`diffusion.noise.Noise.for_rows`), so a task's
     zero-shot weights depend on the row's seed and its question alone: not on the batch it is evaluated in, nor on
-    its place there."""
+    its place there. With `members` > 1 it answers with an ensemble: that many zero-shot latents per task (each from
+    its own streams), scored by their mean logits (`Method.members`)."""
 
     trained_by = "guidance"
 
@@ -59,6 +60,7 @@ class GuidedMethod(Method):
         zero_shot: ZeroShot,
         uses_support: bool = False,
         sample_seed: int = 0,
+        members: int = 1,
     ) -> None:
         super().__init__(shape, question_dim, config)
         self.space = space
@@ -66,23 +68,31 @@ class GuidedMethod(Method):
         self.zero_shot = zero_shot
         self.uses_support_for_zero_shot = uses_support
         self.sample_seed = sample_seed
+        self.members = members
 
     def trained_parts(self) -> list[nn.Module]:
+        """The base, the HVAE (in its space), and the guide: or each of the guides of a `nn.ModuleList` guide."""
         parts: list[nn.Module] = [self.space.base]
         if isinstance(self.space, HVAESpace):
             parts.append(self.space.vae)
-        return [*parts, self.guide]
+        return [*parts, *(self.guide if isinstance(self.guide, nn.ModuleList) else [self.guide])]
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
-        return self.space.decode(phi)
+        """(B, members * L) -> (B * members, P): every member's weights, a task's members consecutive."""
+        return self.space.decode(phi.reshape(-1, self.space.latent_dim))
 
-    def _noise(self, batch: TaskBatch) -> Noise:
-        return Noise.for_rows(self.sample_seed, batch.question_emb)
+    def _noise(self, batch: TaskBatch, member: int) -> Noise:
+        return Noise.for_rows(self.sample_seed + 1_000_003 * member, batch.question_emb)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return self.space.start(len(batch), self._noise(batch)).to(batch.question_emb.device)
+        starts = [self.space.start(len(batch), self._noise(batch, m)) for m in range(self.members)]
+        return torch.cat(starts, dim=1).to(batch.question_emb.device)
 
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
-        noise = self._noise(batch)
-        x0 = self.space.start(len(batch), noise).to(batch.question_emb.device)
-        return self.zero_shot(self.space, self.guide, batch, x0, noise)
+        """(B, members * L): each member sampled with its own noise streams."""
+        out = []
+        for m in range(self.members):
+            noise = self._noise(batch, m)
+            x0 = self.space.start(len(batch), noise).to(batch.question_emb.device)
+            out.append(self.zero_shot(self.space, self.guide, batch, x0, noise))
+        return torch.cat(out, dim=1)

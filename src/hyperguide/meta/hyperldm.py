@@ -37,6 +37,7 @@ from hyperguide.meta.inner_loop import support_loss_fn
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
+from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.train.loop import EMA, probe_of
 
@@ -120,15 +121,46 @@ def few_shot_guide(ldm: HyperLDM, ddpm: DDPM, grad_fn: GradFn, scale: float) -> 
     return guide
 
 
+def classifier_guide(
+    ldm: HyperLDM, clip: HyperCLIP, space: LatentSpace, questions: Questions, ddpm: DDPM, scale: float
+) -> Guide:
+    """HyperCLIP as the classifier of classifier guidance, on the clean-latent estimate: each step's x0 moves up the
+    gradient of cos(f(code(x0)), e_q), by `scale` sqrt(1 - alpha_bar) per dimension (RMS) in the normalised
+    coordinates (whose per-dimension spread is 1): a push towards the question's weights that is strongest while the
+    sampler chooses among tasks and fades as the sample settles."""
+    with torch.no_grad():
+        target = clip.embed_questions(questions)
+
+    def guide(est: Estimate) -> torch.Tensor:
+        with torch.enable_grad():
+            x = est.x0.detach().requires_grad_(True)
+            cos = (clip.embed_codes(space.code(ldm.denormalize(x))) * target).sum(-1)
+            (g,) = torch.autograd.grad(cos.sum(), x)
+        _, s = ddpm.coefficients(est.index)
+        rms = g.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+        return est.x0 + scale * s * g / rms
+
+    return guide
+
+
 def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torch.Tensor]:
     """The zero-shot latent of a guidance row (`meta.guided.ZeroShot`): a sample at guidance scale `gamma`, with
-    few-shot guidance by the batch's support loss when config.few_shot_scale > 0 (then it uses labels)."""
+    few-shot guidance by the batch's support loss when config.few_shot_scale > 0 (then it uses labels). A guide that
+    is a `ModuleList` [HyperLDM, HyperCLIP] adds HyperCLIP's classifier guidance (`classifier_guide`, scale
+    config.classifier_scale) to the classifier-free guidance."""
 
     def zero_shot(
         space: LatentSpace, guide: torch.nn.Module, batch: TaskBatch, x0: torch.Tensor, noise: Noise
     ) -> torch.Tensor:
+        clip = None
+        if isinstance(guide, torch.nn.ModuleList):
+            guide, clip = guide
         assert isinstance(guide, HyperLDM)
+        ddpm = DDPM(sampling_schedule(config), config.target)
         guides: list[Guide] = []
+        if clip is not None and config.classifier_scale > 0:
+            assert isinstance(clip, HyperCLIP)
+            guides.append(classifier_guide(guide, clip, space, batch.questions, ddpm, config.classifier_scale))
         if config.few_shot_scale > 0:
             support_loss = support_loss_fn(space.base.shape, space.decode, batch)
 
@@ -136,7 +168,6 @@ def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torc
                 x = x.detach().requires_grad_(True)
                 return torch.autograd.grad(support_loss(x).sum(), x)[0]
 
-            ddpm = DDPM(sampling_schedule(config), config.target)
             guides.append(few_shot_guide(guide, ddpm, grad_fn, config.few_shot_scale))
         return sample_latents(guide, batch.questions, config, gamma=gamma, generator=noise, start=x0, guides=guides)
 

@@ -25,14 +25,16 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]  # phi (B, M) -> per-task losses
 WeightDecoder = Callable[[torch.Tensor], torch.Tensor]  # phi (B, M) -> adapter weights (B, P)
 
 
-def support_loss_fn(shape: AdapterShape, generate: WeightDecoder, batch: TaskBatch) -> LossFn:
-    """phi -> (B,) cross-entropy of each task's support set under the adapter weights generate(phi)."""
+def support_loss_fn(shape: AdapterShape, generate: WeightDecoder, batch: TaskBatch, members: int = 1) -> LossFn:
+    """phi -> (B,) cross-entropy of each task's support set under the adapter weights generate(phi) (the mean logits
+    of an ensemble of `members` adapters per task, see `adapter_logits`)."""
 
     lengths = batch.lengths("support")
 
     def loss(phi: torch.Tensor) -> torch.Tensor:
         weights = generate(phi)
-        logits = adapter_logits(shape, weights, batch.support_x, batch.answer_emb, batch.answer_mask, lengths)
+        x, answers, mask = batch.support_x, batch.answer_emb, batch.answer_mask
+        logits = adapter_logits(shape, weights, x, answers, mask, lengths, members)
         return task_cross_entropy(logits, batch.support_y, batch.support_mask)
 
     return loss

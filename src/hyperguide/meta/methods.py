@@ -41,10 +41,12 @@ Training = Literal["none", "multitask", "maml", "guidance"]
 
 class Method(nn.Module):
     """Base class: subclasses set `trained_by` and implement `init_phi` (and `generate` if not identity).
-    `uses_support_for_zero_shot` marks a method whose zero-shot value reads the support set's labels (the oracle)."""
+    `uses_support_for_zero_shot` marks a method whose zero-shot value reads the support set's labels (the oracle);
+    `members` > 1 an ensemble, whose phi holds that many members' inner parameters per task."""
 
     trained_by: ClassVar[Training] = "none"
     uses_support_for_zero_shot: bool = False
+    members: int = 1  # adapters per task: generate(phi) gives (B * members, P), scored by their mean logits
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__()

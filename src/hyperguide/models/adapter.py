@@ -127,12 +127,29 @@ def adapter_logits(
     answer_emb: torch.Tensor,
     answer_mask: torch.Tensor | None = None,
     lengths: list[int] | None = None,
+    members: int = 1,
 ) -> torch.Tensor:
     """(B, N, K) logits: 100 * cosine between adapted image features and answer embeddings; padded answers -inf.
 
     With `lengths` (real examples per task, a prefix of each row), padded rows are skipped (see
-    `adapt_features_ragged`) and their logits are 0.
+    `adapt_features_ragged`) and their logits are 0. With `members` > 1, `weights` holds an ensemble of that many
+    adapters per task (B * members, P; a task's members consecutive) and the logits are their mean.
     """
+    if members > 1:
+        b = x.shape[0]
+
+        def rep(v: torch.Tensor) -> torch.Tensor:
+            return v.repeat_interleave(members, 0)
+
+        logits = adapter_logits(
+            shape,
+            weights,
+            rep(x),
+            rep(answer_emb),
+            None if answer_mask is None else rep(answer_mask),
+            None if lengths is None else [n for n in lengths for _ in range(members)],
+        )
+        return logits.view(b, members, *logits.shape[1:]).mean(1)
     t = F.normalize(answer_emb, dim=-1)
     if lengths is None:
         a = F.normalize(adapt_features(shape, weights, x), dim=-1)

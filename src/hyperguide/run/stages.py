@@ -28,7 +28,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from hyperguide.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from hyperguide.config import RunConfig, to_dict, training_keys, training_view
+from hyperguide.config import RunConfig, apply_overrides, to_dict, training_keys, training_view
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task
@@ -60,11 +60,13 @@ from hyperguide.meta.hyperclip import hard_negative_identification, retrieval, t
 from hyperguide.meta.hyperldm import sample_latents, train_hyperldm
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method, UncondHNetMAML
+from hyperguide.meta.regressor import train_regressor
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind, SpaceLatents
 from hyperguide.meta.train import train_method
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
+from hyperguide.models.regressor import LatentRegressor
 from hyperguide.rows import BASE, ROWS, Row, RowSpec, row_spec
 from hyperguide.run.folder import RunFolder
 from hyperguide.train.loop import NonFiniteLoss
@@ -165,6 +167,7 @@ class StageSpec:
     # The config sections (or dotted knobs) that shape it beyond DATA_KEYS and its dependencies'; None (a stage that
     # declares nothing): every section but the evaluation-only ones, so that no setting it reads is left out.
     shaped_by: tuple[str, ...] | None = None
+    overrides: tuple[str, ...] = ()  # `key=value` settings of this stage on top of the run's (a row's variant)
 
 
 # What every stage is trained on: the config's keys that choose the tasks and their texts (the data's own hash is
@@ -362,6 +365,25 @@ TASK_ID = Diagnostic(
     "task_id", "task_id_train", "task_id_test", lambda config: {"candidates": config.hyperclip.candidates}
 )
 
+
+def _regressor(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator], StageOutput]:
+    def run(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+        space, latents, questions = ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks)
+
+        def measure(model: LatentRegressor) -> dict[str, float]:
+            with torch.no_grad():
+                out = model(questions.to(ctx.device))
+            return {"fit_train_acc": mean(latent_scores(space, ctx.train_tasks, out, device=ctx.device)["acc"])}
+
+        model, _ = train_regressor(
+            space, latents, questions, ctx.config.regressor, generator=generator, name=f"regressor-{space_kind}",
+            device=ctx.device, probe=measure, probes=ctx.config.probes, callbacks=ctx.callbacks,
+        )  # fmt: skip
+        return StageOutput(model, metadata={"train_acc": measure(model)["fit_train_acc"]})
+
+    return run
+
+
 HVAE_FIT = ("gate_ratio", "decoded_acc", "hnet_acc")
 HYPERCLIP_FIT = (
     "retrieval_top1",
@@ -390,13 +412,23 @@ STAGES: dict[str, StageSpec] = {
                   shaped_by=("hyperldm",)),
         StageSpec("hyperldm-hvae", ("hvae",), _hyperldm("hvae"), "HyperLDM over u", fit=HYPERLDM_FIT,
                   shaped_by=("hyperldm",)),
+        StageSpec("regressor-hnet", ("latents",), _regressor("hnet"), "a question -> z regressor (ablation)",
+                  fit=("train_acc",), shaped_by=("regressor",)),
+        # the question through attention over its tokens (the rows' `-attention` variants)
+        StageSpec("hyperclip-hnet-attention", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z), attention",
+                  TASK_ID, fit=HYPERCLIP_FIT, shaped_by=("hyperclip",), overrides=("hyperclip.question=attention",)),
+        StageSpec("hyperldm-hnet-attention", ("latents",), _hyperldm("hnet"), "HyperLDM over z, attention",
+                  fit=HYPERLDM_FIT, shaped_by=("hyperldm",), overrides=("hyperldm.question=attention",)),
+        StageSpec("regressor-hnet-attention", ("latents",), _regressor("hnet"), "the regressor, attention",
+                  fit=("train_acc",), shaped_by=("regressor",), overrides=("regressor.question=attention",)),
     )
 }
 # fmt: on
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {  # names `hyperguide train` accepts for several stages
     "collect": ("latents",),
-    "hyperclip": ("hyperclip-hnet", "hyperclip-hvae"),
-    "hyperldm": ("hyperldm-hnet", "hyperldm-hvae"),
+    "hyperclip": ("hyperclip-hnet", "hyperclip-hvae", "hyperclip-hnet-attention"),
+    "hyperldm": ("hyperldm-hnet", "hyperldm-hvae", "hyperldm-hnet-attention"),
+    "regressor": ("regressor-hnet", "regressor-hnet-attention"),
 }
 
 
@@ -412,7 +444,15 @@ def stage(name: str) -> StageSpec:
         spec = None
     if spec is None or not spec.trained_as_a_whole:
         raise HyperguideError(f"unknown stage {name!r}; stages: {', '.join(STAGES)} and the meta-trained methods")
-    return StageSpec(name, (), _meta_training(spec), f"meta-training of {name}", shaped_by=META_TRAINING)
+    return StageSpec(
+        name, (), _meta_training(spec), f"meta-training of {name}", shaped_by=META_TRAINING, overrides=spec.overrides
+    )
+
+
+def stage_config(name: str, config: RunConfig) -> RunConfig:
+    """The run's config as stage `name` sees it: with the stage's own settings."""
+    overrides = stage(name).overrides
+    return apply_overrides(config, overrides) if overrides else config
 
 
 def stage_order(names: Iterable[str]) -> list[str]:
@@ -467,6 +507,7 @@ def stage_fingerprint(
     """What stage `name` of (seed, fold) is made from, as {what: hash}: `config.<key>` for each of its
     `shaping_keys` (evaluation-only knobs left out), `data` (the universe's fingerprint, when known) and
     `checkpoint <dep>` (the recorded sha256 of each checkpoint it is trained from; "missing" when there is none)."""
+    config = stage_config(name, config)
     out = {f"config.{key}": digest(_config_value(config, key)) for key in shaping_keys(name)}
     if data is not None:
         out["data"] = data
@@ -495,6 +536,7 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
         emit(ctx.callbacks, Note(f"retraining {where}: {problem}"))
         stem.with_suffix(".json").unlink()  # no longer trusted, whatever happens next
     emit(ctx.callbacks, StageStarted(name, ctx.seed, ctx.split.fold, len(ctx.split.train)))
+    ctx = replace(ctx, config=stage_config(name, ctx.config))
     s = run_seed(name, ctx.seed, ctx.split.fold)
     torch.manual_seed(s)
     generator = torch.Generator().manual_seed(s)
