@@ -101,7 +101,9 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
     assert {"retrieval_top1_agree", "hard_negative_test"} <= set(stages["hyperclip-hnet"])
     assert {"own_cluster", "own_cluster_agree", "distance_in_spreads", "train_acc"} == set(stages["hyperldm-hnet"])
     assert all(0 <= stages["hyperldm-hvae"][k]["mean"] <= 100 for k in ("own_cluster", "train_acc"))
-    curve = [json.loads(line) for line in (out / "hyperldm-hnet" / "seed0-fold0.metrics.jsonl").read_text().splitlines()]
+    curve = [
+        json.loads(line) for line in (out / "hyperldm-hnet" / "seed0-fold0.metrics.jsonl").read_text().splitlines()
+    ]
     assert sum("fit_train_acc" in r for r in curve) == 6  # the stage's fit probes (RunConfig.probes)
     for row in rows.values():
         assert 0 <= row["zero_shot"]["acc"]["mean"] <= 100 and set(row["k_shot"]) == {"1", "full"}
