@@ -22,7 +22,7 @@ from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.eval.stats import summarize
 from hyperguide.events import RowStarted, StageStarted
 from hyperguide.report.markdown import best_of, render_markdown, render_table, row_kind
-from hyperguide.report.plots import GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots
+from hyperguide.report.plots import FIT_CURVES, GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots
 from hyperguide.run.bench import run_bench
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.progress import ProgressBoard
@@ -124,7 +124,12 @@ def test_killed_bench_resumes_to_the_same_results(tmp_path: Path) -> None:
 
 def _row(per_seed: list[float], per_task: list[list[float]], k_shot: dict[str, list[float]] | None = None) -> dict:
     return {
-        "zero_shot": {"acc": summarize(per_seed), "bal_acc": summarize(per_seed), "per_task_acc": per_task},
+        "zero_shot": {
+            "acc": summarize(per_seed),
+            "bal_acc": summarize(per_seed),
+            "per_task_acc": per_task,
+            "per_task_bal_acc": per_task,
+        },
         "k_shot": {k: {"acc": summarize(v), "bal_acc": summarize(v), "tasks": 2} for k, v in (k_shot or {}).items()},
         "uses_support_labels": False,
         "train_seconds": 1.0,
@@ -145,8 +150,21 @@ def _results(*, gamma_rows: bool = True) -> dict[str, Any]:
         for gamma, acc in (("0", 60.0), ("1", 85.0), ("2", 90.0)):
             methods[f"hnet+hyperldm@{gamma}"] = _row([acc, acc + 4], [[acc, acc], [acc + 4, acc + 4]], ks)
     methods["oracle"]["uses_support_labels"] = True
+    fit_rows = {
+        row: {"acc": summarize(v), "bal_acc": summarize(v), "tasks": 3}
+        for row, v in (("cond-multitask", [100.0, 99.0]), ("hnet+hyperclip", [90.0, 92.0]))
+    }
+    stages = {
+        "hvae": {"gate_ratio": summarize([97.0, 94.0]), "decoded_acc": summarize([95.0, 93.0])},
+        "hyperldm-hnet": {"own_cluster_agree": summarize([96.0, 98.0]), "train_acc": summarize([99.0, 99.5])},
+    }
+    curves = {
+        "cond-multitask": {"fit_acc": [{"seed": s, "fold": 0, "step": [10, 20, 30], "value": [70.0, 95.0 + s, 99.0]}
+                                       for s in (0, 1)]},
+        "hvae": {"fit_gate": [{"seed": 0, "fold": 0, "step": [5, 10], "value": [80.0, 97.0]}]},
+    }  # fmt: skip
     return {"universe": "synthetic", "split": "random", "folds": 1, "seeds": [0, 1], "test_tasks": ["q1", "q2"],
-            "methods": methods}  # fmt: skip
+            "methods": methods, "fit": {"rows": fit_rows, "stages": stages, "curves": curves}}  # fmt: skip
 
 
 def test_row_kinds_and_best_rows() -> None:
@@ -183,9 +201,22 @@ def test_markdown_notes_missing_gamma_rows_and_shows_plots(tmp_path: Path) -> No
     assert "## Paired differences against the best baseline" in text and "| `hnet+hyperclip` | -10.00" in text
 
 
+def test_the_report_shows_fit_beside_generalisation_and_the_claim() -> None:
+    text = render_markdown(_results(), {})
+    claim = text.split("## The best guidance row against the best paper baseline")[1].split("##")[0]
+    assert "`hnet+hyperldm@2` against the best baseline of the paper's table, `cond-multitask`" in claim
+    assert "| acc | +10.00 ± 0.00 (2) |" in claim and "| +10.0, +10.0 |" in claim  # 90/94 against 80/84 per seed
+    assert "closes: 59%" in claim  # (92 - 82) / (99 - 82) of the gap to the oracle
+    fit = text.split("## Fit: the learned parts on their own training tasks")[1]
+    assert "| `hnet+hyperclip` | 91.00 ± 12.71 |" in fit and "**no** (< 95%)" in fit  # a guidance row that does not fit
+    assert "| `cond-multitask` | 99.50 ± 6.35 | 99.50 ± 6.35 | 82.00 ± 25.41 |" in fit
+    assert "**not met**" in fit  # the HVAE gate fails on seed 1 (94%)
+    assert "| `hyperldm-hnet` | 99.25 ± 3.18 | 97.00 ± 12.71 |" in fit
+
+
 def test_plots_are_nonempty_pngs(tmp_path: Path) -> None:
     plots = write_plots(_results(), tmp_path)
-    assert sorted(plots.values()) == sorted([GAMMA_SWEEP, K_SHOT, PER_TASK])
+    assert sorted(plots.values()) == sorted([GAMMA_SWEEP, K_SHOT, PER_TASK, FIT_CURVES])
     for name in plots.values():
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name

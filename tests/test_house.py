@@ -16,7 +16,7 @@ from hyperguide.config import RunConfig, apply_overrides, from_dict, knobs, merg
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import read_results
 from hyperguide.events import EpochEnded, Event, FitStarted, Note, StageFinished, StageStarted, StepEnded
-from hyperguide.train.loop import EMA, epochs_for, fit
+from hyperguide.train.loop import EMA, Probing, epochs_for, fit, plateau_reached
 
 # ------------------------------------------------------------------------------------------------ the training loop
 
@@ -51,6 +51,38 @@ def test_fit_solves_a_least_squares_problem_and_logs_every_epoch() -> None:
     assert sum(isinstance(e, StepEnded) for e in events) == 600
     ends = [e for e in events if isinstance(e, EpochEnded)]
     assert [e.epoch for e in ends] == list(range(1, 151)) and ends[-1].record == history[-1]
+
+
+def test_fit_probes_the_fit_and_stops_at_its_plateau() -> None:
+    """Probes at evenly spread epochs, recorded in the log and run in eval mode; with patience, training stops once
+    the first measure stops rising, and runs to the end while it rises."""
+    model, x, y = _regression()
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"loss": ((model(batch[0]) - batch[1]) ** 2).mean()}
+
+    def measure(m: nn.Module) -> dict[str, float]:
+        assert not m.training
+        with torch.no_grad():
+            return {"fit_r2": min(95.0, 100 * (1 - float(((m(x) - y) ** 2).mean() / y.var())))}  # saturates at 95
+
+    def run(probing: Probing[nn.Linear]) -> list[dict[str, float]]:
+        model.train()
+        out = fit(step, lambda e: [(x, y)], torch.optim.Adam(model.parameters(), lr=0.05), epochs=400, name="ls",
+                  **probing.fit_options(model))  # fmt: skip
+        assert model.training  # its mode is restored after each probe
+        return out
+
+    full = run(Probing(measure, count=8))
+    probed = [r for r in full if "fit_r2" in r]
+    assert len(full) == 400 and [r["epoch"] for r in probed] == [50, 100, 150, 200, 250, 300, 350, 400]
+    torch.manual_seed(0)
+    model.reset_parameters()
+    stopped = run(Probing(measure, count=40, patience=3, min_delta=0.5))
+    assert stopped[-1].get("stopped") == 1.0 and len(stopped) < 400
+    values = [r["fit_r2"] for r in stopped if "fit_r2" in r]
+    assert values[-1] == 95.0 and max(values[-3:]) <= max(values[:-3]) + 0.5  # three probes without progress
+    assert plateau_reached([1, 5, 5.2, 5.1, 5.3], 3, 0.5) and not plateau_reached([1, 5, 5.2, 5.6, 5.3], 3, 0.5)
 
 
 def test_fit_clips_the_gradient_and_runs_the_step_hooks() -> None:

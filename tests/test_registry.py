@@ -42,6 +42,10 @@ STAGE_MODULES = {
     "hyperclip-hvae": "HyperCLIP",
     "hyperldm-hnet": "HyperLDM",
     "hyperldm-hvae": "HyperLDM",
+    "regressor-hnet": "LatentRegressor",
+    "hyperclip-hnet-attention": "HyperCLIP",
+    "hyperldm-hnet-attention": "HyperLDM",
+    "regressor-hnet-attention": "LatentRegressor",
 }
 
 
@@ -181,7 +185,10 @@ def test_stage_targets_train_their_stages_only(tmp_path: Path) -> None:
     from hyperguide.run.train import resolve_targets
 
     assert resolve_targets(["collect"]) == ((), ("latents",))
-    assert resolve_targets(["hyperldm"]) == (("hnet+hyperldm", "hvae+hyperldm"), ("hyperldm-hnet", "hyperldm-hvae"))
+    assert resolve_targets(["hyperldm"]) == (
+        ("hnet+hyperldm", "hvae+hyperldm", "hnet+hyperldm-attention"),
+        ("hyperldm-hnet", "hyperldm-hvae", "hyperldm-hnet-attention"),
+    )
     assert resolve_targets(["hvae+hyperldm@2", "hvae"]) == (("hvae+hyperldm",), ("hvae",))
     run = tmp_path / "run"
     assert main(["collect", "synthetic", "--quick", "--seeds", "0", "--out", str(run)]) == 0

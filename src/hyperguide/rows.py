@@ -65,6 +65,7 @@ class RowSpec:
     sweep: Callable[[RunConfig], Sequence[float]] | None = None  # the values of `NAME@VALUE` rows
     bound: Literal["lower", "upper"] | None = None
     overrides: tuple[str, ...] = ()  # `key=value` settings of this row (and its own stages), on top of the run's
+    paper: bool = True  # a row of the paper's table (False: a row this project adds)
 
     def configured(self, config: RunConfig) -> RunConfig:
         """The run's config with this row's own settings."""
@@ -143,7 +144,12 @@ def variant(
     else:
         renamed = tuple((stages or {}).get(s, s) for s in spec.stages)
     return replace(
-        spec, name=name, summary=f"{spec.summary}; {what}", stages=renamed, overrides=(*spec.overrides, *overrides)
+        spec,
+        name=name,
+        summary=f"{spec.summary}; {what}",
+        stages=renamed,
+        overrides=(*spec.overrides, *overrides),
+        paper=False,
     )
 
 
@@ -309,9 +315,10 @@ for _spec in (
     RowSpec("hnet+hyperldm+hyperclip", "guidance",
             "HyperLDM samples at scale @G with HyperCLIP as the classifier of classifier guidance",
             build=_guided("hnet", _hyperldm_and_hyperclip, _sampler), stages=(BASE, "hyperldm-hnet", "hyperclip-hnet"),
-            reads_question=True, uses_labels=_few_shot_guided, sweep=_gammas),
+            reads_question=True, uses_labels=_few_shot_guided, sweep=_gammas, paper=False),
     RowSpec("hnet+regressor", "ablation", "an MLP from the question to the HNet latent, trained by regression",
-            build=_guided("hnet", _regressor, _regression), stages=(BASE, "regressor-hnet"), reads_question=True),
+            build=_guided("hnet", _regressor, _regression), stages=(BASE, "regressor-hnet"), reads_question=True,
+            paper=False),
 ):  # fmt: skip
     register(_spec)
 

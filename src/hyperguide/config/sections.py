@@ -316,6 +316,22 @@ class RegressorConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """Fit probes: every training stage measures its own fit on its meta-train tasks `count` times, spread over its
+    length (metrics.jsonl's `fit_*` records, results.json's fit curves); with `patience`, a stage stops once its first
+    fit measure has not risen more than `min_delta` (points) for that many probes: trained to its plateau."""
+
+    count: int = knob(6, help="fit measurements per training stage, spread over its epochs")
+    patience: int | None = knob(None, help="stop a stage after this many probes without progress (null: never)")
+    min_delta: float = knob(0.5, help="the least rise of the fit measure (in points) that counts as progress")
+
+    def __post_init__(self) -> None:
+        require(self.count >= 0, "count", ">= 0", self.count)
+        require(self.patience is None or self.patience >= 1, "patience", "null or >= 1", self.patience)
+        require(at_least(self.min_delta, 0), "min_delta", "a finite number >= 0", self.min_delta)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Evaluation: k-shot fine-tuning from the zero-shot inner parameters (paper: 10 SGD steps at lr 0.1)."""
 
@@ -350,11 +366,6 @@ class RunConfig:
     seeds: tuple[int, ...] = knob(
         (0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)", evaluation_only=True
     )  # a checkpoint's own seed is in its name: the list shapes none
-    probes: int = knob(
-        6,
-        help="fit measurements per training stage, spread over its epochs (metrics.jsonl's fit_*)",
-        evaluation_only=True,
-    )  # a probe measures and changes nothing: the checkpoint does not depend on it
     methods: tuple[str, ...] | None = knob(
         None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)", evaluation_only=True
     )
@@ -366,6 +377,9 @@ class RunConfig:
     hyperclip: HyperCLIPConfig = knob(help="HyperCLIP", factory=HyperCLIPConfig)
     hyperldm: HyperLDMConfig = knob(help="HyperLDM", factory=HyperLDMConfig)
     regressor: RegressorConfig = knob(help="the question -> latent regressor (ablation)", factory=RegressorConfig)
+    probes: ProbeConfig = knob(
+        help="fit measurements while each stage trains, and stopping at the plateau", factory=lambda: ProbeConfig()
+    )
 
     def __post_init__(self) -> None:
         require(self.universe.strip() != "", "universe", "a universe's name", self.universe)
@@ -374,7 +388,6 @@ class RunConfig:
         require(len(set(self.held_out)) == len(self.held_out), "held_out", "distinct", self.held_out)
         require(len(self.seeds) >= 1, "seeds", "at least one seed", self.seeds)
         require(all(s >= 0 for s in self.seeds), "seeds", "integers >= 0", self.seeds)
-        require(self.probes >= 0, "probes", ">= 0", self.probes)
         require(
             len(set(self.seeds)) == len(self.seeds),
             "seeds",

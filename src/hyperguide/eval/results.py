@@ -1,12 +1,14 @@
 """The schema of `results.json`, typed: what `run.evaluate` writes and the report, the bench and `generate` read.
 
     {"universe", "split", "folds", "seeds", "test_tasks",
-     "methods": {row: {"zero_shot": {"acc": Summary, "bal_acc": Summary, "per_task_acc": [[per task] per seed]},
+     "methods": {row: {"zero_shot": {"acc": Summary, "bal_acc": Summary, "per_task_acc": [[per task] per seed],
+                                     "per_task_bal_acc": [[per task] per seed]},
                        "k_shot": {k: {"acc": Summary, "bal_acc": Summary, "tasks": n}},
                        "uses_support_labels": bool, "train_seconds": float}},
      "diagnostics": {name: {...}},
      "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
-             "stages": {stage: {measure: Summary}}},                              # each stage's own fit measures
+             "stages": {stage: {measure: Summary}},                               # each stage's own fit measures
+             "curves": {stage: {measure: [{"seed", "fold", "step": [..], "value": [..]}]}}},   # fit over training
      "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s},   # a finished bench only
      "fingerprint": {"config": sha256, "data": sha256, "checkpoints": sha256}}           # a finished bench only
 
@@ -34,6 +36,7 @@ class ZeroShot(TypedDict):
     acc: Summary
     bal_acc: Summary
     per_task_acc: list[list[float]]  # [seed][meta-test task]
+    per_task_bal_acc: NotRequired[list[list[float]]]  # [seed][meta-test task]
 
 
 class KShot(TypedDict):
@@ -57,9 +60,19 @@ class RowFit(TypedDict):
     tasks: int  # meta-train tasks per seed (over all folds)
 
 
+class Curve(TypedDict):
+    """A stage's fit measure over its training, for one seed and fold (metrics.jsonl's `fit_*` records)."""
+
+    seed: int
+    fold: int
+    step: list[int]
+    value: list[float]
+
+
 class Fit(TypedDict):
     rows: dict[str, RowFit]
     stages: dict[str, dict[str, Summary]]
+    curves: NotRequired[dict[str, dict[str, list[Curve]]]]  # stage -> measure -> one curve per seed and fold
 
 
 class Timing(TypedDict):

@@ -56,14 +56,17 @@ def per_task_means(per_task_acc: Sequence[Sequence[float]]) -> list[float]:
     return [sum(col) / len(col) for col in zip(*per_task_acc, strict=True)]
 
 
-def compare(results: Mapping[str, Any], a: str, b: str) -> dict[str, dict[str, Any]]:
-    """Paired comparison of the zero-shot accuracy of rows a and b: over seeds (the mean over tasks per seed) and
-    over tasks (the mean over seeds per task). Positive means a is better."""
+def compare(results: Mapping[str, Any], a: str, b: str, metric: str = "acc") -> dict[str, dict[str, Any]]:
+    """Paired comparison of the zero-shot `metric` (acc or bal_acc) of rows a and b: over seeds (the mean over tasks
+    per seed) and over tasks (the mean over seeds per task). Positive means a is better."""
     ma, mb = results["methods"][a]["zero_shot"], results["methods"][b]["zero_shot"]
+    key = f"per_task_{metric}"
+    if key not in ma or key not in mb:
+        raise HyperguideError(f"rows {a!r} and {b!r} cannot be compared in {metric}: no {key} in the results")
     try:
         return {
-            "over_seeds": paired_difference(ma["acc"]["per_seed"], mb["acc"]["per_seed"]),
-            "over_tasks": paired_difference(per_task_means(ma["per_task_acc"]), per_task_means(mb["per_task_acc"])),
+            "over_seeds": paired_difference(ma[metric]["per_seed"], mb[metric]["per_seed"]),
+            "over_tasks": paired_difference(per_task_means(ma[key]), per_task_means(mb[key])),
         }
     except ValueError as e:  # rows of different seeds or tasks (a results.json edited or merged by hand)
         raise HyperguideError(f"rows {a!r} and {b!r} cannot be paired: {e}") from None

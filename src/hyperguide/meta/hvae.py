@@ -8,7 +8,7 @@ readout's Gram matrix, so the loss is the paper's sum over the P weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -19,7 +19,7 @@ from hyperguide.meta.losses import vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.optim import adam
 from hyperguide.models.vae import WeightVAE
-from hyperguide.train.loop import probe_of
+from hyperguide.train.loop import Probing, fit_options
 
 
 def build_hvae(base: UncondHNetMAML, config: HVAEConfig) -> WeightVAE:
@@ -34,8 +34,7 @@ def train_hvae(
     generator: torch.Generator,
     name: str = "hvae",
     device: str = "cpu",
-    probe: Callable[[WeightVAE], Mapping[str, float]] | None = None,
-    probes: int = 0,
+    probing: Probing[WeightVAE] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[WeightVAE, list[dict[str, float]]]:
     """Train a VAE on HNet(z) for the (A, N, L) adapted latents; returns it and the per-epoch log."""
@@ -62,8 +61,7 @@ def train_hvae(
         config,
         generator=generator,
         name=name,
-        probe=probe_of(probe, vae),
-        probes=probes,
+        **fit_options(probing, vae),
         callbacks=callbacks,
     )
     return vae.eval(), history

@@ -16,7 +16,7 @@ With `span`, the latent is confined to the training centroid plus its top princi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -31,7 +31,7 @@ from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
-from hyperguide.train.loop import probe_of
+from hyperguide.train.loop import Probing, fit_options
 
 
 def build_hyperclip(space: LatentSpace, question_dim: int, config: HyperCLIPConfig) -> HyperCLIP:
@@ -49,8 +49,7 @@ def train_hyperclip(
     generator: torch.Generator,
     name: str = "hyperclip",
     device: str = "cpu",
-    probe: Callable[[HyperCLIP], Mapping[str, float]] | None = None,
-    probes: int = 0,
+    probing: Probing[HyperCLIP] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[HyperCLIP, list[dict[str, float]]]:
     """Train HyperCLIP on the (A, N, Lz) adapted HNet latents and the N tasks' questions; fill its bank."""
@@ -77,8 +76,7 @@ def train_hyperclip(
         generator=generator,
         name=name,
         min_batch=2,
-        probe=probe_of(probe, encoder),
-        probes=probes,
+        **fit_options(probing, encoder),
         callbacks=callbacks,
     )
     encoder.eval()

@@ -23,7 +23,7 @@ uses support labels, so it is not zero-shot). Every task draws its noise from it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -39,7 +39,7 @@ from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
-from hyperguide.train.loop import EMA, probe_of
+from hyperguide.train.loop import EMA, Probing, fit_options
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
@@ -183,8 +183,7 @@ def train_hyperldm(
     generator: torch.Generator,
     name: str = "hyperldm",
     device: str = "cpu",
-    probe: Callable[[HyperLDM], Mapping[str, float]] | None = None,
-    probes: int = 0,
+    probing: Probing[HyperLDM] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[HyperLDM, list[dict[str, float]]]:
     """Train on the (A, N, Lz) adapted HNet latents mapped into `space`; returns the model with EMA weights."""
@@ -222,8 +221,7 @@ def train_hyperldm(
         generator=generator,
         name=name,
         ema=ema,
-        probe=probe_of(probe, ema.module),
-        probes=probes,
+        **fit_options(probing, ema.module),
         callbacks=callbacks,
     )
     return ema.module.eval(), history

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from hyperguide.events import Callback
-from hyperguide.train.loop import EMA, Metrics, Probe, epochs_for, fit
+from hyperguide.train.loop import EMA, Metrics, epochs_for, fit
 
 
 def steps_per_epoch(n_tasks: int, batch_size: int) -> int:
@@ -57,13 +57,12 @@ def fit_on_latents(
     name: str,
     min_batch: int = 1,
     ema: EMA[Any] | None = None,
-    probe: Probe | None = None,
-    probes: int = 0,
     callbacks: Sequence[Callback] = (),
+    **probing: Any,
 ) -> list[dict[str, float]]:
     """`fit` over the (A, N, L) adapted latents: `config.epochs` epochs of `epoch_batches` (at least
-    `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices; `probe` measures the fit at
-    `probes` epochs."""
+    `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices; `probing` are `fit`'s probe
+    arguments (`train.loop.fit_options`)."""
     n_aug, n_tasks = int(latents.shape[0]), int(latents.shape[1])
     return fit(
         step,
@@ -72,7 +71,6 @@ def fit_on_latents(
         epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
         name=name,
         ema=ema,
-        probe=probe,
-        probes=probes,
         callbacks=callbacks,
+        **probing,
     )

@@ -6,7 +6,7 @@ what the latent space gives from what diffusion or guidance add.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -18,7 +18,7 @@ from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.regressor import LatentRegressor
-from hyperguide.train.loop import probe_of
+from hyperguide.train.loop import Probing, fit_options
 
 
 def build_regressor(latent_dim: int, question_dim: int, config: RegressorConfig) -> LatentRegressor:
@@ -34,8 +34,7 @@ def train_regressor(
     generator: torch.Generator,
     name: str = "regressor",
     device: str = "cpu",
-    probe: Callable[[LatentRegressor], Mapping[str, float]] | None = None,
-    probes: int = 0,
+    probing: Probing[LatentRegressor] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[LatentRegressor, list[dict[str, float]]]:
     """Train on the (A, N, Lz) adapted HNet latents mapped into `space` and the N tasks' questions."""
@@ -58,8 +57,7 @@ def train_regressor(
         config,
         generator=generator,
         name=name,
-        probe=probe_of(probe, model),
-        probes=probes,
+        **fit_options(probing, model),
         callbacks=callbacks,
     )
     return model.eval(), history

@@ -8,7 +8,7 @@ support/query swap of the reference's meta-training is an explicit option, off b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -18,7 +18,7 @@ from hyperguide.data.tasks import Task
 from hyperguide.events import Callback
 from hyperguide.meta.methods import Method
 from hyperguide.meta.optim import adam
-from hyperguide.train.loop import fit, probe_of
+from hyperguide.train.loop import Probing, fit, fit_options
 
 
 def subsample(task: Task, max_examples: int | None, generator: torch.Generator) -> Task:
@@ -38,12 +38,11 @@ def train_method(
     generator: torch.Generator,
     name: str = "meta-training",
     device: str = "cpu",
-    probe: Callable[[Method], Mapping[str, float]] | None = None,
-    probes: int = 0,
+    probing: Probing[Method] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, float]]:
     """Train `method` in place on `tasks`; returns the per-epoch log. A method trained by nothing is left as is.
-    `probe(method)` measures its fit at `probes` epochs (in eval mode)."""
+    `probing` measures its fit while it trains (and may stop it at its plateau)."""
     if method.trained_by == "none":
         return []
     method.to(device).train()
@@ -64,8 +63,7 @@ def train_method(
         epochs=config.epochs,
         name=name,
         grad_clip=config.grad_clip,
-        probe=probe_of(probe, method),
-        probes=probes,
+        **fit_options(probing, method),
         callbacks=callbacks,
     )
     method.eval()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from hyperguide.eval.stats import ci_text, compare
+from hyperguide.report.fit import best_paper_baseline, render_claim, render_fit_rows, render_fit_stages
 from hyperguide.rows import RowKind, find_row
 
 Kind = RowKind | Literal["other"]
@@ -141,19 +142,36 @@ def caption(results: Mapping[str, Any]) -> str:
 def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The whole results.md. `plots` (from `plots.write_plots`) maps each plot's title to its PNG's file name in the
     run folder, or to a note starting with 'skipped:' that says why there is no such plot."""
-    reference = best_of(results, "baseline")
+    reference = best_paper_baseline(results) or best_of(results, "baseline")
     parts = [f"# Benchmark: {results['universe']}, split {results['split']}", "", caption(results), ""]
     parts += [render_table(results, reference), ""]
     if reference:
         parts += [
-            f"Δ: the paired difference of zero-shot accuracy against the best baseline, `{reference}` "
-            f"({zero_shot_acc(results, reference):.2f}%), over seeds, with its 95% CI; positive is better.",
-            "",
-            "## Paired differences against the best baseline",
-            "",
-            render_differences(results, reference),
+            f"Δ: the paired difference of zero-shot accuracy against the best baseline of the paper's table, "
+            f"`{reference}` ({zero_shot_acc(results, reference):.2f}%), over seeds, with its 95% CI; positive is "
+            "better.",
             "",
         ]
+    claim = render_claim(results)
+    if claim:
+        parts += ["## The best guidance row against the best paper baseline", "", claim, ""]
+    fit_rows, fit_stages = render_fit_rows(results), render_fit_stages(results)
+    if fit_rows or fit_stages:
+        parts += [
+            "## Fit: the learned parts on their own training tasks",
+            "",
+            "Before generalisation, fit: each row's zero-shot procedure on its meta-train questions, scored on "
+            "their query sets, beside its meta-test score (accuracy in %, mean over seeds ± 95% CI), then each "
+            "guidance stage's own measures. Tasks that agree on every image they share (paraphrases) count as "
+            "one where marked: no model can tell them apart from their data.",
+            "",
+            fit_rows,
+            "",
+            fit_stages,
+            "",
+        ]
+    if reference:
+        parts += ["## Paired differences against the best baseline", "", render_differences(results, reference), ""]
     else:
         parts += ["No baseline row in this run: no paired differences.", ""]
     diagnostics = render_diagnostics(results.get("diagnostics", {}))

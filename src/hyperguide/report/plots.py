@@ -14,12 +14,14 @@ from matplotlib.figure import Figure
 
 from hyperguide.eval.stats import per_task_means
 from hyperguide.io import atomic_path
+from hyperguide.report.fit import best_guidance, best_paper_baseline
 from hyperguide.report.markdown import best_of, k_settings, row_bound, row_kind, zero_shot_acc
 from hyperguide.rows import find_row
 
 GAMMA_SWEEP = "gamma_sweep.png"
 K_SHOT = "k_shot.png"
 PER_TASK = "per_task.png"
+FIT_CURVES = "fit_curves.png"
 BOUND_COLORS = {"lower": "0.55", "upper": "black"}
 
 
@@ -169,6 +171,39 @@ def plot_per_task(results: Mapping[str, Any], row: str, path: Path, base: str) -
     _save(fig, path)
 
 
+def plot_fit_curves(results: Mapping[str, Any], path: Path) -> bool:
+    """One panel per training stage: its fit measures (metrics.jsonl's `fit_*`, in %) against its steps, a line per
+    seed and fold, a colour per measure. False (no file) when no stage logged any."""
+    curves = results.get("fit", {}).get("curves", {})
+    if not curves:
+        return False
+    cols = min(4, len(curves))
+    rows = -(-len(curves) // cols)
+    fig = _figure(3.6 * cols + 0.5, 2.9 * rows + 0.6)
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax, (stage, measures) in zip(axes, curves.items(), strict=False):
+        colors = iter(_colors(len(measures)))
+        for measure, lines in measures.items():
+            color = next(colors)
+            for i, line in enumerate(lines):
+                label = measure.removeprefix("fit_") if i == 0 else None
+                ax.plot(line["step"], line["value"], marker="o", ms=2.5, lw=1, color=color, alpha=0.8, label=label)
+        ax.set_title(stage, fontsize="small")
+        ax.set_xlabel("step", fontsize="x-small")
+        ax.tick_params(labelsize="x-small")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="xx-small", loc="lower right")
+    for ax in axes[len(curves) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"Fit while training, {results['universe']} ({results['split']}): each stage's own measure on its "
+        "meta-train tasks (%), a line per seed",
+        fontsize="medium",
+    )
+    _save(fig, path)
+    return True
+
+
 def write_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
     """Write every plot that the results allow; returns title -> the PNG's file name, or a 'skipped: why' note."""
     out: dict[str, str] = {}
@@ -177,8 +212,11 @@ def write_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
     out[title] = GAMMA_SWEEP if ok else "skipped: no gamma rows (`X@G`) in this run"
     title = "k-shot accuracy"
     out[title] = K_SHOT if plot_k_shot(results, out_dir / K_SHOT) else "skipped: no row has k-shot results"
-    guidance = best_of(results, "guidance")
-    baseline = best_of(results, "baseline")
+    title = "Fit curves of every training stage"
+    ok = plot_fit_curves(results, out_dir / FIT_CURVES)
+    out[title] = FIT_CURVES if ok else "skipped: no stage logged fit probes (probes.count = 0, or an older run)"
+    guidance = best_guidance(results)
+    baseline = best_paper_baseline(results) or best_of(results, "baseline")
     if guidance is None:
         out["Per-task accuracy of the best guidance row"] = "skipped: no guidance row in this run"
     elif baseline is None:

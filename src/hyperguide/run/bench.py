@@ -35,7 +35,7 @@ from hyperguide.run.progress import ProgressBoard, Unit, clock
 from hyperguide.run.stages import digest, row_stages, stage_fingerprint
 from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan
 
-REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png")
+REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png", "fit_curves.png")
 
 
 def pending_trainings(universe: Universe, config: RunConfig, folder: RunFolder) -> list[Unit]:

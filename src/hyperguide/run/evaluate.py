@@ -7,6 +7,7 @@ zero-shot value the zero-shot column scored), and its scores are pooled over fol
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,14 +19,14 @@ from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis
-from hyperguide.eval.results import KShot, Results, RowFit, RowResults, Summary
+from hyperguide.eval.results import Curve, KShot, Results, RowFit, RowResults, Summary
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
 from hyperguide.io import write_json
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.stages import STAGES, LoadedRow, load_row, row_stages
-from hyperguide.run.train import splits_of
+from hyperguide.run.train import splits_of, training_plan
 
 Setting = str | None  # None: zero-shot; "1", "2", ..., "full": k-shot
 
@@ -93,6 +94,7 @@ def summarize_row(
             "acc": summarize(means(None, "acc")),
             "bal_acc": summarize(means(None, "bal_acc")),
             "per_task_acc": [s[None]["acc"] for s in per_seed],
+            "per_task_bal_acc": [s[None]["bal_acc"] for s in per_seed],
         },
         "k_shot": k_shot,
         "uses_support_labels": uses_labels,
@@ -146,6 +148,32 @@ def evaluate_row(
         "bal_acc": summarize([sum(f["bal_acc"]) / len(f["bal_acc"]) for f in fit_per_seed]),
         "tasks": len(fit_per_seed[0]["acc"]),
     }
+
+
+def fit_curves(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit]) -> dict[str, dict[str, list[Curve]]]:
+    """Every training stage's fit probes from its metrics.jsonl (records with `fit_*` keys), per measure, one curve
+    (steps and values) per seed and fold."""
+    out: dict[str, dict[str, list[Curve]]] = {}
+    for name in training_plan(config):
+        for seed in config.seeds:
+            for split in splits:
+                path = folder.metrics(name, seed, split.fold)
+                if not path.is_file():
+                    continue
+                curves: dict[str, Curve] = {}
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:  # a last line cut by a crash
+                        continue
+                    for key, value in record.items():
+                        if key.startswith("fit_") and isinstance(value, int | float):
+                            curve = curves.setdefault(key, {"seed": seed, "fold": split.fold, "step": [], "value": []})
+                            curve["step"].append(int(record.get("step", 0)))
+                            curve["value"].append(float(value))
+                for key, curve in curves.items():
+                    out.setdefault(name, {}).setdefault(key, []).append(curve)
+    return out
 
 
 def stage_fit(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit]) -> dict[str, dict[str, Summary]]:
@@ -228,6 +256,10 @@ def evaluate_run(
             fit_rows[row.name] = fit
         emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
     results["diagnostics"] = diagnostics(folder, config, splits)
-    results["fit"] = {"rows": fit_rows, "stages": stage_fit(folder, config, splits)}
+    results["fit"] = {
+        "rows": fit_rows,
+        "stages": stage_fit(folder, config, splits),
+        "curves": fit_curves(folder, config, splits),
+    }
     write_json(folder.results, results)
     return results

@@ -27,10 +27,10 @@ import hashlib
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -69,7 +69,9 @@ from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.models.regressor import LatentRegressor
 from hyperguide.rows import BASE, ROWS, Row, RowSpec, row_spec
 from hyperguide.run.folder import RunFolder
-from hyperguide.train.loop import NonFiniteLoss
+from hyperguide.train.loop import NonFiniteLoss, Probing
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def run_seed(name: str, seed: int, fold: int) -> int:
@@ -114,6 +116,11 @@ class StageContext:
     @property
     def shape(self) -> AdapterShape:
         return adapter_shape(self.tasks, self.config)
+
+    def probing(self, measure: Callable[[M], Mapping[str, float]]) -> Probing[M]:
+        """`measure` (its first measure is the one a plateau is watched on) with the run's probe settings."""
+        p = self.config.probes
+        return Probing(measure, p.count, p.patience, p.min_delta)
 
     def agreement(self, rows: Sequence[int], cols: Sequence[int]) -> torch.Tensor:
         """Which tasks of `rows` agree with which of `cols` (identity where the universe's agreement is unknown)."""
@@ -172,22 +179,24 @@ class StageSpec:
 
 # What every stage is trained on: the config's keys that choose the tasks and their texts (the data's own hash is
 # the fingerprint's "data"). Meta-trained rows are shaped by `META_TRAINING`.
-DATA_KEYS: tuple[str, ...] = ("universe", "split", "folds", "held_out", "prompts")
+DATA_KEYS: tuple[str, ...] = ("universe", "split", "folds", "held_out", "prompts", "probes")  # probes may stop early
 META_TRAINING: tuple[str, ...] = ("method", "train")
 
 
 def _method_fit(ctx: StageContext) -> Callable[[Method], dict[str, float]]:
-    """The fit of a meta-trained method on its meta-train tasks: zero-shot accuracy (`fit_acc`), and for MAML the
-    accuracy after its inner loop on each task's support set (`fit_adapted_acc`), on their query sets."""
+    """The fit of a meta-trained method on its meta-train tasks, on their query sets: for MAML first the accuracy
+    after its inner loop on each task's support set (`fit_adapted_acc`, what MAML trains for), then for every method
+    its zero-shot accuracy (`fit_acc`)."""
 
     def measure(method: Method) -> dict[str, float]:
         tasks, batch = ctx.train_tasks, ctx.config.eval.batch_size
-        out = {"fit_acc": mean(evaluate_method(method, tasks, batch_size=batch, device=ctx.device)["acc"])}
+        out = {}
         if method.trained_by == "maml":
             adapted = evaluate_method(
                 method, tasks, finetune=ctx.config.method.inner, batch_size=batch, device=ctx.device
             )
             out["fit_adapted_acc"] = mean(adapted["acc"])
+        out["fit_acc"] = mean(evaluate_method(method, tasks, batch_size=batch, device=ctx.device)["acc"])
         return out
 
     return measure
@@ -204,8 +213,7 @@ def _meta_training(spec: RowSpec) -> Callable[[StageContext, torch.Generator], S
             generator=generator,
             name=spec.name,
             device=ctx.device,
-            probe=measure,
-            probes=ctx.config.probes,
+            probing=ctx.probing(measure),
             callbacks=ctx.callbacks,
         )
         return StageOutput(method, metadata={"method": spec.name, **measure(method)})  # train_method left it in eval
@@ -285,7 +293,7 @@ def _hyperclip(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator
 
         encoder, _ = train_hyperclip(
             space, latents, cond, cfg, generator=generator, name=f"hyperclip-{space_kind}", device=ctx.device,
-            probe=measure, probes=ctx.config.probes, callbacks=ctx.callbacks,
+            probing=ctx.probing(measure), callbacks=ctx.callbacks,
         )  # fmt: skip
         # Fit: how it ranks its own training weights' questions; identification among `candidates` questions
         # (docs/design.md §P4, step 3) and against each task's hard negative, for meta-train tasks with the weights of
@@ -344,8 +352,8 @@ def _hyperldm(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator]
 
         model, _ = train_hyperldm(
             space, latents, questions, cfg, generator=generator, name=f"hyperldm-{space_kind}", device=ctx.device,
-            probe=lambda m: {f"fit_{k}": v for k, v in measure(m).items() if k in ("train_acc", "own_cluster_agree")},
-            probes=ctx.config.probes, callbacks=ctx.callbacks,
+            probing=ctx.probing(lambda m: {f"fit_{k}": measure(m)[k] for k in ("train_acc", "own_cluster_agree")}),
+            callbacks=ctx.callbacks,
         )  # fmt: skip
         fit = measure(model)
         emit(
@@ -377,7 +385,7 @@ def _regressor(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator
 
         model, _ = train_regressor(
             space, latents, questions, ctx.config.regressor, generator=generator, name=f"regressor-{space_kind}",
-            device=ctx.device, probe=measure, probes=ctx.config.probes, callbacks=ctx.callbacks,
+            device=ctx.device, probing=ctx.probing(measure), callbacks=ctx.callbacks,
         )  # fmt: skip
         return StageOutput(model, metadata={"train_acc": measure(model)["fit_train_acc"]})
 

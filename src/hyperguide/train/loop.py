@@ -18,6 +18,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 import torch
@@ -71,20 +72,41 @@ def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
     return max(epochs, math.ceil(min_steps / max(1, steps_per_epoch)))
 
 
-def probe_of(measure: Callable[[M], Mapping[str, float]] | None, module: M) -> Probe | None:
-    """`measure(module)` as a probe for `fit`: run in eval mode, its mode restored after (None stays None)."""
-    if measure is None:
-        return None
+@dataclass(frozen=True)
+class Probing(Generic[M]):
+    """Fit measurements while a model trains, for `fit`'s records: `measure(model)`, in eval mode, at `count` epochs
+    spread over the run. With `patience`, the run stops early, at the stage's plateau, once the first measure that
+    `measure` returns has not risen more than `min_delta` above its best for `patience` probes in a row."""
 
-    def probe() -> Mapping[str, float]:
-        was_training = module.training
-        module.eval()
-        try:
-            return measure(module)
-        finally:
-            module.train(was_training)
+    measure: Callable[[M], Mapping[str, float]]
+    count: int
+    patience: int | None = None
+    min_delta: float = 0.0
 
-    return probe
+    def fit_options(self, module: M) -> dict[str, Any]:
+        """`fit`'s probe arguments for training `module`."""
+
+        def probe() -> Mapping[str, float]:
+            was_training = module.training
+            module.eval()
+            try:
+                return self.measure(module)
+            finally:
+                module.train(was_training)
+
+        return {"probe": probe, "probes": self.count, "patience": self.patience, "min_delta": self.min_delta}
+
+
+def fit_options(probing: Probing[M] | None, module: M) -> dict[str, Any]:
+    """`probing.fit_options(module)`, or no probe arguments."""
+    return {} if probing is None else probing.fit_options(module)
+
+
+def plateau_reached(values: Sequence[float], patience: int, min_delta: float) -> bool:
+    """Whether the last `patience` values all stay within `min_delta` of the best value before them."""
+    if patience < 1 or len(values) <= patience:
+        return False
+    return max(values[-patience:]) <= max(values[:-patience]) + min_delta
 
 
 def probe_epochs(epochs: int, probes: int) -> tuple[int, ...]:
@@ -108,6 +130,8 @@ def fit(
     history: Literal["epoch", "step"] = "epoch",
     probe: Probe | None = None,
     probes: int = 0,
+    patience: int | None = None,
+    min_delta: float = 0.0,
     callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, float]]:
     """Train for `epochs` epochs; returns one record per epoch (or per step, with `history="step"`).
@@ -117,7 +141,8 @@ def fit(
     the optimiser steps; `ema` is updated; `after_step()` runs (e.g. to clamp a parameter). An epoch's record is
     `epoch` (1-based), `step` (steps so far), the mean of each metric over the epoch's steps, and `seconds`; at
     `probes` epochs spread over the run (`probe_epochs`) it also holds what `probe()` measures (its time is not
-    counted in `seconds`), so that the log carries the fit curve of the stage.
+    counted in `seconds`), so that the log carries the fit curve of the stage. With `patience`, training stops after
+    the probe at which the first measure reached its plateau (`plateau_reached`); that record has `stopped: 1`.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     records: list[dict[str, float]] = []
@@ -125,6 +150,7 @@ def fit(
     start = time.perf_counter()
     probing = probe_epochs(epochs, probes) if probe is not None else ()
     probe_seconds = 0.0
+    watched: list[float] = []
     n_steps = 0
     for epoch in range(1, epochs + 1):
         sums: dict[str, float] = {}
@@ -164,12 +190,21 @@ def fit(
             **{k: v / max(1, epoch_steps) for k, v in sums.items()},
             "seconds": time.perf_counter() - start - probe_seconds,
         }
+        stop = False
         if epoch in probing:
             assert probe is not None
             began = time.perf_counter()
-            record.update({k: float(v) for k, v in probe().items()})
+            measured = {k: float(v) for k, v in probe().items()}
             probe_seconds += time.perf_counter() - began
+            record.update(measured)
+            if measured:
+                watched.append(next(iter(measured.values())))
+                stop = patience is not None and epoch < epochs and plateau_reached(watched, patience, min_delta)
+                if stop:
+                    record["stopped"] = 1.0
         if history == "epoch":
             records.append(record)
         emit(callbacks, EpochEnded(name, epoch, epochs, record))
+        if stop:
+            break
     return records

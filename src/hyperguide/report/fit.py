@@ -1,0 +1,143 @@
+"""The parts of results.md that say whether the learned parts fit and whether the paper's claim holds: each row's
+zero-shot procedure on its own meta-train questions beside meta-test, each guidance stage's fit measures with the
+HVAE gate, and the paired comparison of the best guidance row against the best baseline of the paper's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hyperguide.eval.stats import ci_text, compare
+from hyperguide.rows import find_row
+
+FIT_BAR = 95.0  # % a guidance row must score on its meta-train questions, and the HVAE gate (decoded / HNet(z))
+HVAE_STAGES = ("hvae",)
+STAGE_MEASURES: dict[str, tuple[tuple[str, str], ...]] = {  # stage prefix -> (measure, column title)
+    "hvae": (("hnet_acc", "HNet(z) acc"), ("decoded_acc", "Dec(mean Enc) acc"), ("gate_ratio", "gate: decoded / HNet")),
+    "hyperclip": (
+        ("retrieval_top1_agree", "own question first (agreeing tasks count)"),
+        ("retrieval_top1", "own question first (strict)"),
+        ("retrieval_mean_rank", "mean rank of own question"),
+        ("hard_negative_train", "hard negative, meta-train"),
+        ("hard_negative_test", "hard negative, meta-test"),
+    ),
+    "hyperldm": (
+        ("train_acc", "samples' acc on meta-train"),
+        ("own_cluster_agree", "own cluster (agreeing tasks count)"),
+        ("own_cluster", "own cluster (strict)"),
+        ("distance_in_spreads", "distance to nearest latent (within-task spreads)"),
+    ),
+    "regressor": (("train_acc", "acc on meta-train"),),
+}
+
+
+def _cell(stat: Mapping[str, Any] | None, spec: str = ".2f") -> str:
+    if stat is None:
+        return ""
+    return f"{format(stat['mean'], spec)} ± {ci_text(stat['ci95'], spec)}"
+
+
+def _rows(results: Mapping[str, Any], kind: str, *, paper_only: bool = False) -> list[str]:
+    """The results' rows of a kind (of the paper's table only, with `paper_only`)."""
+    out = []
+    for row in results["methods"]:
+        found = find_row(row)
+        if found is not None and found.spec.kind == kind and (found.spec.paper or not paper_only):
+            out.append(row)
+    return out
+
+
+def render_fit_rows(results: Mapping[str, Any]) -> str:
+    """Every row's zero-shot accuracy on its meta-train questions (their query sets) beside meta-test, and a flag on
+    guidance rows below `FIT_BAR` on meta-train."""
+    fit = results.get("fit", {}).get("rows", {})
+    if not fit:
+        return ""
+    lines = [
+        "| method | meta-train acc | meta-train bal_acc | meta-test acc | meta-test bal_acc | fits |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row, f in fit.items():
+        test = results["methods"][row]["zero_shot"]
+        found = find_row(row)
+        guided = found is not None and found.spec.kind == "guidance"
+        flag = ("yes" if f["acc"]["mean"] >= FIT_BAR else f"**no** (< {FIT_BAR:g}%)") if guided else ""
+        lines.append(
+            f"| `{row}` | {_cell(f['acc'])} | {_cell(f['bal_acc'])} | {_cell(test['acc'])} | "
+            f"{_cell(test['bal_acc'])} | {flag} |"
+        )
+    return "\n".join(lines)
+
+
+def render_fit_stages(results: Mapping[str, Any]) -> str:
+    """One table per kind of guidance stage with its fit measures (mean over seeds ± 95% CI)."""
+    stages = results.get("fit", {}).get("stages", {})
+    parts: list[str] = []
+    for prefix, measures in STAGE_MEASURES.items():
+        names = [s for s in stages if s == prefix or s.startswith(prefix + "-")]
+        if not names:
+            continue
+        head = ["stage", *(title for _, title in measures)]
+        if prefix in HVAE_STAGES:
+            head.append(f"gate (>= {FIT_BAR:g}%)")
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name in names:
+            cells = [f"`{name}`", *(_cell(stages[name].get(key)) for key, _ in measures)]
+            if prefix in HVAE_STAGES and "gate_ratio" in stages[name]:
+                ratio = stages[name]["gate_ratio"]
+                passed = all(v >= FIT_BAR for v in ratio["per_seed"])
+                cells.append("met on every seed" if passed else "**not met**: the HVAE rows inherit an HVAE that "
+                             "does not reproduce its training weights")  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        parts += [*lines, ""]
+    return "\n".join(parts).rstrip()
+
+
+def best_paper_baseline(results: Mapping[str, Any]) -> str | None:
+    rows = [
+        r for r in results["methods"] if (f := find_row(r)) is not None and f.spec.kind == "baseline" and f.spec.paper
+    ]
+    return max(rows, key=lambda r: results["methods"][r]["zero_shot"]["acc"]["mean"]) if rows else None
+
+
+def best_guidance(results: Mapping[str, Any]) -> str | None:
+    rows = [r for r in results["methods"] if (f := find_row(r)) is not None and f.spec.kind == "guidance"]
+    return max(rows, key=lambda r: results["methods"][r]["zero_shot"]["acc"]["mean"]) if rows else None
+
+
+def render_claim(results: Mapping[str, Any]) -> str:
+    """The best guidance row against the best paper baseline: paired differences of zero-shot acc and bal_acc over
+    seeds and over tasks, per seed, and the share of the gap to the oracle it closes."""
+    guidance, baseline = best_guidance(results), best_paper_baseline(results)
+    if guidance is None or baseline is None:
+        return ""
+    methods = results["methods"]
+    lines = [
+        f"Best guidance row `{guidance}` against the best baseline of the paper's table, `{baseline}` (both chosen "
+        "by their mean zero-shot accuracy on these meta-test tasks, so the difference is the best case of "
+        f"{len(_rows(results, 'guidance'))} guidance rows).",
+        "",
+        "| metric | difference over seeds (n) | p | difference over tasks (n) | p | per seed, guidance - baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric in ("acc", "bal_acc"):
+        try:
+            d = compare(results, guidance, baseline, metric)
+        except Exception:  # an older results.json without per-task balanced accuracy
+            continue
+        s, t = d["over_seeds"], d["over_tasks"]
+        ours, theirs = (methods[r]["zero_shot"][metric]["per_seed"] for r in (guidance, baseline))
+        seeds = [f"{a - b:+.1f}" for a, b in zip(ours, theirs, strict=True)]
+        lines.append(
+            f"| {metric} | {s['mean']:+.2f} ± {ci_text(s['ci95'])} ({s['n']}) | {ci_text(s['p_value'], '.3g')} | "
+            f"{t['mean']:+.2f} ± {ci_text(t['ci95'])} ({t['n']}) | {ci_text(t['p_value'], '.3g')} | "
+            f"{', '.join(seeds)} |"
+        )
+    oracle = next((r for r in _rows(results, "bound") if (f := find_row(r)) and f.spec.bound == "upper"), None)
+    if oracle is not None:
+        g, b, o = (methods[r]["zero_shot"]["acc"]["mean"] for r in (guidance, baseline, oracle))
+        if o > b:
+            lines += ["", f"Share of the gap from `{baseline}` to `{oracle}` that `{guidance}` closes: "
+                      f"{100 * (g - b) / (o - b):.0f}% (accuracy {b:.2f} -> {g:.2f}, oracle {o:.2f})."]  # fmt: skip
+    return "\n".join(lines)
