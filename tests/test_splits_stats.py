@@ -93,3 +93,18 @@ def test_synthetic_universe_is_deterministic_and_consistent() -> None:
     assert ta.support_x.equal(tb.support_x) and ta.question_emb.equal(tb.question_emb)
     assert ta.answer_emb.shape == (ta.n_answers, ta.support_x.shape[1])
     assert not synthetic_universe(seed=4).task(5).support_x.equal(ta.support_x)
+
+
+def test_tuning_folds_hold_out_meta_train_tasks_only() -> None:
+    from hyperguide.data.splits import tuning_splits
+
+    universe = synthetic_universe()
+    (split,) = make_splits(universe, "random")
+    folds = tuning_splits(split, 3)
+    tested = [i for f in folds for i in f.test]
+    assert sorted(tested) == sorted(split.train)  # every meta-train task is tested once
+    for f in folds:
+        assert not set(f.train) & set(f.test) and set(f.train) | set(f.test) == set(split.train)
+        assert not (set(f.train) | set(f.test)) & set(split.test)  # the meta-test tasks are in no fold
+    with pytest.raises(HyperguideError, match="tuning folds"):
+        tuning_splits(split, 1)

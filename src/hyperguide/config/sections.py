@@ -362,6 +362,11 @@ class RunConfig:
     split: SplitKind = knob("random", help="meta-train / meta-test split: random (paper), compositional or kfold")
     folds: int = knob(5, help="kfold: number of folds")
     held_out: tuple[str, ...] = knob((), help="compositional: held-out concepts (empty: the universe's)")
+    tune_folds: int | None = knob(
+        None,
+        help="choose settings without meta-test: set the split's meta-test tasks aside and test on each of this many "
+        "folds of its meta-train tasks instead",
+    )
     prompts: PromptStyle = knob("answer", help="easyvqa answer prompts: the bare answer or a declarative statement")
     seeds: tuple[int, ...] = knob(
         (0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)", evaluation_only=True
@@ -384,6 +389,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         require(self.universe.strip() != "", "universe", "a universe's name", self.universe)
         require(self.folds >= 2, "folds", ">= 2 (kfold tests on one fold and trains on the others)", self.folds)
+        require(self.tune_folds is None or self.tune_folds >= 2, "tune_folds", "null or >= 2", self.tune_folds)
         require(all(c.strip() for c in self.held_out), "held_out", "non-empty concepts", self.held_out)
         require(len(set(self.held_out)) == len(self.held_out), "held_out", "distinct", self.held_out)
         require(len(self.seeds) >= 1, "seeds", "at least one seed", self.seeds)

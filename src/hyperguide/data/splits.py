@@ -4,6 +4,9 @@
   round(0.7 n) tasks train. A universe that ships its own split (the authors' Meta-VQA files) uses that one.
 - `compositional`: every task whose question mentions a held-out concept (a whole word) is a test task.
 - `kfold`: K folds over the shuffled tasks; fold i tests on the i-th chunk, so every task is a test task once.
+
+`tuning_splits` turns a split into folds of its meta-train tasks alone, its meta-test tasks set aside: where settings
+are chosen (never on meta-test).
 """
 
 from __future__ import annotations
@@ -93,4 +96,21 @@ def make_splits(
         fold_test = order[bounds[f] : bounds[f + 1]]
         test_set = set(fold_test)
         out.append(TaskSplit(kind, f, tuple(i for i in order if i not in test_set), tuple(fold_test)))
+    return out
+
+
+def tuning_splits(split: TaskSplit, folds: int, seed: int = PAPER_SEED) -> list[TaskSplit]:
+    """K folds over `split`'s meta-train tasks, each held out once as the "test" tasks of its fold; the split's
+    meta-test tasks are in no fold. Settings chosen on these folds never saw a meta-test task."""
+    n = len(split.train)
+    if folds < 2 or folds > n:
+        raise HyperguideError(f"tuning folds need 2 <= folds <= {n} meta-train tasks, got {folds}")
+    order = list(split.train)
+    random.Random(seed).shuffle(order)
+    bounds = [round(i * n / folds) for i in range(folds + 1)]
+    out = []
+    for f in range(folds):
+        held = set(order[bounds[f] : bounds[f + 1]])
+        out.append(TaskSplit(f"{split.kind}-tuning", f, tuple(i for i in split.train if i not in held),
+                             tuple(i for i in order[bounds[f] : bounds[f + 1]])))  # fmt: skip
     return out

@@ -86,6 +86,7 @@ class Results(TypedDict):
     universe: str
     split: str
     folds: int
+    tune_folds: NotRequired[int | None]  # set: the "meta-test" tasks are folds of the split's meta-train tasks
     seeds: list[int]
     test_tasks: list[str]
     methods: dict[str, RowResults]

@@ -132,6 +132,12 @@ def render_diagnostics(diagnostics: Mapping[str, Any]) -> str:
 
 def caption(results: Mapping[str, Any]) -> str:
     folds = f", {results['folds']} folds" if results["folds"] > 1 else ""
+    if results.get("tune_folds"):
+        return (
+            f"TUNING RUN: {results['universe']}, split {results['split']}, its meta-test tasks set aside; "
+            f"{results['tune_folds']} folds of its meta-train tasks, each tested once ({len(results['test_tasks'])} "
+            f"tasks over all folds), {len(results['seeds'])} seeds. Accuracy in %: mean over seeds ± 95% CI."
+        )
     return (
         f"{results['universe']}, split {results['split']}, {len(results['seeds'])} seeds{folds}, "
         f"{len(results['test_tasks'])} meta-test tasks (over all folds). Accuracy in %: the mean over seeds of the "

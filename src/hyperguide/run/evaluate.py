@@ -242,6 +242,7 @@ def evaluate_run(
         "universe": config.universe,
         "split": config.split,
         "folds": len(splits),
+        "tune_folds": config.tune_folds,
         "seeds": list(config.seeds),
         "test_tasks": [universe.tasks[i].question for s in splits for i in s.test],
         "methods": {},

@@ -43,7 +43,7 @@ from hyperguide.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from hyperguide.config import RunConfig, apply_overrides, to_dict, training_keys, training_view
+from hyperguide.config import HyperLDMConfig, RunConfig, apply_overrides, to_dict, training_keys, training_view
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task
@@ -179,7 +179,9 @@ class StageSpec:
 
 # What every stage is trained on: the config's keys that choose the tasks and their texts (the data's own hash is
 # the fingerprint's "data"). Meta-trained rows are shaped by `META_TRAINING`.
-DATA_KEYS: tuple[str, ...] = ("universe", "split", "folds", "held_out", "prompts", "probes")  # probes may stop early
+DATA_KEYS: tuple[str, ...] = (
+    "universe", "split", "folds", "held_out", "tune_folds", "prompts", "probes"  # probes may stop a stage early
+)  # fmt: skip
 META_TRAINING: tuple[str, ...] = ("method", "train")
 
 
@@ -342,17 +344,20 @@ def _hyperldm(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator]
         space, latents, questions = ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks)
         data, agree = SpaceLatents.of(space, latents, ctx.device), ctx.agreement(ctx.split.train, ctx.split.train)
 
-        def measure(model: HyperLDM) -> dict[str, float]:
+        def measure(model: HyperLDM, sampler: HyperLDMConfig = cfg) -> dict[str, float]:
             """Conditional samples (gamma 1) for the meta-train questions, against the training latents."""
             q = questions.to(ctx.device)
-            samples = sample_latents(model, q, cfg, gamma=1.0, generator=Noise.for_rows(0, q.emb))
+            samples = sample_latents(model, q, sampler, gamma=1.0, generator=Noise.for_rows(0, q.emb))
             fit = cluster_fit(samples, data, agree)
             fit["train_acc"] = mean(latent_scores(space, ctx.train_tasks, samples, device=ctx.device)["acc"])
             return fit
 
+        # while it trains, a respaced sampler of at most PROBE_SAMPLE_STEPS steps keeps the probes cheap
+        fast = replace(cfg, sample_steps=min(cfg.sample_steps or cfg.num_steps, PROBE_SAMPLE_STEPS))
+
         model, _ = train_hyperldm(
             space, latents, questions, cfg, generator=generator, name=f"hyperldm-{space_kind}", device=ctx.device,
-            probing=ctx.probing(lambda m: {f"fit_{k}": measure(m)[k] for k in ("train_acc", "own_cluster_agree")}),
+            probing=ctx.probing(lambda m: _prefixed(measure(m, fast), HYPERLDM_PROBE)),
             callbacks=ctx.callbacks,
         )  # fmt: skip
         fit = measure(model)
@@ -392,6 +397,13 @@ def _regressor(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator
     return run
 
 
+def _prefixed(measures: Mapping[str, float], keys: Sequence[str]) -> dict[str, float]:
+    """The `keys` of `measures`, in that order (the first is watched for a plateau), named `fit_<key>`."""
+    return {f"fit_{k}": measures[k] for k in keys}
+
+
+PROBE_SAMPLE_STEPS = 100
+HYPERLDM_PROBE = ("train_acc", "own_cluster_agree")
 HVAE_FIT = ("gate_ratio", "decoded_acc", "hnet_acc")
 HYPERCLIP_FIT = (
     "retrieval_top1",

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from hyperguide.callbacks import JsonlLog
 from hyperguide.config import RunConfig, check_device
-from hyperguide.data.splits import TaskSplit, make_splits
+from hyperguide.data.splits import TaskSplit, make_splits, tuning_splits
 from hyperguide.data.tasks import Universe, agreement
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
@@ -21,7 +21,13 @@ from hyperguide.run.stages import STAGE_GROUPS, STAGES, StageContext, ensure_sta
 
 
 def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
-    return make_splits(universe, config.split, folds=config.folds, held_out=config.held_out or None)
+    """The run's folds: the split's, or with `tune_folds` folds of its meta-train tasks alone."""
+    splits = make_splits(universe, config.split, folds=config.folds, held_out=config.held_out or None)
+    if config.tune_folds is None:
+        return splits
+    if len(splits) != 1:
+        raise HyperguideError(f"tune_folds needs a split with one fold (random, compositional), not {config.split!r}")
+    return tuning_splits(splits[0], config.tune_folds)
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
