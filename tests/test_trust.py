@@ -649,8 +649,8 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
     from hyperguide.run.stages import STAGES, StageOutput, StageSpec, shaping_keys, stage_fingerprint
 
     assert shaping_keys("hyperldm-hvae") == [
-        "collect", "folds", "held_out", "hvae", "hyperldm", "method", "probes", "prompts", "split", "train", "tune_folds",
-        "universe",
+        "collect", "folds", "held_out", "hvae", "hyperldm", "method", "probes", "prompts", "split", "train",
+        "tune_folds", "universe",
     ]  # fmt: skip
     # a stage added without saying what shapes it is shaped by every section but the evaluation-only ones
     monkeypatch.setitem(STAGES, "toy", StageSpec("toy", ("latents",), lambda ctx, g: StageOutput(), "a toy"))

@@ -48,13 +48,14 @@ class Generated:
     questions: list[str]
     answers: list[list[str]]
     shape: AdapterShape
-    weights: torch.Tensor  # (B, P)
+    weights: torch.Tensor  # (B, P); an ensemble row's (B, members, P)
     predictions: list[list[str]] | None = None  # per question, the chosen answer for each image
     probabilities: list[torch.Tensor] | None = None  # per question, (n_images, K)
     inputs: list[str] | None = None  # what each prediction is of: the image files, or the feature file's rows
 
     def save(self, out_dir: str | Path) -> Path:
-        """`weights.safetensors` (one (P,) tensor per question, `q0`, `q1`, ...) and `generated.json`."""
+        """`weights.safetensors` (one (P,) tensor per question, `q0`, `q1`, ...; (members, P) for an ensemble, whose
+        answer is its members' mean logits) and `generated.json`."""
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise HyperguideError(f"--out {out} is a file, not a folder: give a folder for the generated files")
@@ -63,6 +64,7 @@ class Generated:
             "method": self.method,
             "adapter": {"feature_dim": self.shape.feature_dim, "hidden_dim": self.shape.hidden_dim},
             "layout": "flat [W1 (H x D), W2 (D x H), b1 (H), b2 (D)]",
+            "members": 1 if self.weights.ndim == 2 else int(self.weights.shape[1]),
             "questions": [
                 {"key": f"q{i}", "question": q, "answers": a}
                 for i, (q, a) in enumerate(zip(self.questions, self.answers, strict=True))
@@ -170,13 +172,18 @@ def generate(
     batch = collate(tasks)
     with torch.no_grad():
         phi = model.zero_shot_phi(batch)
-        weights = model.generate(phi).detach()
-    out = Generated(row, questions, [list(a) for a in answer_lists], model.shape, weights, inputs=inputs)
+        weights = model.generate(phi).detach()  # (B * members, P)
+    members = model.members
+    kept = weights if members == 1 else weights.view(len(tasks), members, -1)
+    out = Generated(row, questions, [list(a) for a in answer_lists], model.shape, kept, inputs=inputs)
     if x is not None:
         out.predictions, out.probabilities = [], []
         for b, task in enumerate(tasks):
             with torch.no_grad():
-                logits = adapter_logits(model.shape, weights[b : b + 1], x.unsqueeze(0), task.answer_emb.unsqueeze(0))
+                mine = weights[b * members : (b + 1) * members]
+                logits = adapter_logits(
+                    model.shape, mine, x.unsqueeze(0), task.answer_emb.unsqueeze(0), members=members
+                )
             probs = logits[0].softmax(-1)
             out.probabilities.append(probs)
             out.predictions.append([task.answers[int(i)] for i in probs.argmax(-1)])

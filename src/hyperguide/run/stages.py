@@ -185,20 +185,31 @@ DATA_KEYS: tuple[str, ...] = (
 META_TRAINING: tuple[str, ...] = ("method", "train")
 
 
+def _at_most(task: Task, limit: int | None, generator: torch.Generator) -> Task:
+    """The task with at most `limit` of its support examples, drawn at random (all of them for None)."""
+    if limit is None:
+        return task
+    keep = torch.randperm(len(task.support_y), generator=generator)[:limit].sort().values
+    return replace(task, support_x=task.support_x[keep], support_y=task.support_y[keep])
+
+
 def _method_fit(ctx: StageContext) -> Callable[[Method], dict[str, float]]:
-    """The fit of a meta-trained method on its meta-train tasks, on their query sets: for MAML first the accuracy
-    after its inner loop on each task's support set (`fit_adapted_acc`, what MAML trains for), then for every method
-    its zero-shot accuracy (`fit_acc`)."""
+    """The fit of a meta-trained method on its meta-train tasks' query sets: for MAML first the accuracy after its
+    inner loop on at most `train.max_examples` support examples per task, as meta-training adapts
+    (`fit_adapted_acc`, what MAML trains for), then for every method its zero-shot accuracy (`fit_acc`)."""
+    generator = torch.Generator().manual_seed(0)
+    limit = ctx.config.train.max_examples
+    adapted_tasks = [_at_most(t, limit, generator) for t in ctx.train_tasks]
 
     def measure(method: Method) -> dict[str, float]:
-        tasks, batch = ctx.train_tasks, ctx.config.eval.batch_size
+        batch = ctx.config.eval.batch_size
         out = {}
         if method.trained_by == "maml":
             adapted = evaluate_method(
-                method, tasks, finetune=ctx.config.method.inner, batch_size=batch, device=ctx.device
+                method, adapted_tasks, finetune=ctx.config.method.inner, batch_size=batch, device=ctx.device
             )
             out["fit_adapted_acc"] = mean(adapted["acc"])
-        out["fit_acc"] = mean(evaluate_method(method, tasks, batch_size=batch, device=ctx.device)["acc"])
+        out["fit_acc"] = mean(evaluate_method(method, ctx.train_tasks, batch_size=batch, device=ctx.device)["acc"])
         return out
 
     return measure
