@@ -6,7 +6,9 @@ Stages: hnet_maml_epoch (one meta-epoch of uncond-hnet-maml over the 870 meta-tr
 augmentation of the adapted-latent collection, 10 SGD steps per task), hvae_epoch, hyperclip_epoch, hyperldm_epoch
 (one epoch of each: 28 steps of 32 tasks), sample_ddpm and sample_respaced (zero-shot HyperLDM samples for the 373
 meta-test tasks, 1000 DDPM steps or a respaced chain, guidance scale --gamma), hyperclip_guidance (50 Adam steps per
-meta-test task). FLOP formulas: `workloads.py`.
+meta-test task). FLOP formulas: `workloads.py`. The library's HVAE and HyperCLIP read the HNet's codes; the reference
+loops of hvae_epoch, hyperclip_epoch and hyperclip_guidance run the paper's P-wide models on the full weights, so
+those ratios hold that saving as well as batching (`workloads.py`, `reference_loops.py`).
 
 The per-task loop runs on the first --loop-tasks tasks (for the three training epochs: whole 32-task steps) and its
 time is extrapolated linearly to the full count; the output says so. Each stage runs in a fresh subprocess, so that
@@ -16,6 +18,7 @@ before the batched path starts); on CUDA torch.cuda.max_memory_allocated of the 
 
     python bench/paper_scale.py --json out.json                        # all stages, the full paper scale
     python bench/paper_scale.py --stages hnet_maml_epoch --scale 0.1   # one stage on 10% of the tasks
+    python bench/paper_scale.py --scale 0.005 --loop-tasks 1 --threads 1 --peak-size 256   # a smoke run
     python bench/paper_scale.py --device cuda --json gpu.json
 """
 
@@ -60,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gamma", type=float, default=1.5, help="guidance scale of the samplers (default 1.5)")
     parser.add_argument("--respaced-steps", type=int, default=50, help="steps of the respaced sampler (default 50)")
     parser.add_argument("--matmul-precision", default="highest", choices=("highest", "high", "medium"))
+    parser.add_argument(
+        "--peak-size",
+        type=int,
+        default=None,
+        help="matrix size n of the torch.mm peak measurement (default 2048 on CPU, 8192 on CUDA; smaller for a smoke "
+        "run, whose peak fraction then means little)",
+    )
     parser.add_argument("--no-thp", action="store_true", help="do not ask torch's CPU allocator for huge pages")
     parser.add_argument("--splits-dir", type=Path, default=default_splits_dir())
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one stage, write JSON
@@ -87,11 +97,11 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_peak_gflops(device: str, repeats: int = 5) -> float:
-    """The best of `repeats` torch.mm of two large float32 matrices (n = 2048 on CPU, 8192 on CUDA)."""
+def measure_peak_gflops(device: str, n: int | None = None, repeats: int = 5) -> float:
+    """The best of `repeats` torch.mm of two large float32 (n, n) matrices (default n = 2048 on CPU, 8192 on CUDA)."""
     import torch
 
-    n = 8192 if device.startswith("cuda") else 2048
+    n = n or (8192 if device.startswith("cuda") else 2048)
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
     sync(device)
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
     if not args.no_thp:
         env["THP_MEM_ALLOC_ENABLE"] = "1"  # huge pages for large CPU tensors: 5x cheaper first touch of a new buffer
-    peak = measure_peak_gflops(args.device)
+    peak = measure_peak_gflops(args.device, args.peak_size)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(
         f"device {args.device} ({device_name}), {torch.get_num_threads()} threads, matmul peak {peak:.1f} GFLOP/s "

@@ -212,10 +212,10 @@ def sample_one_by_one(
         x = torch.randn(1, model.latent_mean.shape[0], generator=generator).to(device)
         for index in reversed(range(ddpm.schedule.num_steps)):
             t = torch.full((1,), timesteps[index], dtype=torch.long, device=device)
-            out_null = model.denoiser(x, t, None)
-            out = out_null + gamma * (model.denoiser(x, t, cond) - out_null)
+            pred_null = model.denoiser(x, t, None)
+            pred = pred_null + gamma * (model.denoiser(x, t, cond) - pred_null)
             noise = torch.randn(x.shape, generator=generator).to(device) if index > 0 else None
-            x = ddpm.step(out, index, x, noise, clip)
+            x = ddpm.step(pred, index, x, noise, clip)
         out.append(model.denormalize(x))
     return torch.cat(out)
 
