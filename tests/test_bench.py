@@ -232,8 +232,8 @@ def test_presets_seeds_and_overrides() -> None:
     assert resolve_config(REPO / "configs" / "quick.json") == quick  # a preset is its file
     assert resolve_config("quick", {"seeds": [0, 1, 2, 3]}).seeds == (0, 1, 2, 3)
     full = resolve_config()  # the default preset
-    assert full.train.epochs == 30 and full.collect.n_aug == 5 and full.method.oracle.steps == 50
-    assert full.seeds == (0, 1, 2) and full.hvae.epochs == 60
+    assert full.train.epochs == 150 and full.collect.n_aug == 5 and full.method.oracle.steps == 50
+    assert full.seeds == (0, 1, 2) and full.hvae.epochs == 500 and full.probes.patience == 3
     assert resolve_config(None).train.epochs == 100  # no preset: the dataclass defaults
     assert resolve_config("quick", overrides=["train.epochs=1"]).train.epochs == 1
 

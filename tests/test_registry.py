@@ -203,6 +203,11 @@ def test_a_run_folder_gathers_methods_refuses_other_configs_and_reads_old_ones(t
     assert merged.methods == ("chance", "oracle") == folder.read_config().methods
     with pytest.raises(HyperguideError, match=r"different config \(differs in: seeds\)"):
         folder.write_config(replace(TINY, methods=("chance",), seeds=(7,)))
+    with pytest.raises(HyperguideError, match=r"different config \(differs in: train\)"):
+        folder.write_config(replace(TINY, methods=("chance",), train=replace(TINY.train, lr=0.5)))
+    # evaluation-only settings may change: the run is then evaluated with them
+    sampled = replace(TINY, methods=("chance",), hyperldm=replace(TINY.hyperldm, sample_steps=7))
+    assert folder.write_config(sampled).hyperldm.sample_steps == 7 == folder.read_config().hyperldm.sample_steps
     # a config.json of the version before the row registry: rows in `methods`, a dead `train.log_every`
     old = json.loads((folder.path / "config.json").read_text())
     old["methods"] = ["chance", "hnet+hyperldm@0", "hnet+hyperldm@1.5"]

@@ -66,9 +66,11 @@ def noise_schedule(config: HyperLDMConfig) -> NoiseSchedule:
 
 
 def sampling_schedule(config: HyperLDMConfig) -> NoiseSchedule:
-    """The schedule the sampler walks: the trained one, or its respacing to `sample_steps` steps."""
+    """The schedule the sampler walks: the trained one, or its respacing to `sample_steps` steps (at most all)."""
     schedule = noise_schedule(config)
-    return schedule.strided(config.sample_steps) if config.sample_steps else schedule
+    if config.sample_steps is None or config.sample_steps >= schedule.num_steps:
+        return schedule
+    return schedule.strided(config.sample_steps)
 
 
 @torch.no_grad()

@@ -63,6 +63,8 @@ def render_fit_rows(results: Mapping[str, Any]) -> str:
         found = find_row(row)
         guided = found is not None and found.spec.kind == "guidance"
         flag = ("yes" if f["acc"]["mean"] >= FIT_BAR else f"**no** (< {FIT_BAR:g}%)") if guided else ""
+        if guided and found is not None and found.value == 0 and found.spec.sweep is not None:
+            flag = "unconditional (γ = 0): reads no question"
         lines.append(
             f"| `{row}` | {_cell(f['acc'])} | {_cell(f['bal_acc'])} | {_cell(test['acc'])} | "
             f"{_cell(test['bal_acc'])} | {flag} |"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hyperguide.config import RunConfig, from_dict, to_dict
+from hyperguide.config import RunConfig, from_dict, to_dict, training_view
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json, sweep_temporaries, write_json
 from hyperguide.rows import method_of
@@ -56,7 +56,10 @@ class RunFolder:
 
     def write_config(self, config: RunConfig) -> RunConfig:
         """Write config.json, or check that the folder's existing one is the same run. A run folder gathers the
-        methods trained into it: a config that differs only in its methods adds them. Returns the folder's config."""
+        methods trained into it: a config that differs only in its methods adds them; one that differs only in
+        evaluation-only knobs (`config.training_view`; not its seeds) replaces them, so the run is evaluated again
+        with them.
+        Returns the folder's config."""
         path = self.path / CONFIG
         data = to_dict(config)
         if self.path.exists() and not self.path.is_dir():
@@ -67,8 +70,13 @@ class RunFolder:
             return config
         existing = self._read_config_data()
         methods = list(dict.fromkeys([*(existing.get("methods") or []), *data["methods"]]))
-        if {**existing, "methods": methods} != {**data, "methods": methods}:
-            changed = sorted(k for k in {*data, *existing} if existing.get(k) != data.get(k) and k != "methods")
+        # what the folder's checkpoints and their list are made of: training knobs, and the seeds it holds
+        old = {**training_view(from_dict(RunConfig, {**existing, "methods": methods}, where=str(path))),
+               "seeds": existing.get("seeds")}  # fmt: skip
+        new = {**training_view(from_dict(RunConfig, {**data, "methods": methods}, where="the new config")),
+               "seeds": data.get("seeds")}  # fmt: skip
+        if old != new:
+            changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
             raise HyperguideError(
                 f"{self.path} holds a run with a different config (differs in: {', '.join(changed)}); "
                 "use another --out folder"

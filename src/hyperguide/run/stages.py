@@ -414,7 +414,7 @@ def _prefixed(measures: Mapping[str, float], keys: Sequence[str]) -> dict[str, f
 
 
 PROBE_SAMPLE_STEPS = 100
-HYPERLDM_PROBE = ("train_acc", "own_cluster_agree")
+HYPERLDM_PROBE = ("own_cluster_agree", "train_acc")  # the first is watched for the plateau
 HVAE_FIT = ("gate_ratio", "decoded_acc", "hnet_acc")
 HYPERCLIP_FIT = (
     "retrieval_top1",
