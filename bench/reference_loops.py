@@ -209,7 +209,7 @@ def sample_one_by_one(
     out = []
     for i in range(len(questions)):
         cond = questions.emb[i : i + 1]
-        x = torch.randn(1, model.latent_mean.shape[0], generator=generator).to(device)
+        x = torch.randn(1, model.latent_dim, generator=generator).to(device)
         for index in reversed(range(ddpm.schedule.num_steps)):
             t = torch.full((1,), timesteps[index], dtype=torch.long, device=device)
             pred_null = model.denoiser(x, t, None)

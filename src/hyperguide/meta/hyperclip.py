@@ -58,7 +58,7 @@ def train_hyperclip(
     encoder = build_hyperclip(space, int(questions.emb.shape[1]), config).to(device)
     if config.normalize:
         with torch.no_grad():
-            encoder.weights.normalize_to(space.code(data.mean.reshape(-1, space.latent_dim)))
+            encoder.weights.codes.fit(space.code(data.mean.reshape(-1, space.latent_dim)), min_scale=0.01)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         aug, idx = batch[0].to(device), batch[1].to(device)

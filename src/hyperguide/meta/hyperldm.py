@@ -115,7 +115,7 @@ def few_shot_guide(ldm: HyperLDM, ddpm: DDPM, grad_fn: GradFn, scale: float) -> 
 
     def guide(est: Estimate) -> torch.Tensor:
         with torch.enable_grad():
-            g = grad_fn(ldm.denormalize(est.x0)) * ldm.latent_std  # chain rule into the normalised coordinates
+            g = grad_fn(ldm.denormalize(est.x0)) * ldm.latents.scale  # chain rule into the normalised coordinates
         _, s = ddpm.coefficients(est.index)
         step = scale * s * est.x0.norm(dim=-1, keepdim=True) / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return est.x0 - step * g
@@ -195,13 +195,12 @@ def train_hyperldm(
     questions = questions.to(device)
     model = build_hyperldm(mean.shape[-1], int(questions.emb.shape[1]), config).to(device)
     flat = mean.reshape(-1, mean.shape[-1])
-    model.latent_mean.copy_(flat.mean(0))
     if logvar is None:
-        model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
+        model.latents.fit(flat)
         spread = model.normalize(flat)
     else:  # the data are posterior draws: their variance is the means' spread plus the posterior variance
         var = logvar.exp().reshape(flat.shape)
-        model.latent_std.copy_((flat.var(0) + var.mean(0)).sqrt().clamp_min(1e-6))
+        model.latents.fit(flat, scale=(flat.var(0) + var.mean(0)).sqrt())
         std = var.sqrt()
         spread = model.normalize(torch.cat([flat - 3 * std, flat + 3 * std]))
     model.x0_low.copy_(spread.min(0).values)

@@ -41,13 +41,11 @@ def train_regressor(
     data = SpaceLatents.of(space, latents, device)
     questions = questions.to(device)
     model = build_regressor(space.latent_dim, int(questions.emb.shape[1]), config).to(device)
-    flat = data.mean.reshape(-1, space.latent_dim)
-    model.latent_mean.copy_(flat.mean(0))
-    model.latent_std.copy_(flat.std(0).clamp_min(1e-6))
+    model.latents.fit(data.mean.reshape(-1, space.latent_dim))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         aug, idx = batch[0].to(device), batch[1].to(device)
-        target = (data.draw(aug, idx, generator) - model.latent_mean) / model.latent_std
+        target = model.latents(data.draw(aug, idx, generator))
         return {"loss": ((model.normalized(questions[idx]) - target) ** 2).mean()}
 
     history = fit_on_latents(

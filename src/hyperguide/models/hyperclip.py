@@ -24,6 +24,7 @@ from hyperguide.config import QuestionMode
 from hyperguide.data.batch import Questions
 from hyperguide.models.bank import LatentBank
 from hyperguide.models.question import QuestionEncoder
+from hyperguide.models.standardizer import Standardizer
 
 LOGIT_SCALE = 100.0
 
@@ -39,19 +40,10 @@ class HyperCLIPEncoder(nn.Module):
             nn.init.kaiming_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.layers = nn.ModuleList(layers)
-        self.code_mean: torch.Tensor
-        self.code_scale: torch.Tensor
-        self.register_buffer("code_mean", torch.zeros(code_dim))
-        self.register_buffer("code_scale", torch.ones(code_dim))
-
-    @torch.no_grad()
-    def normalize_to(self, codes: torch.Tensor) -> None:
-        """Standardise the input by the (N, H) training codes' mean and std (std at least 0.01, as the paper)."""
-        self.code_mean.copy_(codes.mean(0))
-        self.code_scale.copy_(codes.std(0).clamp_min(0.01))
+        self.codes = Standardizer(code_dim)  # the identity unless fitted (the paper's `normalize`, std >= 0.01)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        h = (codes - self.code_mean) / self.code_scale
+        h = self.codes(codes)
         for layer in self.layers[:-1]:
             h = F.softplus(layer(h))
         return F.normalize(self.layers[-1](h), dim=-1)

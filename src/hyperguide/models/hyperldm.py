@@ -15,11 +15,12 @@ from torch import nn
 from hyperguide.config import Condition, QuestionMode
 from hyperguide.models.denoiser import LatentDenoiser
 from hyperguide.models.question import QuestionEncoder
+from hyperguide.models.standardizer import Standardizer
 
 
 class HyperLDM(nn.Module):
-    """`question` (the condition path), `denoiser` (out(x_t, t, c)), and the latent normalisation: `latent_mean` and
-    `latent_std` per dimension, and the box [`x0_low`, `x0_high`] of the normalised training latents."""
+    """`question` (the condition path), `denoiser` (out(x_t, t, c)), and the latent normalisation: `latents` (per
+    dimension) and the box [`x0_low`, `x0_high`] of the normalised training latents."""
 
     def __init__(
         self,
@@ -37,21 +38,18 @@ class HyperLDM(nn.Module):
         super().__init__()
         self.question = QuestionEncoder(cond_dim, question, question_heads)
         self.denoiser = LatentDenoiser(latent_dim, cond_dim, hidden_dims, time_dim, null, condition, cond_hidden)
-        self.latent_mean: torch.Tensor
-        self.latent_std: torch.Tensor
+        self.latents = Standardizer(latent_dim)
         self.x0_low: torch.Tensor
         self.x0_high: torch.Tensor
-        self.register_buffer("latent_mean", torch.zeros(latent_dim))
-        self.register_buffer("latent_std", torch.ones(latent_dim))
         self.register_buffer("x0_low", torch.full((latent_dim,), -float("inf")))  # normalised training range
         self.register_buffer("x0_high", torch.full((latent_dim,), float("inf")))
 
     @property
     def latent_dim(self) -> int:
-        return int(self.latent_mean.shape[0])
+        return self.latents.dim
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.latent_mean) / self.latent_std
+        return self.latents(x)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.latent_std + self.latent_mean
+        return self.latents.inverse(x)

@@ -12,10 +12,11 @@ from torch import nn
 from hyperguide.config import QuestionMode
 from hyperguide.data.batch import Questions
 from hyperguide.models.question import QuestionEncoder
+from hyperguide.models.standardizer import Standardizer
 
 
 class LatentRegressor(nn.Module):
-    """forward(questions) -> latents (B, L): latent_mean + latent_std * MLP(question vector)."""
+    """forward(questions) -> latents (B, L): MLP(question vector) in the latents' standardised coordinates."""
 
     def __init__(
         self,
@@ -33,14 +34,11 @@ class LatentRegressor(nn.Module):
             layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.ReLU()]
         layers.append(nn.Linear(dims[-1], latent_dim))
         self.net = nn.Sequential(*layers)
-        self.latent_mean: torch.Tensor
-        self.latent_std: torch.Tensor
-        self.register_buffer("latent_mean", torch.zeros(latent_dim))
-        self.register_buffer("latent_std", torch.ones(latent_dim))
+        self.latents = Standardizer(latent_dim)
 
     def normalized(self, questions: Questions) -> torch.Tensor:
         """(B, L) latents in the normalised coordinates the network is trained in."""
         return self.net(self.question.encode(questions))
 
     def forward(self, questions: Questions) -> torch.Tensor:
-        return self.latent_mean + self.latent_std * self.normalized(questions)
+        return self.latents.inverse(self.normalized(questions))

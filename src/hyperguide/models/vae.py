@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from hyperguide.models.hypernet import HyperNet
+from hyperguide.models.standardizer import Standardizer
 
 LOGVAR_OFFSET = -1.0
 
@@ -34,28 +35,24 @@ class WeightVAE(nn.Module):
         self.latent_dim = latent_dim
         self.encoder = HyperNet(code_dim, hidden_dims, 2 * latent_dim)
         self.decoder = HyperNet(latent_dim, tuple(reversed(hidden_dims)), code_dim)
-        self.code_mean: torch.Tensor
-        self.code_scale: torch.Tensor
-        self.register_buffer("code_mean", torch.zeros(code_dim))
-        self.register_buffer("code_scale", torch.ones(code_dim))
+        self.codes = Standardizer(code_dim)
 
     @torch.no_grad()
     def normalize_to(self, codes: torch.Tensor) -> None:
         """Standardise the encoder's input by the codes' (N, H) per-dimension mean and std, and start the decoder at
         the mean code (zero last weights and bias, output de-standardised)."""
-        self.code_mean.copy_(codes.mean(0))
-        self.code_scale.copy_(codes.std(0).clamp_min(1e-6))
+        self.codes.fit(codes)
         nn.init.zeros_(self.decoder.output_layer.weight)
         nn.init.zeros_(self.decoder.output_layer.bias)
 
     def encode(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H) codes -> mean (B, L), log-variance (B, L)."""
-        mu, logvar = self.encoder((code - self.code_mean) / self.code_scale).chunk(2, dim=-1)
+        mu, logvar = self.encoder(self.codes(code)).chunk(2, dim=-1)
         return mu, logvar + LOGVAR_OFFSET
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
         """(B, L) latents -> (B, H) codes."""
-        return self.code_mean + self.code_scale * self.decoder(u)
+        return self.codes.inverse(self.decoder(u))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
