@@ -105,7 +105,7 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
         json.loads(line) for line in (out / "hyperldm-hnet" / "seed0-fold0.metrics.jsonl").read_text().splitlines()
     ]
     assert sum("fit_train_acc" in r for r in curve) == 6  # the stage's fit probes (RunConfig.probes)
-    for stage in set(STAGES) - {"latents"}:  # every training stage probes its fit while it trains (latents: no training)
+    for stage in set(STAGES) - {"latents"}:  # every training stage probes its fit while it trains
         lines = (out / stage / "seed0-fold0.metrics.jsonl").read_text().splitlines()
         assert sum(any(k.startswith("fit_") for k in json.loads(line)) for line in lines) == 6, stage
     assert set(STAGES) - {"latents"} <= set(results["fit"]["curves"])
