@@ -63,7 +63,8 @@ def gamma_families(results: Mapping[str, Any]) -> dict[str, list[tuple[float, st
 
 def plot_gamma_sweep(results: Mapping[str, Any], path: Path) -> bool:
     """Zero-shot accuracy against gamma, one line per family with its 95% CI band; False (no file) without gamma
-    rows. The best baseline is drawn as a horizontal reference."""
+    rows. The best baseline is drawn as a horizontal reference, and the best of the paper's table beside it where that
+    is another row."""
     families = gamma_families(results)
     if not families:
         return False
@@ -76,6 +77,10 @@ def plot_gamma_sweep(results: Mapping[str, Any], path: Path) -> bool:
     baseline = best_of(results, "baseline")
     if baseline:
         ax.axhline(zero_shot_acc(results, baseline), color="tab:gray", ls="--", label=f"{baseline} (best baseline)")
+    paper = best_paper_baseline(results)
+    if paper and paper != baseline:
+        label = f"{paper} (best baseline of the paper's table)"
+        ax.axhline(zero_shot_acc(results, paper), color="tab:gray", ls="-.", label=label)
     for row in results["methods"]:
         if row_bound(row) == "lower":
             ax.axhline(zero_shot_acc(results, row), color=BOUND_COLORS["lower"], ls=":", label=row)
