@@ -261,7 +261,7 @@ def _hvae(ctx: StageContext, generator: torch.Generator) -> StageOutput:
     hnet = mean(latent_scores(HNetSpace(base), ctx.train_tasks, z, device=ctx.device)["acc"])
 
     def measure(vae: WeightVAE) -> dict[str, float]:
-        space = HVAESpace(base, vae)
+        space = HVAESpace(base, vae).to(ctx.device)
         decoded = mean(latent_scores(space, ctx.train_tasks, space.from_hnet_latents(z)[0], device=ctx.device)["acc"])
         return {"fit_gate": 100.0 * decoded / hnet, "fit_decoded_acc": decoded}
 
