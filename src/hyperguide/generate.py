@@ -87,7 +87,8 @@ def _best_conditional_row(run_dir: Path) -> str:
     rows = {}
     for name, m in results["methods"].items():
         row = find_row(name)
-        if row is not None and row.spec.reads_question and not m.get("uses_support_labels"):
+        generator = row is not None and row.spec.reads_question and row.spec.kind != "reference"  # not retrieval
+        if generator and not m.get("uses_support_labels"):
             rows[name] = m["zero_shot"]["acc"]["mean"]
     if not rows:
         raise HyperguideError(f"{path} has no question-conditioned method; pass --method ROW")

@@ -29,6 +29,7 @@ from hyperguide.meta.hyperclip import build_hyperclip, hyperclip_guidance
 from hyperguide.meta.hyperldm import build_hyperldm, hyperldm_sampler
 from hyperguide.meta.methods import Method
 from hyperguide.meta.regressor import build_regressor, regressor_zero_shot
+from hyperguide.meta.retrieval import QuestionBank, hyperclip_retrieval, nearest_question
 from hyperguide.meta.spaces import LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.models.hyperldm import HyperLDM
@@ -259,6 +260,10 @@ def _regressor(ctx: BuildContext, space: LatentSpace) -> nn.Module:
     return build_regressor(space.latent_dim, ctx.question_dim, ctx.config.regressor)
 
 
+def _question_bank(ctx: BuildContext, space: LatentSpace) -> nn.Module:
+    return QuestionBank(space.latent_dim, ctx.question_dim)
+
+
 def _sampler(ctx: BuildContext) -> ZeroShot:
     return hyperldm_sampler(ctx.config.hyperldm, 1.0 if ctx.value is None else ctx.value)
 
@@ -269,6 +274,14 @@ def _ascent(ctx: BuildContext) -> ZeroShot:
 
 def _regression(ctx: BuildContext) -> ZeroShot:
     return regressor_zero_shot
+
+
+def _nearest(ctx: BuildContext) -> ZeroShot:
+    return nearest_question
+
+
+def _retrieved(ctx: BuildContext) -> ZeroShot:
+    return hyperclip_retrieval
 
 
 def _few_shot_guided(config: RunConfig) -> bool:
@@ -318,6 +331,13 @@ for _spec in (
             reads_question=True, uses_labels=_few_shot_guided, sweep=_gammas, paper=False),
     RowSpec("hnet+regressor", "ablation", "an MLP from the question to the HNet latent, trained by regression",
             build=_guided("hnet", _regressor, _regression), stages=(BASE, "regressor-hnet"), reads_question=True,
+            paper=False),
+    RowSpec("nearest-question", "reference",
+            "retrieval: the adapted latent of the meta-train task whose question embedding is nearest",
+            build=_guided("hnet", _question_bank, _nearest), stages=(BASE, "question-bank"), reads_question=True,
+            paper=False),
+    RowSpec("hyperclip-retrieval", "reference", "retrieval: the meta-train latent HyperCLIP scores highest",
+            build=_guided("hnet", _hyperclip, _retrieved), stages=(BASE, "hyperclip-hnet"), reads_question=True,
             paper=False),
 ):  # fmt: skip
     register(_spec)

@@ -41,9 +41,7 @@ def cluster_fit(samples: torch.Tensor, data: SpaceLatents, agree: torch.Tensor) 
     of the within-task spread (the RMS distance of a task's training latents from their mean; for a space with
     posterior noise, its variance is included), `distance_in_spreads`."""
     means = data.mean.mean(0)  # (N, L)
-    within = ((data.mean - means) ** 2).sum(-1).mean()
-    if data.logvar is not None:
-        within = within + data.logvar.exp().sum(-1).mean()
+    within = within_task_spread(data.mean, data.logvar)
     nearest = torch.cdist(samples, means).argmin(1)
     own = torch.arange(len(samples), device=samples.device)
     flat = data.mean.reshape(-1, data.mean.shape[-1])
@@ -51,5 +49,14 @@ def cluster_fit(samples: torch.Tensor, data: SpaceLatents, agree: torch.Tensor) 
     return {
         "own_cluster": 100.0 * float((nearest == own).float().mean()),
         "own_cluster_agree": 100.0 * float(agree.to(samples.device)[own, nearest].float().mean()),
-        "distance_in_spreads": float(distance.median() / within.sqrt().clamp_min(1e-12)),
+        "distance_in_spreads": float(distance.median() / within.clamp_min(1e-12)),
     }
+
+
+def within_task_spread(latents: torch.Tensor, logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """The RMS distance of the training latents (A, N, L) of a task from the task's mean latent (plus the posterior
+    variance, for a space with one), over tasks: the unit of `distance_in_spreads`."""
+    within = ((latents - latents.mean(0)) ** 2).sum(-1).mean()
+    if logvar is not None:
+        within = within + logvar.exp().sum(-1).mean()
+    return within.sqrt()

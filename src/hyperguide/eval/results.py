@@ -4,7 +4,11 @@
      "methods": {row: {"zero_shot": {"acc": Summary, "bal_acc": Summary, "per_task_acc": [[per task] per seed],
                                      "per_task_bal_acc": [[per task] per seed]},
                        "k_shot": {k: {"acc": Summary, "bal_acc": Summary, "tasks": n}},
-                       "uses_support_labels": bool, "train_seconds": float}},
+                       "uses_support_labels": bool, "train_seconds": float,
+                       "controls": {"shuffled", "null", "question_effect", "null_effect": {"acc", "bal_acc"},
+                                    "shuffled_tasks": n},                       # rows that read the question
+                       "novelty": {"agreement_best", "copies", "distance_in_spreads", "agreement_nearest": Summary,
+                                   "tasks": n}}},
      "diagnostics": {name: {...}},
      "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
              "stages": {stage: {measure: Summary}},                               # each stage's own fit measures
@@ -45,11 +49,39 @@ class KShot(TypedDict):
     tasks: int  # meta-test tasks that have k support examples for at least two answers
 
 
+class Effect(TypedDict):
+    acc: Summary
+    bal_acc: Summary
+
+
+class Controls(TypedDict):
+    """A question-reading row's zero-shot scores with another task's question and with none (`eval.controls`), and
+    the real score minus each, per seed, over seeds."""
+
+    shuffled: Effect
+    null: Effect
+    question_effect: Effect  # real - shuffled
+    null_effect: Effect  # real - null
+    shuffled_tasks: int  # meta-test tasks (over folds) that took another task's question; the others took none
+
+
+class Novelty(TypedDict):
+    """How a row's zero-shot adapters stand to the training tasks' adapters (`eval.controls.novelty`), over seeds."""
+
+    agreement_best: Summary  # % of query answers shared with the most agreeing training adapter (mean over tasks)
+    copies: Summary  # % of meta-test tasks whose adapter answers exactly like some training adapter
+    tasks: int
+    distance_in_spreads: NotRequired[Summary]  # median over tasks; latent-space rows
+    agreement_nearest: NotRequired[Summary]  # with the adapter of the nearest training latent; latent-space rows
+
+
 class RowResults(TypedDict):
     zero_shot: ZeroShot
     k_shot: dict[str, KShot]
     uses_support_labels: bool
     train_seconds: float
+    controls: NotRequired[Controls]  # rows that read the question
+    novelty: NotRequired[Novelty]  # rows that read the question, in a run with collected latents
 
 
 class RowFit(TypedDict):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from hyperguide.eval.stats import ci_text, compare
+from hyperguide.report.conditioning import render_controls, render_novelty
 from hyperguide.report.fit import best_paper_baseline, render_claim, render_fit_rows, render_fit_stages
 from hyperguide.rows import RowKind, find_row
 
@@ -176,6 +177,11 @@ def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str
             fit_stages,
             "",
         ]
+    controls, novelty = render_controls(results), render_novelty(results)
+    if controls:
+        parts += ["## Does the question drive the weights?", "", controls, ""]
+    if novelty:
+        parts += ["## Are the generated weights new?", "", novelty, ""]
     if reference:
         parts += ["## Paired differences against the best baseline", "", render_differences(results, reference), ""]
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,14 +19,18 @@ from hyperguide.checkpoint import metadata_number, read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
+from hyperguide.eval.controls import derangement, novelty, null_questions, shuffled_questions
 from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis
-from hyperguide.eval.results import Curve, KShot, Results, RowFit, RowResults, Summary
+from hyperguide.eval.fit import within_task_spread
+from hyperguide.eval.results import Controls, Curve, Effect, KShot, Novelty, Results, RowFit, RowResults, Summary
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
 from hyperguide.io import write_json
-from hyperguide.rows import Row, table_rows
+from hyperguide.meta.guided import GuidedMethod
+from hyperguide.meta.methods import Method
+from hyperguide.rows import BASE, Row, table_rows
 from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import STAGES, LoadedRow, load_row, row_stages
+from hyperguide.run.stages import STAGES, LoadedRow, StageContext, load_row, row_stages
 from hyperguide.run.train import splits_of, training_plan
 
 Setting = str | None  # None: zero-shot; "1", "2", ..., "full": k-shot
@@ -102,6 +107,106 @@ def summarize_row(
     }
 
 
+def question_controls(method: Method, tasks: Sequence[Task], config: RunConfig, device: str) -> dict[str, Scores]:
+    """Zero-shot scores of the tasks asked with another task's question (`shuffled`) and with none (`null`)
+    (`eval.controls`)."""
+    batch = config.eval.batch_size
+    return {
+        "shuffled": evaluate_method(method, shuffled_questions(tasks), batch_size=batch, device=device),
+        "null": evaluate_method(method, null_questions(tasks), batch_size=batch, device=device),
+    }
+
+
+@dataclass
+class TrainingAdapters:
+    """The meta-train tasks of one (seed, fold) as the run adapted them: their HNet latents (A, N, Lz) and the
+    weights of their mean latents (N, P)."""
+
+    latents: torch.Tensor
+    weights: torch.Tensor
+
+
+def training_adapters(
+    tasks: list[Task], split: TaskSplit, config: RunConfig, folder: RunFolder, seed: int, device: str
+) -> TrainingAdapters | None:
+    """The adapted meta-train tasks of (seed, fold), or None when the run has not collected them."""
+    ctx = StageContext(folder, seed, split, tasks, config, device)
+    if not ctx.stem("latents").with_suffix(".json").is_file() or not ctx.stem(BASE).with_suffix(".json").is_file():
+        return None
+    latents = ctx.load_latents().to(device)
+    with torch.no_grad():
+        weights = ctx.load_base().eval().hypernet(latents.mean(0))
+    return TrainingAdapters(latents, weights)
+
+
+@torch.no_grad()
+def generated_novelty(
+    method: Method, tasks: Sequence[Task], training: TrainingAdapters, config: RunConfig, device: str
+) -> dict[str, list[float]]:
+    """Per meta-test task, how the row's zero-shot adapter stands to the training tasks' (`eval.controls.novelty`);
+    the latent distance for rows that generate in a latent space."""
+    method.eval()
+    phi = zero_shot_phis(method, tasks, batch_size=config.eval.batch_size, device=device)
+    weights = method.generate(phi)
+    if not isinstance(method, GuidedMethod):
+        return novelty(method.shape, weights, training.weights, tasks, members=method.members)
+    mean, logvar = method.space.from_hnet_latents(training.latents)
+    return novelty(
+        method.shape,
+        weights,
+        training.weights,
+        tasks,
+        members=method.members,
+        latents=phi.reshape(len(tasks), method.members, -1)[:, 0],
+        training_latents=mean.mean(0),
+        within=within_task_spread(mean, logvar),
+    )
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _effect(per_seed: Sequence[Scores]) -> Effect:
+    return {m: summarize([_mean(s[m]) for s in per_seed]) for m in ("acc", "bal_acc")}  # type: ignore[return-value]
+
+
+def summarize_controls(real: Sequence[Scores], controls: Sequence[dict[str, Scores]], donors: int) -> Controls:
+    """The controls' scores and, per seed, the real score minus each (the question effect: minus shuffled; the null
+    effect: minus null), over seeds."""
+
+    def minus(name: str) -> list[Scores]:
+        return [
+            {m: [_mean(r[m]) - _mean(c[name][m])] for m in ("acc", "bal_acc")}
+            for r, c in zip(real, controls, strict=True)
+        ]
+
+    return {
+        "shuffled": _effect([c["shuffled"] for c in controls]),
+        "null": _effect([c["null"] for c in controls]),
+        "question_effect": _effect(minus("shuffled")),
+        "null_effect": _effect(minus("null")),
+        "shuffled_tasks": donors,
+    }
+
+
+def summarize_novelty(per_seed: Sequence[dict[str, list[float]]]) -> Novelty:
+    """Per seed the median distance and the mean agreements and share of copies over tasks, over seeds."""
+
+    def median(values: list[float]) -> float:
+        return float(torch.tensor(values).median())
+
+    out: Novelty = {
+        "agreement_best": summarize([_mean(s["agreement_best"]) for s in per_seed]),
+        "copies": summarize([_mean(s["copy"]) for s in per_seed]),
+        "tasks": len(per_seed[0]["copy"]),
+    }
+    if "distance_in_spreads" in per_seed[0]:
+        out["distance_in_spreads"] = summarize([median(s["distance_in_spreads"]) for s in per_seed])
+        out["agreement_nearest"] = summarize([_mean(s["agreement_nearest"]) for s in per_seed])
+    return out
+
+
 def evaluate_row(
     row: Row,
     tasks: list[Task],
@@ -119,19 +224,34 @@ def evaluate_row(
     settings: list[Setting] = [None, *(config.eval.k_shots if wants_k else ())]
     per_seed: list[dict[Setting, Scores]] = []
     fit_per_seed: list[Scores] = []
+    controls_per_seed: list[dict[str, Scores]] = []
+    novelty_per_seed: list[dict[str, list[float]]] = []
+    conditional = row.spec.reads_question and row.spec.build is not None
     train_seconds = 0.0
+    donors = sum(d is not None for s in splits for d in derangement([tasks[i] for i in s.test]))
     for seed in config.seeds:
         pooled: dict[Setting, Scores] = {s: {"acc": [], "bal_acc": []} for s in settings}
         fit: Scores = {"acc": [], "bal_acc": []}
+        controls: dict[str, Scores] = {c: {"acc": [], "bal_acc": []} for c in ("shuffled", "null")}
+        new: dict[str, list[float]] = {}
         for split in splits:
             loaded = None
             if row.spec.build is not None:
                 loaded = load_row(row, tasks, config, folder, seed, split.fold, data)
                 train_seconds += loaded.train_seconds
-            scores = score_row(row, loaded, [tasks[i] for i in split.test], settings, config, seed, device)
+            test = [tasks[i] for i in split.test]
+            scores = score_row(row, loaded, test, settings, config, seed, device)
             for setting, s in scores.items():
                 pooled[setting]["acc"].extend(s["acc"])
                 pooled[setting]["bal_acc"].extend(s["bal_acc"])
+            if conditional and loaded is not None:
+                for name, c in question_controls(loaded.method, test, config, device).items():
+                    controls[name]["acc"].extend(c["acc"])
+                    controls[name]["bal_acc"].extend(c["bal_acc"])
+                adapters = training_adapters(tasks, split, config, folder, seed, device)
+                if adapters is not None and not loaded.method.uses_support_for_zero_shot:
+                    for key, values in generated_novelty(loaded.method, test, adapters, config, device).items():
+                        new.setdefault(key, []).extend(values)
             if loaded is not None and not loaded.method.uses_support_for_zero_shot:
                 own = [tasks[i] for i in split.train]
                 scored = evaluate_method(loaded.method, own, batch_size=config.eval.batch_size, device=device)
@@ -140,7 +260,15 @@ def evaluate_row(
         per_seed.append(pooled)
         if fit["acc"]:
             fit_per_seed.append(fit)
+        if controls["shuffled"]["acc"]:
+            controls_per_seed.append(controls)
+        if new:
+            novelty_per_seed.append(new)
     results = summarize_row(per_seed, config.eval.k_shots, row.spec.labels_used(config), train_seconds)
+    if len(controls_per_seed) == len(per_seed):
+        results["controls"] = summarize_controls([s[None] for s in per_seed], controls_per_seed, donors)
+    if novelty_per_seed and len(novelty_per_seed) == len(per_seed):
+        results["novelty"] = summarize_novelty(novelty_per_seed)
     if not fit_per_seed:
         return results, None
     return results, {

@@ -11,6 +11,7 @@ after the stages it needs. The table of stages:
     hyperclip-hvae   <- hvae                  HyperCLIP over Dec(u)
     hyperldm-hnet    <- latents               HyperLDM over z (§P6)
     hyperldm-hvae    <- hvae                  HyperLDM over u
+    question-bank    <- latents               the meta-train tasks' mean latents and questions (retrieval)
 
 Each stage is seeded from its own identity (name, seed, fold), so a resumed run gives the same numbers as an
 uninterrupted one, and a stage's result does not depend on which other stages or rows a run has.
@@ -61,6 +62,7 @@ from hyperguide.meta.hyperldm import sample_latents, train_hyperldm
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.meta.regressor import train_regressor
+from hyperguide.meta.retrieval import question_bank
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind, SpaceLatents
 from hyperguide.meta.train import train_method
 from hyperguide.models.adapter import AdapterShape
@@ -392,6 +394,11 @@ def _hyperldm(space_kind: SpaceKind) -> Callable[[StageContext, torch.Generator]
     return run
 
 
+def _question_bank(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+    """Nothing to train: the meta-train tasks' adapted HNet latents and question embeddings, for `nearest-question`."""
+    return StageOutput(question_bank(ctx.load_latents(), ctx.train_tasks))
+
+
 TASK_ID = Diagnostic(
     "task_id", "task_id_train", "task_id_test", lambda config: {"candidates": config.hyperclip.candidates}
 )
@@ -452,6 +459,8 @@ STAGES: dict[str, StageSpec] = {
                   shaped_by=("hyperldm",)),
         StageSpec("regressor-hnet", ("latents",), _regressor("hnet"), "a question -> z regressor (ablation)",
                   fit=("train_acc",), shaped_by=("regressor",)),
+        StageSpec("question-bank", ("latents",), _question_bank, "the meta-train latents and questions (retrieval)",
+                  shaped_by=()),
         # the question through attention over its tokens (the rows' `-attention` variants)
         StageSpec("hyperclip-hnet-attention", ("latents",), _hyperclip("hnet"), "HyperCLIP over HNet(z), attention",
                   TASK_ID, fit=HYPERCLIP_FIT, shaped_by=("hyperclip",), overrides=("hyperclip.question=attention",)),
