@@ -124,6 +124,14 @@ def test_synthetic_task_file_end_to_end(
     assert main(["compare", str(report), "cond-multitask", "chance"]) == 0
     assert "cond-multitask - chance, paired over tasks (n=4)" in capsys.readouterr().out
 
+    # --methods: rows of the run only, a row that does not read the question when asked for
+    assert main(["tasks", "eval", str(run), str(features), "--methods", "uncond-multitask,chance", "--out",
+                 str(tmp_path / "chosen")]) == 0  # fmt: skip
+    assert list(read_json(tmp_path / "chosen" / "results.json")["methods"]) == ["uncond-multitask", "chance"]
+    capsys.readouterr()
+    assert main(["tasks", "eval", str(run), str(features), "--methods", "hnet+hyperldm@1"]) == 2
+    assert "error: 'hnet+hyperldm@1' is not a row of run" in capsys.readouterr().err
+
 
 def _bad_synthetic(kind: str, good: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     tasks = json.loads(json.dumps(good))
