@@ -328,6 +328,68 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(cfg, out_default="-")
     cfg.add_argument("--json", action="store_true", help="print the config as JSON (a valid --config file)")
 
+    own = sub.add_parser(
+        "tasks",
+        help="your own tasks (a task file): prepare their features with a run's encoders, evaluate the run on them",
+        description="A task file (.json or .jsonl; docs/own-tasks.md) lists tasks: a question, its answers, optional "
+        "answer prompts and a kind, and examples (image, answer, support or query). `prepare` embeds them with the "
+        "encoders of a trained run's universe; `eval` scores every question-conditioned row of the run on them, "
+        "zero-shot (k-shot where tasks have support examples), and writes the report.",
+    )
+    own_sub = own.add_subparsers(dest="tasks_command", required=True, metavar="COMMAND")
+    own_prep = own_sub.add_parser(
+        "prepare",
+        help="check a task file and embed its questions, answer prompts and images with a run's encoders",
+        description="Check every task of TASK_FILE (a bad one is refused with its number, question and field; nothing "
+        "is written), check that the universe prepared here is the data the run was trained on, then embed the "
+        "questions (pooled and token states), the answer prompts (the file's, or the run's rule) and the images with "
+        "the encoders of the run's universe (easyvqa: MiniLM and the image tower; metavqa: CLIP). A universe without "
+        "encoders (synthetic) reads texts and image ids from its own feature tables.",
+    )
+    own_prep.set_defaults(command="tasks prepare")
+    own_prep.add_argument("task_file", type=Path, metavar="TASK_FILE", help="a .json or .jsonl task file")
+    own_prep.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a trained run folder")
+    own_prep.add_argument(
+        "--images-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the folder relative image paths start from (default: the task file's folder)",
+    )
+    own_prep.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FEATURES_DIR",
+        help="default: TASK_FILE's stem + .features/ beside it",
+    )
+    own_prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _universe_args(own_prep, positional=False)
+    own_eval = own_sub.add_parser(
+        "eval",
+        help="evaluate a run's question-conditioned rows on prepared tasks: the report, by kind of task",
+        description="For every seed and fold of the run, score every question-conditioned row (and chance; majority "
+        "when every task has support examples) on the prepared tasks: zero-shot, and the run's k-shot settings where "
+        "the tasks have support examples. A fold's models each score every task; a task's score per seed is their "
+        "mean. Writes REPORT_DIR/results.json and results.md and prints the tables.",
+    )
+    own_eval.set_defaults(command="tasks eval")
+    own_eval.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    own_eval.add_argument("features_dir", type=Path, metavar="FEATURES_DIR", help="what `tasks prepare` wrote")
+    own_eval.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="ROW",
+        help="rows of the run (comma-separated or several; a sweeping method stands for its rows); default: every "
+        "question-conditioned row and chance",
+    )
+    own_eval.add_argument(
+        "--out", type=Path, default=None, metavar="REPORT_DIR", help="default: <stem>-<run>-report beside FEATURES_DIR"
+    )
+    own_eval.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
+    own_eval.add_argument("--quiet", action="store_true", help="no progress bars")
+
     cmp = sub.add_parser("compare", help="paired comparison of two methods of an evaluated run")
     cmp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     cmp.add_argument("a", metavar="METHOD_A")
@@ -412,6 +474,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks_prepare(args: argparse.Namespace) -> int:
+    from hyperguide.run.own_tasks import prepare_tasks
+
+    out = prepare_tasks(
+        args.task_file,
+        args.run,
+        images_root=args.images_root,
+        out=args.out,
+        options=_options(args),
+        callbacks=_callbacks(args),
+    )
+    print(f"wrote {out}")
+    print(f"next: hyperguide tasks eval {args.run} {out}")
+    return 0
+
+
+def cmd_tasks_eval(args: argparse.Namespace) -> int:
+    from hyperguide.config import check_device
+    from hyperguide.report.markdown import render_table
+    from hyperguide.report.own_tasks import caption, render_by_kind
+    from hyperguide.run.own_tasks import default_report_dir, evaluate_tasks, write_task_report
+
+    methods = None if args.methods is None else [m.strip() for a in args.methods for m in a.split(",") if m.strip()]
+    results = evaluate_tasks(
+        args.run_dir, args.features_dir, methods=methods, device=check_device(args.device), callbacks=_callbacks(args)
+    )
+    out = write_task_report(results, args.out or default_report_dir(args.features_dir, args.run_dir))
+    print(render_table(results, None))
+    print()
+    print(render_by_kind(results))
+    print()
+    print(caption(results))
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from hyperguide.eval.results import read_results
     from hyperguide.eval.stats import ci_text, compare
@@ -478,6 +576,8 @@ COMMANDS = {
     "compare": cmd_compare,
     "bench": cmd_bench,
     "config": cmd_config,
+    "tasks prepare": cmd_tasks_prepare,
+    "tasks eval": cmd_tasks_eval,
 }
 
 

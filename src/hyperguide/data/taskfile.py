@@ -1,0 +1,176 @@
+"""Your own tasks as a file: the task-file format, read and checked before anything is computed (docs/own-tasks.md).
+
+A `.json` file holds `{"tasks": [TASK, ...]}` or a bare list `[TASK, ...]`; a `.jsonl` file holds one TASK a line
+(blank lines skipped). A TASK is an object:
+
+    {"question": "Is the figure round?",                  required: a non-empty string
+     "answers": ["yes", "no"],                            required: at least two distinct non-empty strings
+     "prompts": ["a round figure", "a figure with corners"],   optional: one per answer, the text it is scored
+                                                          against (default: the run's own rule for its universe)
+     "kind": "yes/no",                                    optional: a tag the report groups tasks by
+     "examples": [{"image": "0.png", "answer": "yes", "split": "query"}, ...]}
+                                                          required, non-empty: an image (a path, or an image id of a
+                                                          universe without encoders), its answer (one of `answers`)
+                                                          and its side, "support" or "query" (default "query")
+
+Tasks and examples are numbered from 1 in messages. Every refusal is a `HyperguideError` that names the file, the
+task (its number and question) and the field: `tasks.jsonl, task 3 ('Is it round?'): field 'answers' is missing`.
+A task the run could not score is refused here too, never skipped: fewer than two answers, repeated answers or
+prompts, an example whose answer is not one of the task's, no query example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hyperguide.errors import HyperguideError
+
+Side = Literal["support", "query"]
+SIDES: tuple[Side, ...] = ("support", "query")
+TASK_FIELDS = ("question", "answers", "prompts", "kind", "examples")
+EXAMPLE_FIELDS = ("image", "answer", "split")
+SUFFIXES = (".json", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Example:
+    image: str  # as written in the file: a path (relative to the images root) or an image id
+    answer: str
+    split: Side = "query"
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    number: int  # its place in the file, from 1
+    question: str
+    answers: tuple[str, ...]
+    prompts: tuple[str, ...] | None  # None: the run's own prompt rule
+    examples: tuple[Example, ...]
+    kind: str | None = None
+
+    def side(self, split: Side) -> list[Example]:
+        return [e for e in self.examples if e.split == split]
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    path: Path
+    tasks: tuple[TaskEntry, ...]
+    sha256: str  # of the file's bytes, recorded with the features prepared from it
+
+    def where(self, task: TaskEntry, example: int | None = None) -> str:
+        """The start of a message about `task` (and its example number `example`, from 1)."""
+        text = f"{self.path}, task {task.number} ({task.question!r})"
+        return text if example is None else f"{text}, example {example}"
+
+
+def _check(ok: bool, where: str, what: str) -> None:
+    if not ok:
+        raise HyperguideError(f"{where}: {what}")
+
+
+def _text(value: Any, where: str, field: str) -> str:
+    _check(
+        isinstance(value, str) and bool(value.strip()),
+        where,
+        f"field {field!r} must be a non-empty string, got {value!r}",
+    )
+    return str(value).strip()
+
+
+def _texts(value: Any, where: str, field: str) -> tuple[str, ...]:
+    _check(isinstance(value, list), where, f"field {field!r} must be a list of strings, got {value!r}")
+    out = tuple(_text(v, where, f"{field}[{i}]") for i, v in enumerate(value))
+    repeated = sorted({v for v in out if out.count(v) > 1})
+    _check(not repeated, where, f"field {field!r} repeats {repeated}: the run could not tell those answers apart")
+    return out
+
+
+def _unknown(obj: dict[str, Any], known: tuple[str, ...], where: str, what: str) -> None:
+    extra = [k for k in obj if k not in known and not k.startswith("$")]  # "$comment" keys are notes
+    if extra:
+        raise HyperguideError(f"{where}: field {extra[0]!r} is not a field of {what} (its fields: {', '.join(known)})")
+
+
+def parse_task(obj: Any, number: int, where: str) -> TaskEntry:
+    """One task object, checked; `where` names the file (messages add the task and the field)."""
+    at = f"{where}, task {number}"
+    _check(isinstance(obj, dict), at, f"a task must be a JSON object, got {type(obj).__name__}")
+    if isinstance(obj.get("question"), str) and obj["question"].strip():
+        at = f"{at} ({obj['question'].strip()!r})"
+    _unknown(obj, TASK_FIELDS, at, "a task")
+    for required in ("question", "answers", "examples"):
+        _check(required in obj, at, f"field {required!r} is missing")
+    question = _text(obj["question"], at, "question")
+    answers = _texts(obj["answers"], at, "answers")
+    _check(len(answers) >= 2, at, f"field 'answers' must hold at least two answers to choose from, got {list(answers)}")
+    prompts = None
+    if obj.get("prompts") is not None:
+        prompts = _texts(obj["prompts"], at, "prompts")
+        count = f"one prompt per answer ({len(answers)}), got {len(prompts)}"
+        _check(len(prompts) == len(answers), at, f"field 'prompts' must hold {count}")
+    kind = None if obj.get("kind") is None else _text(obj["kind"], at, "kind")
+    raw = obj["examples"]
+    _check(isinstance(raw, list) and bool(raw), at, f"field 'examples' must be a non-empty list, got {raw!r}")
+    examples = []
+    for i, ex in enumerate(raw, 1):
+        here = f"{at}, example {i}"
+        _check(isinstance(ex, dict), here, f"an example must be a JSON object, got {ex!r}")
+        _unknown(ex, EXAMPLE_FIELDS, here, "an example")
+        for required in ("image", "answer"):
+            _check(required in ex, here, f"field {required!r} is missing")
+        image = _text(ex["image"], here, "image")
+        answer = _text(ex["answer"], here, "answer")
+        _check(answer in answers, here, f"answer {answer!r} is not one of the task's answers {list(answers)}")
+        split = ex.get("split", "query")
+        _check(split in SIDES, here, f"field 'split' must be 'support' or 'query', got {split!r}")
+        examples.append(Example(image, answer, split))
+    nothing = "no example has split 'query' (the default): the task has nothing to be scored on"
+    _check(any(e.split == "query" for e in examples), at, nothing)
+    return TaskEntry(number, question, answers, prompts, tuple(examples), kind)
+
+
+def _objects(path: Path, text: str) -> list[Any]:
+    if path.suffix == ".jsonl":
+        out = []
+        for line_no, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise HyperguideError(
+                        f"{path}, line {line_no}: not valid JSON ({e.msg}, column {e.colno})"
+                    ) from None
+        return out
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HyperguideError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}, column {e.colno})") from None
+    if isinstance(data, dict):
+        _unknown(data, ("tasks",), str(path), "a task file")
+        _check("tasks" in data, str(path), "field 'tasks' is missing (a task file is {\"tasks\": [...]} or a list)")
+        data = data["tasks"]
+    _check(isinstance(data, list), str(path), f"'tasks' must be a list of task objects, got {type(data).__name__}")
+    return list(data)
+
+
+def read_task_file(path: str | Path) -> TaskFile:
+    """The tasks of a `.json` or `.jsonl` task file, every field checked (the module's docstring says how)."""
+    path = Path(path)
+    suffix = repr(path.suffix) if path.suffix else "a name without one"
+    _check(path.suffix in SUFFIXES, str(path), f"a task file's name ends in .json or .jsonl, not {suffix}")
+    if not path.is_file():
+        raise HyperguideError(f"task file not found: {path}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HyperguideError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    objects = _objects(path, text)
+    _check(bool(objects), str(path), "the file holds no task")
+    tasks = tuple(parse_task(obj, i, str(path)) for i, obj in enumerate(objects, 1))
+    return TaskFile(path, tasks, hashlib.sha256(data).hexdigest())

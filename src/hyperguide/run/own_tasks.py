@@ -1,0 +1,543 @@
+"""Your own tasks: a task file's features prepared with a trained run's encoders, and the run's rows evaluated on
+them with the main evaluation's machinery (`hyperguide tasks prepare` and `hyperguide tasks eval`; docs/own-tasks.md).
+
+    from hyperguide.run.own_tasks import evaluate_tasks, prepare_tasks, write_task_report
+    features = prepare_tasks("wording.jsonl", "runs/easyvqa-random", images_root="images/")
+    results = evaluate_tasks("runs/easyvqa-random", features)     # a TaskResults dict
+    write_task_report(results, "wording-report")                 # results.json, results.md
+
+`prepare_tasks` reads and checks the file (`data.taskfile`), checks that the universe prepared here is the very data
+the run was trained on (its fingerprint is the one the run's checkpoints record: other encoders would give features
+the run never saw), and embeds the questions (pooled, and token states where the universe has them), the answer
+prompts (the file's, or the universe's rule under the run's `prompts`) and the images with the universe's encoders.
+A universe without encoders (`synthetic`) is read through its own feature tables instead: the file's texts must be
+texts it holds features for, and its images are the universe's image ids. Everything is checked and computed before
+anything is written; the features folder's manifest is written last.
+
+`evaluate_tasks` scores, for every seed and fold of the run, each question-conditioned row (plus `chance`, and
+`majority` when every task has support examples) with `run.evaluate.score_row`: zero-shot on every task, and each of
+the run's k-shot settings on the tasks with enough support examples. Each fold's model scores every task (none of
+them is a meta-train task of any fold); a task's score for a seed is the mean over the folds' models, and the rows
+are summarised over seeds by `run.evaluate.summarize_row`, as in the main results.json. Checkpoints are loaded by
+`run.stages.load_row` with their fingerprints checked, the data's being the prepared universe's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from hyperguide.checkpoint import read_metadata
+from hyperguide.config import RunConfig
+from hyperguide.data.features import MANIFEST, FeatureTable
+from hyperguide.data.taskfile import TaskEntry, TaskFile, read_task_file
+from hyperguide.data.tasks import Task, TaskSpec, Universe
+from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
+from hyperguide.errors import HyperguideError
+from hyperguide.eval.results import RowResults
+from hyperguide.eval.stats import summarize
+from hyperguide.events import Callback, Note, Progress, RowEvaluated, RowStarted, emit
+from hyperguide.io import atomic_path, file_sha256, read_json, write_json
+from hyperguide.report.own_tasks import UNTAGGED, KindResults, TaskInfo, TaskResults, render_task_report
+from hyperguide.rows import Row, table_rows
+from hyperguide.run.evaluate import Setting, score_row, summarize_row
+from hyperguide.run.folder import RunFolder
+from hyperguide.run.stages import load_row, row_stages
+from hyperguide.universes import Encoders, UniverseOptions, load_universe, universe_encoders
+
+FORMAT = "hyperguide.own_tasks/1"
+TASKS_FILE = "tasks.json"
+TEXT_FEATURES = "text_features.safetensors"
+IMAGE_FEATURES = "image_features.safetensors"
+BATCH = 256  # texts or images per encoder call
+FOLDS_COMBINED = "every fold's model scores every task; a task's score per seed is the mean over the folds"
+
+T = TypeVar("T")
+
+
+def default_features_dir(task_file: str | Path) -> Path:
+    """`<folder>/<stem>.features` beside the task file."""
+    path = Path(task_file)
+    return path.with_name(f"{path.stem}.features")
+
+
+def default_report_dir(features_dir: str | Path, run_dir: str | Path) -> Path:
+    """`<stem>-<run>-report` beside the features folder (`wording.features` and run `R`: `wording-R-report`)."""
+    features = Path(features_dir)
+    stem = features.name.removesuffix(".features")
+    return features.parent / f"{stem}-{Path(run_dir).resolve().name}-report"
+
+
+def run_folds(config: RunConfig) -> list[int]:
+    """The folds a run trains: kfold's, the tuning folds, or the one fold of random and compositional."""
+    return list(range(config.tune_folds or (config.folds if config.split == "kfold" else 1)))
+
+
+# ------------------------------------------------------------------------------------------------------- prepare
+
+
+class TableEncoders:
+    """A universe without encoders (`synthetic`) seen through its own feature tables: texts must be ones it holds
+    features for, images are its image ids, and an answer's default prompt is its own task's prompt for it (for a
+    question of the universe), else the answer itself."""
+
+    def __init__(self, universe: Universe, reason: str) -> None:
+        if universe.text_features is None or universe.image_features is None:
+            raise HyperguideError(f"universe {universe.name!r} has neither encoders ({reason}) nor features")
+        self.universe = universe
+        self.texts_table: FeatureTable = universe.text_features
+        self.images_table: FeatureTable = universe.image_features
+        self.reason = reason
+        self.known = {t.question: dict(zip(t.answers, t.prompts, strict=True)) for t in universe.tasks}
+
+    def prompt(self, question: str, answer: str) -> str:
+        return self.known.get(question, {}).get(answer, answer)
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in texts if t not in self.texts_table]
+        if missing:
+            raise HyperguideError(
+                f"universe {self.universe.name!r} has no features for the text {missing[0]!r} (it has no encoders: "
+                "only its own questions and answer prompts can be used)"
+            )
+        return self.texts_table.get(texts)
+
+    def question_tokens(self, questions: list[str]) -> list[torch.Tensor]:
+        tokens = self.universe.question_tokens
+        return [tokens.get(q) if tokens is not None and q in tokens else self.texts([q]) for q in questions]
+
+    def images(self, paths: Sequence[str | Path]) -> torch.Tensor:
+        return self.images_table.get([str(p) for p in paths])
+
+    def has_image(self, key: str) -> bool:
+        return key in self.images_table
+
+
+def _run_data(folder: RunFolder, config: RunConfig) -> set[str]:
+    """The universe fingerprints that the run's checkpoints record as their training data."""
+    found: set[str] = set()
+    for stage in row_stages(table_rows(config)):
+        for path in sorted((folder.path / stage).glob("seed*-fold*.json")):
+            data = read_metadata(path.with_suffix("")).get("fingerprint", {}).get("data")
+            if isinstance(data, str):
+                found.add(data)
+    return found
+
+
+def _encoders(
+    config: RunConfig, options: UniverseOptions, universe: Universe, callbacks: Sequence[Callback]
+) -> Encoders:
+    try:
+        return universe_encoders(config.universe, options, prompts=config.prompts)
+    except HyperguideError as e:  # no encoders: its own tables
+        emit(callbacks, Note(f"universe {config.universe} has no encoders here ({e}); using its own feature tables"))
+        return TableEncoders(universe, str(e))
+
+
+def _image_inputs(tasks: TaskFile, encoders: Encoders, images_root: Path | None) -> dict[str, str | Path]:
+    """{image as written in the file: what the encoders read (a path, or a table's image id)}, each checked."""
+    base = images_root if images_root is not None else tasks.path.parent
+    out: dict[str, str | Path] = {}
+    for task in tasks.tasks:
+        for number, example in enumerate(task.examples, 1):
+            raw = example.image
+            if raw in out:
+                continue
+            if isinstance(encoders, TableEncoders):
+                if not encoders.has_image(raw):
+                    first = encoders.images_table.keys[0] if encoders.images_table.keys else "?"
+                    raise HyperguideError(
+                        f"{tasks.where(task, number)}: image {raw!r} is not an image of universe "
+                        f"{encoders.universe.name!r} (a universe without encoders names its images by its own ids, "
+                        f"such as {first!r})"
+                    )
+                out[raw] = raw
+                continue
+            path = Path(raw).expanduser()
+            resolved = path if path.is_absolute() else base / path
+            if not resolved.is_file():
+                looked = f"looked for {resolved}" if path.is_absolute() else f"looked in {base}"
+                raise HyperguideError(f"{tasks.where(task, number)}: image {raw!r} does not exist ({looked})")
+            out[raw] = resolved
+    return out
+
+
+def _prompts(tasks: TaskFile, encoders: Encoders) -> list[tuple[str, ...]]:
+    out = []
+    for task in tasks.tasks:
+        if task.prompts is not None:
+            out.append(task.prompts)
+            continue
+        try:
+            prompts = tuple(encoders.prompt(task.question, a) for a in task.answers)
+        except HyperguideError as e:
+            raise HyperguideError(f"{tasks.where(task)}: field 'prompts' is needed here: {e}") from None
+        repeated = sorted({p for p in prompts if prompts.count(p) > 1})
+        if repeated:
+            raise HyperguideError(
+                f"{tasks.where(task)}: the run's prompt rule gives answers the same prompt {repeated}: the run could "
+                "not tell them apart; give the task's 'prompts'"
+            )
+        out.append(prompts)
+    return out
+
+
+def _in_batches(
+    encode: Callable[[list[Any]], T],
+    items: list[Any],
+    blame: Mapping[Any, str],
+    name: str,
+    callbacks: Sequence[Callback],
+) -> list[T]:
+    """`encode` over `items` in batches; an item the encoder refuses is named by `blame[item]` (file, task, field)."""
+    out: list[T] = []
+    starts = range(0, len(items), BATCH)
+    for done, start in enumerate(starts, 1):
+        chunk = items[start : start + BATCH]
+        try:
+            out.append(encode(chunk))
+        except HyperguideError:
+            for item in chunk:  # find the one it refuses, and say which task it belongs to
+                try:
+                    encode([item])
+                except HyperguideError as e:
+                    raise HyperguideError(f"{blame[item]}: {e}") from None
+            raise
+        emit(callbacks, Progress(name, done, len(starts), "batch"))
+        if len(starts) > 1:
+            emit(callbacks, Note(f"{name}: {min(start + BATCH, len(items))}/{len(items)}"))
+    return out
+
+
+def prepare_tasks(
+    task_file: str | Path,
+    run_dir: str | Path,
+    *,
+    images_root: str | Path | None = None,
+    out: str | Path | None = None,
+    options: UniverseOptions | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> Path:
+    """Embed a task file's tasks with the encoders of run `run_dir`'s universe into the features folder `out`
+    (default: `default_features_dir(task_file)`); returns that folder. Image paths are relative to `images_root`
+    (default: the task file's folder) unless absolute. Nothing is written unless every task can be scored."""
+    tasks = read_task_file(task_file)
+    run = RunFolder(Path(run_dir))
+    config = run.read_config()
+    options = options or UniverseOptions()
+    root = None if images_root is None else Path(images_root)
+    if root is not None and not root.is_dir():
+        raise HyperguideError(f"--images-root {root} is not a folder")
+    out_dir = default_features_dir(task_file) if out is None else Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HyperguideError(f"--out {out_dir} is a file, not a folder: give a folder for the features")
+
+    universe = load_universe(config.universe, options, prompts=config.prompts)
+    data = universe.fingerprint()
+    trained_on = _run_data(run, config)
+    if not trained_on:
+        raise HyperguideError(f"{run.path} has no trained checkpoint: train the run first (hyperguide train or bench)")
+    if data not in trained_on:
+        raise HyperguideError(
+            f"the {config.universe} universe prepared in {options.folder(config.universe)} is not the data run "
+            f"{run.path} was trained on (their fingerprints differ), so its encoders are not the run's; give the "
+            "--home (and --seed) the run was trained with"
+        )
+    encoders = _encoders(config, options, universe, callbacks)
+    images = _image_inputs(tasks, encoders, root)
+    prompts = _prompts(tasks, encoders)
+    n_examples = sum(len(t.examples) for t in tasks.tasks)
+    emit(callbacks, Note(f"{tasks.path}: {len(tasks.tasks)} tasks, {n_examples} examples, {len(images)} images"))
+
+    blame: dict[str, str] = {}
+    for task, task_prompts in zip(tasks.tasks, prompts, strict=True):
+        blame.setdefault(task.question, f"{tasks.where(task)}: field 'question'")
+        for p in task_prompts:
+            blame.setdefault(p, f"{tasks.where(task)}: field 'prompts'")
+    texts = list(blame)
+    questions = list(dict.fromkeys(t.question for t in tasks.tasks))
+    text_features = torch.cat(_in_batches(encoders.texts, texts, blame, "task texts", callbacks))
+    token_rows = [
+        r for rows in _in_batches(encoders.question_tokens, questions, blame, "questions", callbacks) for r in rows
+    ]
+    image_blame = {raw: _first_use(tasks, raw) for raw in images}
+    keys = list(images)
+    image_features = torch.cat(
+        _in_batches(lambda ks: encoders.images([images[k] for k in ks]), keys, image_blame, "task images", callbacks)
+    )
+
+    text_table = FeatureTable(texts, text_features, source=f"{out_dir / TEXT_FEATURES}")
+    image_table = FeatureTable(keys, image_features, source=f"{out_dir / IMAGE_FEATURES}")
+    tokens = TokenTable.from_rows(questions, token_rows, source=f"{out_dir / QUESTION_TOKENS_FILE}")
+    records = [_record(task, p) for task, p in zip(tasks.tasks, prompts, strict=True)]
+    _build_universe(records, text_table, image_table, tokens)  # every task builds, before anything is written
+
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # from here on, the folder is not trusted until its manifest is back
+    text_table.save(out_dir / TEXT_FEATURES)
+    image_table.save(out_dir / IMAGE_FEATURES)
+    tokens.save(out_dir / QUESTION_TOKENS_FILE)
+    write_json(out_dir / TASKS_FILE, {"tasks": records})
+    universe_manifest = options.folder(config.universe) / MANIFEST
+    write_json(
+        out_dir / MANIFEST,
+        {
+            "format": FORMAT,
+            "task_file": str(tasks.path),
+            "task_file_sha256": tasks.sha256,
+            "images_root": str(root if root is not None else tasks.path.parent),
+            "run": str(run.path),
+            "universe": config.universe,
+            "prompts": config.prompts,
+            "data": data,
+            "encoders": {
+                "kind": "feature tables" if isinstance(encoders, TableEncoders) else "encoders",
+                "class": type(encoders).__name__,
+                "universe_folder": str(options.folder(config.universe)),
+                "universe_manifest_sha256": file_sha256(universe_manifest) if universe_manifest.is_file() else None,
+                "seed": options.seed,
+            },
+            "text_dim": text_table.dim,
+            "image_dim": image_table.dim,
+            "files": {
+                name: file_sha256(out_dir / name)
+                for name in (TASKS_FILE, TEXT_FEATURES, IMAGE_FEATURES, QUESTION_TOKENS_FILE)
+            },
+        },
+    )
+    return out_dir
+
+
+def _first_use(tasks: TaskFile, raw: str) -> str:
+    for task in tasks.tasks:
+        for number, example in enumerate(task.examples, 1):
+            if example.image == raw:
+                return f"{tasks.where(task, number)}: image {raw!r}"
+    return f"image {raw!r}"
+
+
+def _record(task: TaskEntry, prompts: tuple[str, ...]) -> dict[str, Any]:
+    """A task as tasks.json stores it: its structure, labels indexing its answers."""
+    sides = {side: task.side(side) for side in ("support", "query")}
+    return {
+        "question": task.question,
+        "answers": list(task.answers),
+        "prompts": list(prompts),
+        "prompts_from": "file" if task.prompts is not None else "run",
+        "kind": task.kind or UNTAGGED,
+        **{f"{side}_images": [e.image for e in ex] for side, ex in sides.items()},
+        **{f"{side}_labels": [task.answers.index(e.answer) for e in ex] for side, ex in sides.items()},
+    }
+
+
+def _build_universe(
+    records: Sequence[Mapping[str, Any]], texts: FeatureTable, images: FeatureTable, tokens: TokenTable
+) -> Universe:
+    specs = [
+        TaskSpec(
+            question=r["question"],
+            answers=tuple(r["answers"]),
+            prompts=tuple(r["prompts"]),
+            support_images=tuple(r["support_images"]),
+            support_labels=tuple(r["support_labels"]),
+            query_images=tuple(r["query_images"]),
+            query_labels=tuple(r["query_labels"]),
+        )
+        for r in records
+    ]
+    universe = Universe(
+        name="own tasks",
+        tasks=specs,
+        meta_train=(),
+        meta_test=tuple(range(len(specs))),
+        image_features=images,
+        text_features=texts,
+        question_tokens=tokens,
+    )
+    universe.materialize(range(len(specs)))  # every key is there
+    return universe
+
+
+# ---------------------------------------------------------------------------------------------------------- read
+
+
+def read_task_features(features_dir: str | Path) -> tuple[dict[str, Any], list[TaskInfo], list[Task]]:
+    """A prepared features folder: its manifest, its tasks as the report lists them, and its `Task`s. Every file
+    must be the one the manifest records (its sha256)."""
+    folder = Path(features_dir)
+    manifest = read_json(folder / MANIFEST, what="task features manifest")
+    where = f"task features manifest {folder / MANIFEST}"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise HyperguideError(
+            f"{where} is not of format {FORMAT!r}: prepare the features again (hyperguide tasks prepare)"
+        )
+    for key, kind in (("universe", str), ("prompts", str), ("data", str), ("task_file", str), ("files", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise HyperguideError(f"{where}: field {key!r} must be a {kind.__name__}, got {manifest.get(key)!r}")
+    for name in (TASKS_FILE, TEXT_FEATURES, IMAGE_FEATURES, QUESTION_TOKENS_FILE):
+        sha = manifest["files"].get(name)
+        if not (folder / name).is_file() or file_sha256(folder / name) != sha:
+            raise HyperguideError(
+                f"{folder / name} is not the file its manifest records (its sha256 differs): prepare again"
+            )
+    listed = read_json(folder / TASKS_FILE, what="task list")
+    records = listed.get("tasks") if isinstance(listed, dict) else None
+    if not isinstance(records, list) or not records:
+        raise HyperguideError(f"{folder / TASKS_FILE} lists no tasks: prepare the features again")
+    universe = _build_universe(
+        records,
+        FeatureTable.load(folder / TEXT_FEATURES, dim=manifest.get("text_dim")),
+        FeatureTable.load(folder / IMAGE_FEATURES, dim=manifest.get("image_dim")),
+        TokenTable.load(folder / QUESTION_TOKENS_FILE),
+    )
+    infos: list[TaskInfo] = [
+        {
+            "question": r["question"],
+            "kind": r["kind"],
+            "answers": list(r["answers"]),
+            "support": len(r["support_images"]),
+            "query": len(r["query_images"]),
+        }
+        for r in records
+    ]
+    return manifest, infos, universe.materialize(range(len(records)))
+
+
+# ------------------------------------------------------------------------------------------------------ evaluate
+
+
+def task_rows(
+    config: RunConfig, names: Sequence[str] | None, tasks: Sequence[Task], run: Path
+) -> tuple[list[Row], dict[str, str]]:
+    """The rows to evaluate and the rows of the run left out, with why. By default every question-conditioned row
+    and `chance`; a row that uses support labels (`majority`) only when every task has support examples. `names`
+    chooses rows of the run's table (a sweeping method's name stands for all its rows)."""
+    table = table_rows(config)
+    supported = all(len(t.support_y) > 0 for t in tasks)
+    no_support = "it uses support labels, and some tasks have no support example"
+    if names is not None:
+        chosen: list[Row] = []
+        for name in names:
+            matched = [r for r in table if name in (r.name, r.spec.name)]
+            if not matched:
+                raise HyperguideError(
+                    f"{name!r} is not a row of run {run}; its rows: {', '.join(r.name for r in table)}"
+                )
+            for row in matched:
+                if row.spec.labels_used(config) and not supported:
+                    raise HyperguideError(f"row {row.name!r}: {no_support}")
+            chosen += [r for r in matched if r not in chosen]
+        return chosen, {}
+    chosen, skipped = [], {}
+    for row in table:
+        if row.spec.build is not None and not row.spec.reads_question:
+            skipped[row.name] = "it does not read the question"
+        elif row.spec.labels_used(config) and not supported:
+            skipped[row.name] = no_support
+        else:
+            chosen.append(row)
+    return chosen, skipped
+
+
+def _mean_over_folds(scores: Sequence[Mapping[str, list[float]]]) -> dict[str, list[float]]:
+    return {
+        metric: [sum(column) / len(column) for column in zip(*(s[metric] for s in scores), strict=True)]
+        for metric in ("acc", "bal_acc")
+    }
+
+
+def evaluate_task_row(
+    row: Row,
+    tasks: list[Task],
+    config: RunConfig,
+    folder: RunFolder,
+    data: str | None,
+    device: str = "cpu",
+) -> RowResults:
+    """One row on the tasks, over the run's seeds and folds (each fold's model on every task, averaged per task)."""
+    wants_k = not config.eval.k_shot_methods or row.name in config.eval.k_shot_methods
+    has_support = any(len(t.support_y) > 0 for t in tasks)
+    settings: list[Setting] = [None, *(config.eval.k_shots if wants_k and has_support else ())]
+    folds = run_folds(config) if row.spec.build is not None else [0]
+    per_seed = []
+    seconds = 0.0
+    for seed in config.seeds:
+        by_fold = []
+        for fold in folds:
+            loaded = None
+            if row.spec.build is not None:
+                loaded = load_row(row, tasks, config, folder, seed, fold, data)
+                seconds += loaded.train_seconds
+            by_fold.append(score_row(row, loaded, tasks, settings, config, seed, device))
+        per_seed.append({s: _mean_over_folds([scores[s] for scores in by_fold]) for s in settings})
+    return summarize_row(per_seed, config.eval.k_shots, row.spec.labels_used(config), seconds)
+
+
+def _by_kind(infos: Sequence[TaskInfo], methods: Mapping[str, RowResults]) -> dict[str, KindResults]:
+    out: dict[str, KindResults] = {}
+    for kind in dict.fromkeys(info["kind"] for info in infos):
+        index = [i for i, info in enumerate(infos) if info["kind"] == kind]
+        out[kind] = {"tasks": len(index), "methods": {}}
+        for row, entry in methods.items():
+            zero_shot = entry["zero_shot"]
+            acc = [sum(seed[i] for i in index) / len(index) for seed in zero_shot["per_task_acc"]]
+            bal = [sum(seed[i] for i in index) / len(index) for seed in zero_shot["per_task_bal_acc"]]
+            out[kind]["methods"][row] = {"acc": summarize(acc), "bal_acc": summarize(bal)}
+    return out
+
+
+def evaluate_tasks(
+    run_dir: str | Path,
+    features_dir: str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    device: str = "cpu",
+    callbacks: Sequence[Callback] = (),
+) -> TaskResults:
+    """Evaluate the run's rows (`task_rows`) on the prepared tasks of `features_dir`; returns the report's dict."""
+    folder = RunFolder(Path(run_dir))
+    config = folder.read_config()
+    manifest, infos, tasks = read_task_features(features_dir)
+    for key in ("universe", "prompts"):
+        if manifest[key] != getattr(config, key):
+            raise HyperguideError(
+                f"the features in {features_dir} were prepared for {key} {manifest[key]!r}, but run {folder.path} "
+                f"has {key} {getattr(config, key)!r}: prepare them with --run {folder.path}"
+            )
+    rows, skipped = task_rows(config, methods, tasks, folder.path)
+    results: dict[str, RowResults] = {}
+    for row in rows:
+        emit(callbacks, RowStarted(row.name))
+        start = time.perf_counter()
+        results[row.name] = evaluate_task_row(row, tasks, config, folder, manifest["data"], device)
+        emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
+    return {
+        "run": str(folder.path),
+        "universe": config.universe,
+        "split": config.split,
+        "features": str(features_dir),
+        "task_file": manifest["task_file"],
+        "task_file_sha256": str(manifest.get("task_file_sha256", "")),
+        "seeds": list(config.seeds),
+        "folds": len(run_folds(config)),
+        "folds_combined": FOLDS_COMBINED,
+        "test_tasks": [info["question"] for info in infos],
+        "tasks": infos,
+        "methods": results,
+        "by_kind": _by_kind(infos, results),
+        "skipped": skipped,
+    }
+
+
+def write_task_report(results: TaskResults, out_dir: str | Path) -> Path:
+    """`out_dir/results.json` and `out_dir/results.md`; returns the folder."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise HyperguideError(f"--out {out} is a file, not a folder: give a folder for the report")
+    write_json(out / "results.json", results)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(render_task_report(results), encoding="utf-8")
+    return out
