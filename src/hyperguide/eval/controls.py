@@ -103,7 +103,8 @@ def novelty(
     out: dict[str, list[float]] = {"agreement_best": [], "copy": []}
     nearest = None
     if latents is not None and training_latents is not None and within is not None:
-        distance = torch.cdist(latents, training_latents)
+        # exact differences, not the matrix-product shortcut, which leaves ~1e-3 of rounding on a zero distance
+        distance = torch.cdist(latents, training_latents, compute_mode="donot_use_mm_for_euclid_dist")
         out["distance_in_spreads"] = (distance.min(1).values / within.clamp_min(1e-12)).tolist()
         nearest = distance.argmin(1)
         out["agreement_nearest"] = []
