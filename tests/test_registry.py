@@ -46,6 +46,7 @@ STAGE_MODULES = {
     "hyperclip-hnet-attention": "HyperCLIP",
     "hyperldm-hnet-attention": "HyperLDM",
     "regressor-hnet-attention": "LatentRegressor",
+    "question-bank": "QuestionBank",
 }
 
 
