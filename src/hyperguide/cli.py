@@ -190,6 +190,18 @@ def _callbacks(args: argparse.Namespace, lines: bool = True) -> list[Callback]:
     return out
 
 
+def _log_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log",
+        action="append",
+        default=[],
+        metavar="TRACKER",
+        help="also draw the training in a tracker (repeatable; metrics.jsonl is always written): tensorboard "
+        "(into RUN_DIR/tensorboard), tensorboard:DIR, or wandb (offline into RUN_DIR/wandb unless WANDB_MODE=online); "
+        "needs pip install 'hyperguide[tensorboard]' or 'hyperguide[wandb]'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperguide",
@@ -246,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _universe_args(train)
     _run_args(train, out_default="runs/<universe>-<split>[-quick]")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _log_arg(train)
 
     collect = sub.add_parser(
         "collect",
@@ -258,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     _universe_args(collect)
     _run_args(collect, out_default="runs/<universe>-<split>[-quick]")
     collect.add_argument("--quiet", action="store_true", help="no progress bars")
+    _log_arg(collect)
 
     gen = sub.add_parser(
         "generate",
@@ -315,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("universe", help=f"task universe: {_universe_names()}")
     _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]")
     bench.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
+    _log_arg(bench)
     _universe_args(bench, positional=False)
 
     cfg = sub.add_parser(
@@ -400,15 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_bench(args: argparse.Namespace) -> int:
     from hyperguide.run.bench import run_bench, summary_line
     from hyperguide.run.folder import RunFolder
+    from hyperguide.trackers import tracking
     from hyperguide.universes import load_universe
 
     config = _run_config(args)
     _seeds_hint(args)
     out = _out(args, config, prefix="bench-")
-    universe = load_universe(config.universe, _options(args), prompts=config.prompts)
-    result = run_bench(
-        universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args, lines=False), stream=sys.stderr
-    )
+    with tracking(args.log, out, config) as trackers:
+        universe = load_universe(config.universe, _options(args), prompts=config.prompts)
+        callbacks = [*_callbacks(args, lines=False), *trackers]
+        result = run_bench(universe, config, RunFolder(out), device=args.device, callbacks=callbacks, stream=sys.stderr)
     print(summary_line(result), file=sys.stderr)
     return 0
 
@@ -416,6 +432,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from hyperguide.run.folder import RunFolder
     from hyperguide.run.train import resolve_targets, train_run
+    from hyperguide.trackers import tracking
     from hyperguide.universes import load_universe
 
     names = [m.strip() for m in getattr(args, "methods", "collect").split(",") if m.strip()]
@@ -423,8 +440,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _run_config(args, methods)
     _seeds_hint(args)
     out = _out(args, config)
-    universe = load_universe(config.universe, _options(args), prompts=config.prompts)
-    seconds = train_run(universe, config, RunFolder(out), device=args.device, callbacks=_callbacks(args), stages=stages)
+    with tracking(args.log, out, config) as trackers:
+        universe = load_universe(config.universe, _options(args), prompts=config.prompts)
+        callbacks = [*_callbacks(args), *trackers]
+        seconds = train_run(universe, config, RunFolder(out), device=args.device, callbacks=callbacks, stages=stages)
     trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
     print(f"trained into {out}: {trained}")
     print(f"next: hyperguide eval {out}")

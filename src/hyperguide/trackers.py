@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from hyperguide.config import RunConfig, to_dict
 from hyperguide.errors import HyperguideError
-from hyperguide.events import EpochEnded, Event, RowEvaluated, StageFinished, StageStarted
+from hyperguide.events import Callback, EpochEnded, Event, RowEvaluated, RowStarted, StageFinished, StageStarted
 
 TRACKERS = {"tensorboard": "tensorboard[:DIR]", "wandb": "wandb"}  # name -> how --log spells it
 EVALUATE = "evaluate"  # the TensorBoard run (and W&B key prefix) of the evaluation's numbers
@@ -78,16 +78,17 @@ def build_tracker(spec: TrackerSpec, run_dir: Path, config: RunConfig) -> Tracke
 
 
 @contextlib.contextmanager
-def tracking(specs: Sequence[str], run_dir: Path, config: RunConfig) -> Iterator[list[Tracker]]:
-    """The trackers of the `--log` values `specs` (none for none), closed when the block ends, also when it fails.
-    Every value is parsed and every package imported before the block runs, so a bad `--log` costs no training."""
+def tracking(specs: Sequence[str], run_dir: Path, config: RunConfig) -> Iterator[list[Callback]]:
+    """The trackers of the `--log` values `specs` (none for none), as callbacks, closed when the block ends, also
+    when it fails. Every value is parsed and every package imported before the block runs, so a bad `--log` costs no
+    training."""
     parsed = list(dict.fromkeys(parse_tracker(spec) for spec in specs))
     trackers: list[Tracker] = []
     failed = False
     try:
         for spec in parsed:
             trackers.append(build_tracker(spec, run_dir, config))
-        yield trackers
+        yield list[Callback](trackers)
     except BaseException:
         failed = True
         raise
@@ -120,7 +121,9 @@ def _import(module: str, extra: str) -> ModuleType:
 @dataclass(frozen=True)
 class Point:
     """Numbers to draw at one step: `run` is the (stage, seed, fold) they belong to (`<stage>/seed<S>-fold<F>`) or
-    `evaluate`, `group` what produced them (the training loop's name, or `evaluate`)."""
+    `evaluate`, `group` their section: the stage (not its training loop's name, which two stages may share:
+    `hyperclip-hnet-attention` trains a loop named `hyperclip-hnet`), `evaluate`, or the loop's name outside a
+    stage."""
 
     run: str
     group: str
@@ -132,17 +135,21 @@ class _Scalars:
     """Turns events into `Point`s, following which (stage, seed, fold) is running."""
 
     def __init__(self) -> None:
-        self.stage: str | None = None  # the running stage's run, `<stage>/seed<S>-fold<F>`
+        self.stage: StageStarted | None = None  # the running stage
 
     def __call__(self, event: Event) -> Point | None:
         if isinstance(event, StageStarted):
-            self.stage = stage_run(event.stage, event.seed, event.fold)
+            self.stage = event
         elif isinstance(event, StageFinished):
             self.stage = None
         elif isinstance(event, EpochEnded):
             values = {k: float(v) for k, v in event.record.items() if k != "step" and _is_number(v)}
             step = int(event.record.get("step", event.epoch))
-            return Point(self.stage or event.name, event.name, step, values) if values else None
+            if not values:
+                return None
+            if self.stage is None:
+                return Point(event.name, event.name, step, values)
+            return Point(stage_run(self.stage.stage, self.stage.seed, self.stage.fold), self.stage.stage, step, values)
         elif isinstance(event, RowEvaluated):
             return Point(EVALUATE, EVALUATE, 0, {f"seconds/{event.row}": float(event.seconds)})
         return None
@@ -163,10 +170,11 @@ class TensorBoardTracker:
     TensorFlow, and not torch's `SummaryWriter`, which needs the same package and adds nothing for scalars).
 
     One TensorBoard *run* per (stage, seed, fold), in `directory/<stage>/seed<S>-fold<F>/`, and the tags
-    `<loop name>/<metric>` (the loop is named after its stage, e.g. `hyperldm-hnet/loss`): TensorBoard gathers the
-    tags of a loop in one section, and each chart overlays every seed and fold of the stage as runs that its run
-    filter can pick (`seed0`, `fold2`), which is how seeds are compared; tag prefixes per seed would give one chart
-    per seed instead. The evaluation's row seconds go to the run `evaluate` (tags `evaluate/seconds/<row>`).
+    `<stage>/<metric>` (e.g. `hyperldm-hnet/loss`): TensorBoard gathers the tags of a stage in one section, and each
+    chart overlays every seed and fold of the stage as runs that its run filter can pick (`seed0`, `fold2`), which is
+    how seeds are compared; tag prefixes per seed would give one chart per seed instead. A training loop outside any
+    stage would be its own run and section, under its name. The evaluation's row seconds go to the run `evaluate`
+    (tags `evaluate/seconds/<row>`).
 
     A stage that starts again (after a crash, or retrained) starts its TensorBoard run again: the event files in its
     folder are removed, as its `metrics.jsonl` is. Each run's file is closed (flushed) when its stage finishes, the
@@ -225,9 +233,10 @@ class WandbTracker:
 
     Offline by default: the run is written to `<run folder>/wandb/offline-run-*` and nothing leaves the machine until
     `wandb sync <that folder>`; with `WANDB_MODE=online` (after `wandb login`) it streams to the server as it trains.
-    The W&B run is started by the first number to log, so a command that trains nothing starts none.
+    The W&B run starts with the first stage or row (`StageStarted`, `RowStarted`: before their timers start, so its
+    start-up is not counted in a stage's seconds), so a command that trains and evaluates nothing starts none.
 
-    Keys: `<stage>/seed<S>-fold<F>/<metric>` (a loop named otherwise than its stage adds its name), each prefix with
+    Keys: `<stage>/seed<S>-fold<F>/<metric>` (a loop outside any stage: `<loop name>/<metric>`), each prefix with
     its own step axis (`<prefix>/step`, declared with `define_metric`), since every stage counts its steps from 1;
     the evaluation's `evaluate/seconds/<row>`."""
 
@@ -240,10 +249,12 @@ class WandbTracker:
         self._scalars = _Scalars()
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, StageStarted | RowStarted):
+            self._start()
         point = self._scalars(event)
         if point is None:
             return
-        prefix = point.run if point.group == point.run.split("/")[0] else f"{point.run}/{point.group}"
+        prefix = point.run  # the section is the run's first part
         run = self._start()
         if prefix not in self._axes:
             run.define_metric(f"{prefix}/step")
