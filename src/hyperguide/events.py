@@ -2,7 +2,8 @@
 
 Procedures never print, draw progress bars or write logs themselves: they call `emit(callbacks, event)`, and what
 happens to an event is up to the callbacks the caller chose (`hyperguide.callbacks`: the run folder's JSONL log,
-progress bars, plain lines on a terminal; `hyperguide.run.progress`: the bench's board).
+progress bars, plain lines on a terminal; `hyperguide.run.progress`: the bench's board; `hyperguide.trackers`:
+TensorBoard and W&B, on request).
 
 | event | emitted by | when |
 |---|---|---|
