@@ -233,6 +233,8 @@ class WandbTracker:
 
     Offline by default: the run is written to `<run folder>/wandb/offline-run-*` and nothing leaves the machine until
     `wandb sync <that folder>`; with `WANDB_MODE=online` (after `wandb login`) it streams to the server as it trains.
+    The mode is passed to `wandb.init`, so it is `WANDB_MODE` that switches it: `wandb online` (a settings file) does
+    not.
     The W&B run starts with the first stage or row (`StageStarted`, `RowStarted`: before their timers start, so its
     start-up is not counted in a stage's seconds), so a command that trains and evaluates nothing starts none.
 
@@ -268,7 +270,7 @@ class WandbTracker:
                 project=os.environ.get("WANDB_PROJECT", "hyperguide"),
                 dir=str(self.run_dir),
                 name=self.run_dir.name,
-                mode=os.environ.get("WANDB_MODE", "offline"),
+                mode=os.environ.get("WANDB_MODE") or "offline",
                 config=self.config,
             )
         return self._run
