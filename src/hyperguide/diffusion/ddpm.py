@@ -85,12 +85,25 @@ class DDPM:
         ab = self.schedule.alpha_bar
         return _at(ab.sqrt(), t, x0) * noise - _at((1 - ab).sqrt(), t, x0) * x0
 
+    def training_draws(
+        self, shape: Sequence[int], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training step's randomness for a batch of `shape`: a uniform timestep per example and the noise."""
+        t = torch.randint(0, self.schedule.num_steps, (shape[0],), generator=generator)
+        return t, torch.randn(tuple(shape), generator=generator)
+
     def loss(
-        self, model: Denoiser, x0: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None = None
+        self,
+        model: Denoiser,
+        x0: torch.Tensor,
+        cond: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+        draws: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Mean squared error of the output against its target, at a uniformly drawn timestep per example."""
-        t = torch.randint(0, self.schedule.num_steps, (x0.shape[0],), generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        """Mean squared error of the output against its target, at a uniformly drawn timestep per example (or the
+        timesteps and noise of `draws`, from `training_draws`)."""
+        t, noise = self.training_draws(x0.shape, generator) if draws is None else draws
+        t, noise = t.to(x0.device), noise.to(x0)
         return ((model(self.add_noise(x0, noise, t), t, cond) - self.target(x0, noise, t)) ** 2).mean()
 
     def coefficients(self, index: int) -> tuple[float, float]:

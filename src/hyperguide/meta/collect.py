@@ -16,6 +16,7 @@ import torch
 from hyperguide.config import InnerLoop
 from hyperguide.data.batch import collate
 from hyperguide.data.tasks import Task
+from hyperguide.distributed import sum_, world
 from hyperguide.events import Callback, Progress, emit
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import UncondHNetMAML
@@ -49,16 +50,20 @@ def collect_latents(
     """(n_aug, len(tasks), latent_dim) fine-tuned latents.
 
     Within an augmentation the tasks are batched in order of their subset sizes, so that a batch pads little and runs
-    as one padded computation rather than one per task."""
+    as one padded computation rather than one per task. Under torchrun the batches are dealt out to the processes
+    (the same batches as in one process, so the latents are the same bit for bit) and their latents summed."""
     method.eval()
-    out = torch.empty(n_aug, len(tasks), method.config.latent_dim)
+    processes = world()
+    out = (torch.zeros if processes.size > 1 else torch.empty)(n_aug, len(tasks), method.config.latent_dim)
     for a in range(n_aug):
-        subsets = [random_subset(t, generator, max_examples) for t in tasks]
+        subsets = [random_subset(t, generator, max_examples) for t in tasks]  # every process draws every subset
         order = sorted(range(len(tasks)), key=lambda i: -len(subsets[i].support_y))
-        for start in range(0, len(tasks), batch_size):
+        for b, start in enumerate(range(0, len(tasks), batch_size)):
+            if b % processes.size != processes.rank:  # under torchrun: the batches are dealt out to the processes
+                continue
             idx = order[start : start + batch_size]
             batch = collate([subsets[i] for i in idx]).to(device)
             z = adapt(support_loss_fn(method.shape, method.generate, batch), method.init_phi(batch), inner)
             out[a, idx] = z.cpu()
         emit(callbacks, Progress("collect latents", a + 1, n_aug, "aug"))
-    return out
+    return sum_(out)  # each process filled its batches' entries, zeros elsewhere: the sum is every latent

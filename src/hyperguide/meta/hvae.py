@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from hyperguide.config import HVAEConfig
+from hyperguide.distributed import part
 from hyperguide.events import Callback
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.losses import vae_loss
@@ -47,12 +48,16 @@ def train_hvae(
     if config.normalize:
         vae.normalize_to(codes.reshape(-1, codes.shape[-1]))
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch
-        code = codes[aug.to(device), idx.to(device)]
-        recon, mu, logvar = vae(code, generator)
+        mine = part(len(idx))  # this process's rows (all of them in one process)
+        eps = torch.randn((len(idx), config.latent_dim), generator=generator)  # every process draws the whole batch's
+        if mine.empty:
+            return None
+        code = codes[mine(aug).to(device), mine(idx).to(device)]
+        recon, mu, logvar = vae(code, eps=mine(eps))
         loss, rec, kl = vae_loss(recon, code, mu, logvar, config.kl_weight, metric=metric, dim=readout.out_features)
-        return {"loss": loss, "recon": rec, "kl": kl}
+        return mine.scale({"loss": loss, "recon": rec, "kl": kl})  # means over the rows
 
     history = fit_on_latents(
         step,
@@ -63,5 +68,6 @@ def train_hvae(
         name=name,
         **fit_options(probing, vae),
         callbacks=callbacks,
+        sharded=True,
     )
     return vae.eval(), history

@@ -24,13 +24,14 @@ import torch
 from hyperguide.config import HyperCLIPConfig
 from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.noise import Noise
+from hyperguide.distributed import gather_rows, part, replicated_weight
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import adapt
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
-from hyperguide.models.hyperclip import HyperCLIP
+from hyperguide.models.hyperclip import HyperCLIP, clip_logits
 from hyperguide.train.loop import Probing, fit_options
 
 
@@ -62,11 +63,18 @@ def train_hyperclip(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         aug, idx = batch[0].to(device), batch[1].to(device)
+        mine = part(len(idx))  # this process's rows (all of them in one process)
         with torch.no_grad():
-            codes = space.code(data.draw(aug, idx, generator))
-        logits = encoder.logits(codes, questions[idx])
+            drawn = data.draw(aug, idx, generator)  # every process draws the whole batch's
+            codes = space.code(mine(drawn))
+        # the contrastive loss pairs every row with every other: each process embeds its rows, gathers the batch's
+        # embeddings and computes the whole loss (weighted 1/N; `distributed.gather_rows`)
+        weights = gather_rows(encoder.embed_codes(codes), len(idx))
+        asked = gather_rows(encoder.embed_questions(questions[mine(idx)]), len(idx))
+        logits = clip_logits(weights, asked)
         correct = (logits.argmax(1) == torch.arange(len(idx), device=device)).float().mean()
-        return {"loss": symmetric_info_nce(logits), "batch_acc": 100.0 * correct}
+        metrics = {"loss": symmetric_info_nce(logits), "batch_acc": 100.0 * correct}
+        return metrics if mine.whole else {k: v * replicated_weight() for k, v in metrics.items()}
 
     history = fit_on_latents(
         step,
@@ -78,6 +86,7 @@ def train_hyperclip(
         min_batch=2,
         **fit_options(probing, encoder),
         callbacks=callbacks,
+        sharded=True,
     )
     encoder.eval()
     with torch.no_grad():

@@ -32,6 +32,7 @@ from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.ddpm import DDPM, Estimate, Guide
 from hyperguide.diffusion.noise import Noise
 from hyperguide.diffusion.schedule import NoiseSchedule
+from hyperguide.distributed import part
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import support_loss_fn
 from hyperguide.meta.latent_data import fit_on_latents
@@ -208,11 +209,17 @@ def train_hyperldm(
     ema = EMA(model, config.ema_decay)
     ddpm = DDPM(noise_schedule(config), config.target)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch[0].to(device), batch[1].to(device)
+        mine = part(len(idx))  # this process's rows (all of them in one process)
+        # every process draws the whole batch's randomness, in one process's order
         x0 = model.normalize(data.draw(aug, idx, generator))
-        c = model.denoiser.drop_condition(model.question.encode(questions[idx]), config.p_uncond, generator)
-        return {"loss": ddpm.loss(model.denoiser, x0, c, generator)}
+        drop = model.denoiser.drop_mask(len(idx), config.p_uncond, generator)
+        t, noise = ddpm.training_draws(x0.shape, generator)
+        if mine.empty:
+            return None
+        c = model.denoiser.drop_condition(model.question.encode(questions[mine(idx)]), config.p_uncond, drop=mine(drop))
+        return mine.scale({"loss": ddpm.loss(model.denoiser, mine(x0), c, draws=(mine(t), mine(noise)))})
 
     history = fit_on_latents(
         step,
@@ -224,5 +231,6 @@ def train_hyperldm(
         ema=ema,
         **fit_options(probing, ema.module),
         callbacks=callbacks,
+        sharded=True,
     )
     return ema.module.eval(), history

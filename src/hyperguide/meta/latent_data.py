@@ -48,7 +48,7 @@ class LatentTraining(Protocol):
 
 
 def fit_on_latents(
-    step: Callable[[tuple[torch.Tensor, torch.Tensor]], Metrics],
+    step: Callable[[tuple[torch.Tensor, torch.Tensor]], Metrics | None],
     optimizer: torch.optim.Optimizer,
     latents: torch.Tensor,
     config: LatentTraining,
@@ -58,11 +58,13 @@ def fit_on_latents(
     min_batch: int = 1,
     ema: EMA[Any] | None = None,
     callbacks: Sequence[Callback] = (),
+    sharded: bool = False,
     **probing: Any,
 ) -> list[dict[str, float]]:
     """`fit` over the (A, N, L) adapted latents: `config.epochs` epochs of `epoch_batches` (at least
     `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices; `probing` are `fit`'s probe
-    arguments (`train.loop.fit_options`)."""
+    arguments (`train.loop.fit_options`); `sharded` as `fit` has it (under torchrun, a step that computes its
+    process's block of the batch, `distributed.part`)."""
     n_aug, n_tasks = int(latents.shape[0]), int(latents.shape[1])
     return fit(
         step,
@@ -72,5 +74,6 @@ def fit_on_latents(
         name=name,
         ema=ema,
         callbacks=callbacks,
+        sharded=sharded,
         **probing,
     )

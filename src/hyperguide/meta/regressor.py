@@ -13,6 +13,7 @@ import torch
 from hyperguide.config import RegressorConfig
 from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.noise import Noise
+from hyperguide.distributed import part
 from hyperguide.events import Callback
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
@@ -43,10 +44,13 @@ def train_regressor(
     model = build_regressor(space.latent_dim, int(questions.emb.shape[1]), config).to(device)
     model.latents.fit(data.mean.reshape(-1, space.latent_dim))
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch[0].to(device), batch[1].to(device)
-        target = model.latents(data.draw(aug, idx, generator))
-        return {"loss": ((model.normalized(questions[idx]) - target) ** 2).mean()}
+        mine = part(len(idx))  # this process's rows (all of them in one process)
+        target = model.latents(data.draw(aug, idx, generator))  # every process draws the whole batch's
+        if mine.empty:
+            return None
+        return mine.scale({"loss": ((model.normalized(questions[mine(idx)]) - mine(target)) ** 2).mean()})
 
     history = fit_on_latents(
         step,
@@ -57,6 +61,7 @@ def train_regressor(
         name=name,
         **fit_options(probing, model),
         callbacks=callbacks,
+        sharded=True,
     )
     return model.eval(), history
 

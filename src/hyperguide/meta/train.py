@@ -3,6 +3,9 @@
 Fixes of the reference code's procedure (docs/design.md §8.6): the gradient is clipped before the optimiser step;
 each meta-batch's task losses are averaged once; the first step comes after the first full meta-batch. The
 support/query swap of the reference's meta-training is an explicit option, off by default (§8.5).
+
+Under torchrun, every process draws the whole meta-batch (and its random subsets) and meta-trains on its block of
+its tasks (`hyperguide.distributed`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from hyperguide.config import TrainConfig
 from hyperguide.data.batch import TaskBatch, collate
 from hyperguide.data.tasks import Task
+from hyperguide.distributed import Part, part
 from hyperguide.events import Callback
 from hyperguide.meta.methods import Method
 from hyperguide.meta.optim import adam
@@ -49,15 +53,24 @@ def train_method(
     params = [p for p in method.parameters() if p.requires_grad]
     n_batches = math.ceil(len(tasks) / config.meta_batch_size)
 
-    def batches(epoch: int) -> Iterator[TaskBatch]:
+    def batches(epoch: int) -> Iterator[tuple[TaskBatch | None, Part]]:
         order = torch.randperm(len(tasks), generator=generator).tolist()
         for b in range(n_batches):
             chosen = order[b * config.meta_batch_size : (b + 1) * config.meta_batch_size]
-            batch = collate([subsample(tasks[i], config.max_examples, generator) for i in chosen]).to(device)
-            yield batch.swapped() if config.swap_support_query else batch
+            drawn = [subsample(tasks[i], config.max_examples, generator) for i in chosen]  # every process draws all
+            mine = part(len(drawn))  # this process's tasks of the meta-batch (all of them in one process)
+            if mine.empty:
+                yield None, mine
+                continue
+            batch = collate(mine.items(drawn)).to(device)
+            yield (batch.swapped() if config.swap_support_query else batch), mine
+
+    def step(item: tuple[TaskBatch | None, Part]) -> dict[str, torch.Tensor] | None:
+        batch, mine = item
+        return None if batch is None else mine.scale({"loss": method.meta_loss(batch)})  # a mean over tasks
 
     history = fit(
-        lambda batch: {"loss": method.meta_loss(batch)},
+        step,
         batches,
         adam(params, config.lr, device),
         epochs=config.epochs,
@@ -65,6 +78,7 @@ def train_method(
         grad_clip=config.grad_clip,
         **fit_options(probing, method),
         callbacks=callbacks,
+        sharded=True,
     )
     method.eval()
     return history

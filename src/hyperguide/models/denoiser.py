@@ -86,9 +86,19 @@ class LatentDenoiser(nn.Module):
             h = torch.relu(norm(linear(h)) * (1 + scale) + shift)
         return self.out(h)
 
+    @staticmethod
+    def drop_mask(n: int, p_uncond: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n,) bool: which of n rows lose their condition, each with probability p_uncond."""
+        return torch.rand(n, generator=generator) < p_uncond
+
     def drop_condition(
-        self, cond: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None
+        self,
+        cond: torch.Tensor,
+        p_uncond: float,
+        generator: torch.Generator | None = None,
+        drop: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Each row replaced by the null condition with probability p_uncond (classifier-free guidance training)."""
-        drop = torch.rand(cond.shape[0], generator=generator).to(cond.device) < p_uncond
-        return torch.where(drop.unsqueeze(-1), self.null_cond.expand_as(cond), cond)
+        """Each row replaced by the null condition with probability p_uncond (classifier-free guidance training), or
+        the rows `drop` (a `drop_mask` drawn beforehand) marks."""
+        drop = self.drop_mask(cond.shape[0], p_uncond, generator) if drop is None else drop
+        return torch.where(drop.to(cond.device).unsqueeze(-1), self.null_cond.expand_as(cond), cond)

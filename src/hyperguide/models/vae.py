@@ -55,13 +55,16 @@ class WeightVAE(nn.Module):
         return self.codes.inverse(self.decoder(u))
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator).to(mu)
-        return mu + (0.5 * logvar).exp() * eps
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=generator) if eps is None else eps
+        return mu + (0.5 * logvar).exp() * eps.to(mu)
 
     def forward(
-        self, code: torch.Tensor, generator: torch.Generator | None = None
+        self, code: torch.Tensor, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstructed codes (B, H), mean and log-variance (B, L)."""
+        """Reconstructed codes (B, H), mean and log-variance (B, L); the posterior draw takes `eps` (B, L) when given,
+        else draws it from `generator`."""
         mu, logvar = self.encode(code)
-        return self.decode(self.reparameterize(mu, logvar, generator)), mu, logvar
+        return self.decode(self.reparameterize(mu, logvar, generator, eps)), mu, logvar

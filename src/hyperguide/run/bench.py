@@ -7,10 +7,14 @@ Evaluation is deterministic and redone unless a finished report says it is compl
 `"timing"` and `"fingerprint"` keys only after every row was evaluated and the report written, and it is reused only
 when its fingerprint (the folder's config, the universe's data, every checkpoint's sha256) is the run's. Every file is
 written atomically, so a `kill -9` never leaves a half-written one.
+
+Under torchrun (`torchrun --nproc-per-node N -m hyperguide.cli bench ...`), every stage is trained data-parallel by
+all the processes, the rows are evaluated by the processes in turn, and the main process alone writes and reports.
 """
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +25,7 @@ from typing import TextIO
 from hyperguide.checkpoint import checkpoint_problem, read_metadata
 from hyperguide.config import RunConfig, to_dict
 from hyperguide.data.tasks import Universe
+from hyperguide.distributed import barrier, share, world
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import Results, read_results
 from hyperguide.eval.stats import ci_text
@@ -33,7 +38,7 @@ from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.progress import ProgressBoard, Unit, clock
 from hyperguide.run.stages import digest, row_stages, stage_fingerprint
-from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan
+from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan, write_config
 
 REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png", "fit_curves.png")
 
@@ -129,18 +134,20 @@ def run_bench(
     start = time.perf_counter()
     config = resolve_config(config)
     check_run(universe, config, device=device)  # nothing is written for a refused run
-    folder.write_config(config)  # refuses a folder that holds a run with another config
+    write_config(folder, config)  # refuses a folder that holds a run with another config
+    main = world().main  # under torchrun, the main process shows progress and writes the report
     pending = pending_trainings(universe, config, folder)
     planned = len(training_plan(config)) * len(config.seeds) * len(splits_of(universe, config))
     n_rows = len(table_rows(folder.read_config()))  # the evaluation covers every row ever trained into the folder
-    board = ProgressBoard(plan=[u.name for u in pending], rows=n_rows, stream=stream)
+    mine = len(range(world().rank, n_rows, world().size))  # the rows this process evaluates (all in one process)
+    board = ProgressBoard(plan=[u.name for u in pending], rows=mine, stream=stream if main else io.StringIO())
     eval_seconds: dict[str, float] = {}
 
     def listen(event: Event) -> None:
         if isinstance(event, RowEvaluated):
             eval_seconds[event.row] = event.seconds
 
-    listeners: list[Callback] = [board, listen, *callbacks]
+    listeners: list[Callback] = [board, listen, *callbacks] if main else [listen, *callbacks]
     emit(
         listeners,
         Note(
@@ -153,18 +160,23 @@ def run_bench(
     trained = board.trained
 
     fingerprint = evaluation_fingerprint(universe, folder)
-    results = finished_results(folder, fingerprint) if trained == 0 else None
+    trained = share(trained)  # the main process's count: only its board saw the stages start
+    results = share(finished_results(folder, fingerprint) if trained == 0 and main else None)
     reused = results is not None
     if results is None:
-        for name in REPORT_FILES:  # the report of an earlier evaluation must not outlive it
-            (folder.path / name).unlink(missing_ok=True)
+        if main:
+            for name in REPORT_FILES:  # the report of an earlier evaluation must not outlive it
+                (folder.path / name).unlink(missing_ok=True)
         results = evaluate_run(universe, folder, device=device, callbacks=listeners)
         board.finish()
     else:
         emit(listeners, Note("evaluation: reusing the finished results.json"))
         eval_seconds = {k: float(v) for k, v in results["timing"]["evaluate"].items()}
     train = train_seconds(universe, config, folder)
-    report = write_bench_report(results, folder, train=train, evaluate=eval_seconds, fingerprint=fingerprint)
+    report = folder.path / "results.md"
+    if main:
+        report = write_bench_report(results, folder, train=train, evaluate=eval_seconds, fingerprint=fingerprint)
+    barrier()
     return BenchResult(results, report, time.perf_counter() - start, trained, reused)
 
 

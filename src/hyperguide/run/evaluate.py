@@ -19,6 +19,7 @@ from hyperguide.checkpoint import metadata_number, read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
+from hyperguide.distributed import barrier, gather, world
 from hyperguide.eval.controls import derangement, novelty, null_questions, shuffled_questions
 from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis
 from hyperguide.eval.fit import within_task_spread
@@ -361,7 +362,8 @@ def diagnostics(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit
 def evaluate_run(
     universe: Universe, folder: RunFolder, *, device: str = "cpu", callbacks: Sequence[Callback] = ()
 ) -> Results:
-    """Evaluate every row of the run on every seed and fold; write and return results.json."""
+    """Evaluate every row of the run on every seed and fold; write and return results.json. Under torchrun the rows
+    are shared out among the processes, and every process returns the whole results (the main one writes them)."""
     config = folder.read_config()
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
@@ -376,19 +378,36 @@ def evaluate_run(
         "methods": {},
         "diagnostics": {},
     }
-    fit_rows: dict[str, RowFit] = {}
-    for row in table_rows(config):
+    rows = table_rows(config)
+    processes = world()
+    evaluated: dict[str, tuple[RowResults, RowFit | None, float]] = {}
+    for i, row in enumerate(rows):
+        if i % processes.size != processes.rank:  # under torchrun: the rows are dealt out to the processes
+            continue
         emit(callbacks, RowStarted(row.name))
         start = time.perf_counter()
-        results["methods"][row.name], fit = evaluate_row(row, tasks, splits, config, folder, device, data)
+        scores, fit = evaluate_row(row, tasks, splits, config, folder, device, data)
+        evaluated[row.name] = (scores, fit, time.perf_counter() - start)
+        emit(callbacks, RowEvaluated(row.name, evaluated[row.name][2]))
+    if processes.size > 1:  # every row is seeded from its own identity: where it was evaluated does not matter
+        mine = set(evaluated)
+        for share_of in gather(evaluated):
+            evaluated.update(share_of)
+        for name, (_, _, seconds) in evaluated.items():
+            if name not in mine:
+                emit(callbacks, RowEvaluated(name, seconds))
+    fit_rows: dict[str, RowFit] = {}
+    for row in rows:
+        results["methods"][row.name], fit, _ = evaluated[row.name]
         if fit is not None:
             fit_rows[row.name] = fit
-        emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
     results["diagnostics"] = diagnostics(folder, config, splits)
     results["fit"] = {
         "rows": fit_rows,
         "stages": stage_fit(folder, config, splits),
         "curves": fit_curves(folder, config, splits),
     }
-    write_json(folder.results, results)
+    if processes.main:
+        write_json(folder.results, results)
+    barrier()
     return results

@@ -20,6 +20,9 @@ A checkpoint's JSON records its fingerprint (`stage_fingerprint`): a hash of eac
 stage (`DATA_KEYS`, its own `shaped_by`, and its dependencies' sections, knobs marked `evaluation_only` left out),
 of the universe's data, and the sha256 of each checkpoint it was trained from. A checkpoint whose fingerprint or
 tensors hash differs from what the run expects is retrained by `ensure_stage` and refused by `load_row`.
+
+Under torchrun every process runs every stage on its share of each batch (`hyperguide.distributed`); the main
+process decides which stages to run and writes their checkpoints, and the others wait for it before going on.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from hyperguide import distributed
 from hyperguide.checkpoint import (
     checkpoint_problem,
     load_checkpoint,
@@ -83,7 +87,11 @@ def run_seed(name: str, seed: int, fold: int) -> int:
 
 
 def adapter_shape(tasks: Sequence[Task], config: RunConfig) -> AdapterShape:
-    feature_dim = int(tasks[0].support_x.shape[1])
+    return adapter_shape_for(int(tasks[0].support_x.shape[1]), config)
+
+
+def adapter_shape_for(feature_dim: int, config: RunConfig) -> AdapterShape:
+    """The adapter's shape on `feature_dim`-d features: `method.adapter_hidden` hidden units, else a third of D."""
     return AdapterShape(feature_dim, config.method.adapter_hidden or feature_dim // 3)
 
 
@@ -575,11 +583,12 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
         spent.update(ensure_stage(dep, ctx))
     stem = ctx.stem(name)
     fingerprint = stage_fingerprint(name, ctx.config, ctx.folder, ctx.seed, ctx.split.fold, ctx.data)
-    problem = checkpoint_problem(stem, fingerprint)
+    main = distributed.world().main
+    problem = distributed.share(checkpoint_problem(stem, fingerprint) if main else None)  # the main process decides
     if problem is None:
         return spent
     where = f"stage {name}, seed {ctx.seed}, fold {ctx.split.fold}"
-    if stem.with_suffix(".json").is_file():
+    if main and stem.with_suffix(".json").is_file():
         emit(ctx.callbacks, Note(f"retraining {where}: {problem}"))
         stem.with_suffix(".json").unlink()  # no longer trusted, whatever happens next
     emit(ctx.callbacks, StageStarted(name, ctx.seed, ctx.split.fold, len(ctx.split.train)))
@@ -607,10 +616,12 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
         **out.metadata,
         "config": to_dict(ctx.config),
     }
-    if out.module is not None:
-        save_checkpoint(stem, out.module, metadata, fingerprint)
-    else:
-        save_tensors(stem, out.tensors, metadata, fingerprint)
+    if main:  # under torchrun the processes hold the same model: the main one writes it, the others wait for it
+        if out.module is not None:
+            save_checkpoint(stem, out.module, metadata, fingerprint)
+        else:
+            save_tensors(stem, out.tensors, metadata, fingerprint)
+    distributed.barrier()
     emit(ctx.callbacks, StageFinished(name, ctx.seed, ctx.split.fold, elapsed))
     spent[name] = elapsed
     return spent
@@ -631,11 +642,16 @@ class LoadedRow:
 def load_row(
     row: Row, tasks: list[Task], config: RunConfig, folder: RunFolder, seed: int, fold: int, data: str | None = None
 ) -> LoadedRow:
-    """The row's model, every trained part loaded from its stage's checkpoint (in the order of `spec.stages`). Each
-    checkpoint must carry the fingerprint `config` (and `data`, the universe's fingerprint, when given) expects and
-    its recorded sha256; else a `HyperguideError` says which and why."""
-    name = row.spec.name
-    for stage_name in row.spec.stages:  # before anything is built: a crafted config cannot allocate first
+    """The row's model for `tasks` (their feature and question sizes), every trained part loaded from its stage's
+    checkpoint: `load_row_shaped`."""
+    return load_row_shaped(row, adapter_shape(tasks, config), question_dim(tasks), config, folder, seed, fold, data)
+
+
+def check_row(row: Row, config: RunConfig, folder: RunFolder, seed: int, fold: int, data: str | None = None) -> None:
+    """Refuse (`HyperguideError`, saying which and why) a row whose stage checkpoints are missing, were made from
+    something else than `config` (and `data`, the universe's fingerprint, when given) expects, or no longer have
+    their recorded sha256. Nothing is read but the checkpoints' JSON and hashes."""
+    for stage_name in row.spec.stages:
         expected = stage_fingerprint(stage_name, config, folder, seed, fold, data)
         problem = checkpoint_problem(
             folder.stem(stage_name, seed, fold), expected, ignore=("data",) if data is None else ()
@@ -645,16 +661,45 @@ def load_row(
                 f"row {row.name!r} (seed {seed}, fold {fold}): {problem}; retrain it with `hyperguide train` or "
                 "`hyperguide bench` on this run folder"
             )
-    s = run_seed(name, seed, fold)
-    torch.manual_seed(s)  # what is not loaded (clip-zeroshot's random W1) is drawn from the row's own seed
-    method = row.build(adapter_shape(tasks, config), question_dim(tasks), config, sample_seed=s)
+
+
+def build_row(row: Row, shape: AdapterShape, question_dim: int, config: RunConfig, seed: int, fold: int) -> Method:
+    """The row's untrained model as its (seed, fold) builds it: the global seed and the sampler's seed are the
+    row's own (`run_seed`), so what is not loaded (clip-zeroshot's random W1) and what is sampled are the same
+    wherever the row is built."""
+    s = run_seed(row.spec.name, seed, fold)
+    torch.manual_seed(s)
+    return row.build(shape, question_dim, config, sample_seed=s)
+
+
+def row_parts(row: Row, method: Method) -> list[tuple[str, nn.Module]]:
+    """(stage, module) for each trained part of the row's model, in the order of `spec.stages`."""
+    parts = method.trained_parts() if row.spec.stages else []
+    if len(parts) != len(row.spec.stages):
+        raise HyperguideError(
+            f"row {row.spec.name!r}: its model has {len(parts)} trained parts but the row lists stages "
+            f"{row.spec.stages}"
+        )
+    return list(zip(row.spec.stages, parts, strict=True))
+
+
+def load_row_shaped(
+    row: Row,
+    shape: AdapterShape,
+    question_dim: int,
+    config: RunConfig,
+    folder: RunFolder,
+    seed: int,
+    fold: int,
+    data: str | None = None,
+) -> LoadedRow:
+    """The row's model for adapters of `shape` and `question_dim`-d questions, every trained part loaded from its
+    stage's checkpoint (in the order of `spec.stages`). Each checkpoint must carry the fingerprint `config` (and
+    `data`, the universe's fingerprint, when given) expects and its recorded sha256 (`check_row`, before anything
+    is built: a crafted config cannot allocate first); else a `HyperguideError` says which and why."""
+    check_row(row, config, folder, seed, fold, data)
+    method = build_row(row, shape, question_dim, config, seed, fold)
     seconds = 0.0
-    if row.spec.stages:
-        parts = method.trained_parts()
-        if len(parts) != len(row.spec.stages):
-            raise HyperguideError(
-                f"row {name!r}: its model has {len(parts)} trained parts but the row lists stages {row.spec.stages}"
-            )
-        for stage_name, module in zip(row.spec.stages, parts, strict=True):
-            seconds += float(load_checkpoint(folder.stem(stage_name, seed, fold), module).get("train_seconds", 0.0))
+    for stage_name, module in row_parts(row, method):
+        seconds += float(load_checkpoint(folder.stem(stage_name, seed, fold), module).get("train_seconds", 0.0))
     return LoadedRow(row, method, seconds)

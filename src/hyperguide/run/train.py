@@ -1,7 +1,9 @@
 """Training a run: every stage the config's rows need, for every seed and fold, into the run folder, resumably.
 
 Stages whose checkpoints exist are skipped, so an interrupted run picks up where it stopped; every (stage, seed,
-fold) is seeded from its own identity, so a resumed run ends with the same numbers as an uninterrupted one.
+fold) is seeded from its own identity, so a resumed run ends with the same numbers as an uninterrupted one. Under
+torchrun, every process trains every stage on its share of the batches; the main one writes the run folder and the
+training logs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from hyperguide.callbacks import JsonlLog
 from hyperguide.config import RunConfig, check_device
 from hyperguide.data.splits import TaskSplit, make_splits, tuning_splits
 from hyperguide.data.tasks import Universe, agreement
+from hyperguide.distributed import share, world
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.rows import ROWS, method_names, method_of, table_rows
@@ -72,6 +75,22 @@ def resolve_targets(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(stages))
 
 
+def write_config(folder: RunFolder, config: RunConfig) -> None:
+    """`folder.write_config(config)` by the main process (all of them raise if it refuses), the others waiting."""
+    if world().size == 1:
+        folder.write_config(config)
+        return
+    refused = None
+    if world().main:
+        try:
+            folder.write_config(config)
+        except HyperguideError as e:
+            refused = str(e)
+    refused = share(refused)
+    if refused is not None:
+        raise HyperguideError(refused)
+
+
 def train_run(
     universe: Universe,
     config: RunConfig,
@@ -86,12 +105,12 @@ def train_run(
     spent per stage (0 where everything was already there). Nothing is written before the run is checked."""
     config = resolve_config(config)
     check_run(universe, config, device=device, stages=stages)  # nothing is written for a refused run
-    folder.write_config(config)  # refuses a folder that holds a run with another config
+    write_config(folder, config)  # refuses a folder that holds a run with another config
     tasks = universe.materialize(range(len(universe.tasks)))
     splits = splits_of(universe, config)
     agree = agreement(universe.tasks)
     data = universe.fingerprint()
-    listeners: list[Callback] = [JsonlLog(folder.metrics), *callbacks]
+    listeners: list[Callback] = [JsonlLog(folder.metrics), *callbacks] if world().main else list(callbacks)
     seconds: dict[str, float] = {}
     for name in training_plan(config, stages):
         for seed in config.seeds:

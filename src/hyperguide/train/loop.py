@@ -10,6 +10,11 @@ batches from a seeded generator draws them in the same order as a hand-written l
 the batch's metrics: `"loss"`, the scalar to minimise, and anything else worth logging (tensors or floats). A loss
 (or a clipped gradient norm) that is NaN or infinite stops the training with `NonFiniteLoss`: nothing trained from
 it may pass for a result.
+
+Under `torchrun` (`hyperguide.distributed`), every process runs `fit` on the same batches; a step computes its
+process's block of the batch (`distributed.part`) and returns its metrics weighted by the block's share (None for a
+process without rows), and `fit` (`sharded=True`) sums metrics and gradients over processes before the (identical)
+optimiser step. A step that does not shard (`sharded=False`, the default) is computed whole by every process.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 import torch
 from torch import nn
 
+from hyperguide import distributed
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, EpochEnded, FitStarted, StepEnded, emit
 
@@ -65,6 +71,10 @@ class NonFiniteLoss(HyperguideError):
             "too high for it?); nothing of it was saved"
         )
         self.name, self.epoch, self.step, self.what, self.value = name, epoch, step, what, value
+
+
+def _floats(metrics: Metrics) -> dict[str, float]:
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
 
 
 def epochs_for(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
@@ -117,7 +127,7 @@ def probe_epochs(epochs: int, probes: int) -> tuple[int, ...]:
 
 
 def fit(
-    step: Callable[[B], Metrics],
+    step: Callable[[B], Metrics | None],
     batches: Callable[[int], Iterable[B]],
     optimizer: torch.optim.Optimizer,
     *,
@@ -133,6 +143,7 @@ def fit(
     patience: int | None = None,
     min_delta: float = 0.0,
     callbacks: Sequence[Callback] = (),
+    sharded: bool = False,
 ) -> list[dict[str, float]]:
     """Train for `epochs` epochs; returns one record per epoch (or per step, with `history="step"`).
 
@@ -145,6 +156,9 @@ def fit(
     the probe at which the first measure reached its plateau (`plateau_reached`); that record has `stopped: 1`.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    sharded = sharded and distributed.world().size > 1
+    if sharded:
+        distributed.broadcast_parameters(params)
     records: list[dict[str, float]] = []
     emit(callbacks, FitStarted(name, epochs))
     start = time.perf_counter()
@@ -161,13 +175,23 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             metrics = step(batch)
-            loss = metrics["loss"]
-            assert isinstance(loss, torch.Tensor), "a step's 'loss' must be the tensor to minimise"
-            if not bool(torch.isfinite(loss.detach()).all()):
-                raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", float(loss.detach().float().sum()))
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
+            if not sharded:
+                assert metrics is not None, "a step without rows happens only in a process of several"
+                loss = metrics["loss"]
+                assert isinstance(loss, torch.Tensor), "a step's 'loss' must be the tensor to minimise"
+                if not bool(torch.isfinite(loss.detach()).all()):
+                    raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", float(loss.detach().float().sum()))
+                optimizer.zero_grad(set_to_none=True)
+                torch.autograd.backward(loss)
+                values = _floats(metrics)
+            else:  # this process's block of the batch: weighted metrics and gradients, summed over processes
+                values = distributed.all_sum(None if metrics is None else _floats(metrics))
+                if not math.isfinite(values["loss"]):  # the same sum in every process: all of them stop
+                    raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", values["loss"])
+                optimizer.zero_grad(set_to_none=True)
+                if metrics is not None and isinstance(metrics["loss"], torch.Tensor) and metrics["loss"].requires_grad:
+                    torch.autograd.backward(metrics["loss"])
+                distributed.reduce_gradients(params)
             if grad_clip is not None:
                 values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
                 if not math.isfinite(values["grad_norm"]):  # clipping a non-finite norm would write NaN weights

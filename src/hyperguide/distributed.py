@@ -1,0 +1,246 @@
+"""Data parallelism over processes that `torchrun` launches (torch.distributed): which process this is, the rows of
+a batch it computes, and the few collectives the training loop, the latent collection and the evaluation need.
+
+One process (no `torchrun`) is a world of size 1: every function here is then the identity or does nothing, and a
+single-process run performs exactly the operations it performed before this module existed. Under
+`torchrun --nproc-per-node N hyperguide bench ...` the command line joins the process group (`init_from_env`): gloo
+on CPUs, NCCL on GPUs (one GPU a process, `cuda:LOCAL_RANK`).
+
+How a training step is sharded, so that N processes compute the step of one process:
+
+- every process draws the same batch and the same random numbers for the whole batch (the same seeds, the same
+  generator, the same order of draws), so that generators stay in step and every example gets the noise it gets in
+  one process;
+- each computes the loss on its own contiguous block of the batch's rows (`part`), weighted by its share of the batch
+  (`Part.scale`): a batch-mean loss is the sum of the blocks' weighted means;
+- the training loop sums the weighted gradients and metrics over processes (`all_sum`, `reduce_gradients`); every
+  process then takes the same optimiser step, and the models stay identical.
+
+The sum is the whole batch's gradient; only the order of floating-point additions differs from one process, so a
+multi-process run agrees with a single-process one to float rounding, not bit for bit. A loss that is not a mean over
+rows (HyperCLIP's contrastive loss, over every pair of the batch) gathers the blocks' embeddings (`gather_rows`) and
+computes the whole batch's loss in every process.
+
+Only the main process (rank 0) writes the run folder; the others wait for it at `barrier()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's rank among `size` processes (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this process is the one that writes files and prints."""
+        return self.rank == 0
+
+
+def world() -> World:
+    """The process group this process belongs to (a world of one when none was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size())
+    return World()
+
+
+def launched_size() -> int:
+    """How many processes `torchrun` launched (its `WORLD_SIZE`), 1 without it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_from_env(device: str) -> str:
+    """Join the process group that `torchrun` describes in the environment (nothing without torchrun, or when joined
+    already); returns the device this process computes on: `cuda` becomes this process's GPU, `cuda:LOCAL_RANK`."""
+    if launched_size() <= 1 or not dist.is_available() or dist.is_initialized():
+        return device
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return device
+
+
+@contextmanager
+def joined(device: str) -> Iterator[str]:
+    """`init_from_env(device)` for the duration of a command, `close()` after it."""
+    device = init_from_env(device)
+    try:
+        yield device
+    finally:
+        close()
+
+
+def close() -> None:
+    """Leave the process group (after the last collective of a command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class Part:
+    """This process's contiguous block `[start, stop)` of a batch of `total` rows (all of them in one process)."""
+
+    start: int
+    stop: int
+    total: int
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.stop == self.total
+
+    @property
+    def empty(self) -> bool:
+        """A batch with fewer rows than processes leaves some of them without rows."""
+        return self.stop <= self.start
+
+    @property
+    def weight(self) -> float:
+        """The block's share of the batch: its mean loss, times this, sums over processes to the batch's mean."""
+        return (self.stop - self.start) / self.total
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        """The block's rows of a tensor whose first dimension is the batch."""
+        return rows if self.whole else rows[self.start : self.stop]
+
+    def items(self, rows: Sequence[T]) -> list[T]:
+        """The block's items of a sequence as long as the batch."""
+        return list(rows[self.start : self.stop])
+
+    def scale(self, metrics: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Metrics that are means over the block's rows, weighted to sum over processes to the batch's means."""
+        return dict(metrics) if self.whole else {k: v * self.weight for k, v in metrics.items()}
+
+
+def part(total: int) -> Part:
+    """This process's block of a batch of `total` rows: process r of N takes rows [total r / N, total (r + 1) / N)."""
+    w = world()
+    return Part(total * w.rank // w.size, total * (w.rank + 1) // w.size, total)
+
+
+def all_sum(values: Mapping[str, float] | None) -> dict[str, float]:
+    """The sum over processes of each process's `values` (None: a process without rows), in rank order, the same in
+    every process."""
+    gathered: list[Any] = [None] * world().size
+    dist.all_gather_object(gathered, None if values is None else dict(values))
+    present = [g for g in gathered if g is not None]
+    if not present:
+        raise RuntimeError("no process computed the step: a batch without rows")
+    return {key: sum(float(g[key]) for g in present) for key in present[0]}
+
+
+def reduce_gradients(params: Sequence[torch.Tensor]) -> None:
+    """Sum every parameter's gradient over processes, in place. A parameter without a gradient in every process
+    keeps none (an optimiser skips it, as it would in one process); one with a gradient somewhere gets the sum,
+    zeros standing for the processes without one."""
+    if not params:
+        return
+    device = params[0].device
+    has = torch.tensor([float(p.grad is not None) for p in params], device=device)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    reduced = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+    if not reduced:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in reduced])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in reduced:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def broadcast_parameters(params: Sequence[torch.Tensor]) -> None:
+    """Every process takes rank 0's values of `params` (a safety net: seeded initialisations agree anyway)."""
+    with torch.no_grad():
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over processes, in place (each process having filled its own entries, zeros elsewhere)."""
+    if world().size == 1:
+        return tensor
+    if dist.get_backend() == "nccl" and not tensor.is_cuda:  # NCCL reduces GPU tensors only
+        on_gpu = tensor.cuda()
+        dist.all_reduce(on_gpu)
+        return tensor.copy_(on_gpu.cpu())
+    dist.all_reduce(tensor)
+    return tensor
+
+
+def gather(value: T) -> list[T]:
+    """Every process's `value`, in rank order (a list of one without torchrun)."""
+    if world().size == 1:
+        return [value]
+    out: list[Any] = [None] * world().size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def share(value: T) -> T:
+    """Rank 0's `value`, in every process (what the main process decided from the run folder)."""
+    if world().size == 1:
+        return value
+    box: list[Any] = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait until every process gets here (after the main process wrote what the others read next)."""
+    if world().size > 1:
+        dist.barrier()
+
+
+class _Gathered(torch.autograd.Function):
+    """All processes' blocks, concatenated; the gradient flows back to this process's block alone, times the number
+    of processes: each process computes the same loss on the same gathered rows, and the sum of their gradients for
+    this block is N times its own."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, total: int) -> torch.Tensor:
+        w = world()
+        block = -(-total // w.size)  # the largest block: all_gather wants equal sizes
+        padded = torch.zeros((block, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        padded[: len(rows)] = rows
+        out = [torch.empty_like(padded) for _ in range(w.size)]
+        dist.all_gather(out, padded.contiguous())
+        blocks = [out[r][: total * (r + 1) // w.size - total * r // w.size] for r in range(w.size)]
+        ctx.start, ctx.stop, ctx.size = total * w.rank // w.size, total * (w.rank + 1) // w.size, w.size
+        return torch.cat(blocks)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad[ctx.start : ctx.stop] * ctx.size, None
+
+
+def gather_rows(rows: torch.Tensor, total: int) -> torch.Tensor:
+    """The whole batch of `total` rows from each process's block (`part(total)` of it), differentiable with respect
+    to this process's block; without torchrun, `rows` itself. A loss over the gathered rows, weighted 1/N
+    (`Part` of a batch gathered whole: `replicated_weight`), gives every process the whole batch's gradient share."""
+    if world().size == 1:
+        return rows
+    return _Gathered.apply(rows, total)  # type: ignore[no-untyped-call]
+
+
+def replicated_weight() -> float:
+    """The weight of a loss that every process computes whole (on gathered rows): 1/N, so that its values sum to the
+    loss over processes and its gradients, N times this process's block's (`gather_rows`), sum to the whole's."""
+    return 1.0 / world().size
