@@ -278,9 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="adapter weights (and predictions) for new questions, zero-shot, from a trained run",
         description="Embed each question with the run's text encoder, generate its adapter weights with a trained "
         "question-conditioned method (no labels, no fine-tuning), write OUT/weights.safetensors and "
-        "OUT/generated.json, and, given images or features, print the answer the adapter picks for each.",
+        "OUT/generated.json, and, given images or features, print the answer the adapter picks for each. RUN_DIR may "
+        "also be a folder `hyperguide export` wrote: it needs neither the run nor a prepared universe.",
     )
-    gen.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    gen.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder, or an exported generator's folder")
     gen.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions")
     gen.add_argument(
         "--answers",
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", default=None, help="a row of the run, e.g. hnet+hyperldm@2 (default: its best conditional row)"
     )
     gen.add_argument("--run-seed", type=int, default=None, help="which trained seed to use (default: the run's first)")
-    gen.add_argument("--fold", type=int, default=0, help="which fold's models to use (default 0)")
+    gen.add_argument("--fold", type=int, default=None, help="which fold's models to use (default 0)")
     inputs = gen.add_mutually_exclusive_group()
     inputs.add_argument("--images", nargs="+", type=Path, default=None, metavar="IMAGE", help="images to answer about")
     inputs.add_argument(
@@ -304,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--out", type=Path, default=Path("generated"), help="output folder (default ./generated)")
     _universe_args(gen, positional=False)
+
+    export = sub.add_parser(
+        "export",
+        help="write one trained row of a run as a self-contained folder to share (hub-ready)",
+        description="Write OUT/config.json (the row, its config, every file's sha256 and tensors), one "
+        "<stage>.safetensors per trained part, the universe's own encoder files (easyvqa's image tower) and a "
+        "README.md model card (the row's training config and results). `hyperguide generate OUT ...` and "
+        "hyperguide.load_generator(OUT) then need neither the run nor a prepared universe; loading never runs code "
+        "from the folder. The universe options say where the run's universe is prepared, as for generate.",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument(
+        "--method", default=None, help="a row of the run, e.g. hnet+hyperldm@2 (default: its best conditional row)"
+    )
+    export.add_argument("--run-seed", type=int, default=None, help="which trained seed (default: the run's first)")
+    export.add_argument("--fold", type=int, default=0, help="which fold's models (default 0)")
+    export.add_argument("--out", type=Path, required=True, help="a new or empty folder for the bundle")
+    _universe_args(export, positional=False)
 
     ev = sub.add_parser(
         "eval",
@@ -451,19 +470,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from hyperguide.generate import generate
+    from hyperguide.bundle import open_generator
 
-    out = generate(
+    generator = open_generator(
         args.run_dir,
-        args.questions,
-        [args.answers] if args.answers else None,
         method=args.method,
         seed=args.run_seed,
         fold=args.fold,
-        images=args.images,
-        features=args.features,
         options=_options(args),
+        encoders={"clip_model": args.clip_model} if args.clip_model is not None else None,
     )
+    answers = [args.answers] if args.answers else None
+    out = generator.generate(args.questions, answers, images=args.images, features=args.features)
     folder = out.save(args.out)
     for i, question in enumerate(out.questions):
         print(f"{question}  [{out.method}; answers: {', '.join(out.answers[i])}]")
@@ -473,6 +491,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"wrote {folder / 'weights.safetensors'} and {folder / 'generated.json'} ({out.weights.shape[1]} weights each)"
     )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hyperguide.bundle import export_generator
+
+    out = export_generator(
+        args.run_dir, args.out, method=args.method, seed=args.run_seed, fold=args.fold, options=_options(args)
+    )
+    print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+    print(f'next: hyperguide generate {out} "a question?" --answers ANSWER ANSWER [--images IMAGE ...]')
     return 0
 
 
@@ -591,6 +620,7 @@ COMMANDS = {
     "train": cmd_train,
     "collect": cmd_train,
     "generate": cmd_generate,
+    "export": cmd_export,
     "eval": cmd_eval,
     "compare": cmd_compare,
     "bench": cmd_bench,

@@ -12,14 +12,18 @@ source in `hyperguide.universes`), the method's trained parts are loaded from th
 the method's zero-shot answer: nothing is fine-tuned and no label is used. Images are embedded with the universe's
 image encoder (easyvqa: its image tower), or given directly as features (one or the other, never both).
 
+One code path answers: a `Generator` (a row's model loader, the encoders, the universe's known questions) turns
+questions into weights and predictions. `run_generator` opens one on a run folder; an exported folder opens one
+with `hyperguide.bundle.load_generator`, with the same weights bit for bit.
+
 Everything is checked before it is used: the method's checkpoints carry the fingerprint the run's config.json
-expects and their recorded sha256 (`run.stages.load_row`); features are a finite float (N >= 1, D) tensor; answers
-are distinct; a question or answer longer than the text encoder reads is refused, never cut.
+expects and their recorded sha256 (`run.stages.load_row_shaped`); features are a finite float (N >= 1, D) tensor;
+answers are distinct; a question or answer longer than the text encoder reads is refused, never cut.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +38,10 @@ from hyperguide.eval.results import read_results
 from hyperguide.io import read_tensors, write_json, write_tensors
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape, adapter_logits
-from hyperguide.rows import find_row, parse_row
+from hyperguide.rows import Row, find_row, parse_row
 from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import load_row
-from hyperguide.universes import UniverseOptions, load_universe_structure, universe_encoders
+from hyperguide.run.stages import adapter_shape_for, load_row_shaped
+from hyperguide.universes import Encoders, UniverseOptions, load_universe_structure, universe_encoders
 
 FEATURES_KEY = "features"
 
@@ -79,7 +83,9 @@ class Generated:
         return out
 
 
-def _best_conditional_row(run_dir: Path) -> str:
+def best_conditional_row(run_dir: Path) -> str:
+    """The run's question-conditioned zero-shot row of highest mean zero-shot accuracy in its results.json
+    (retrieval references and rows that use support labels left out)."""
     path = run_dir / "results.json"
     if not path.is_file():
         raise HyperguideError(f"{run_dir} has no results.json to pick the best method from: pass --method ROW")
@@ -114,6 +120,89 @@ def _check_features(features: torch.Tensor, dim: int, source: str) -> torch.Tens
     return features.float()
 
 
+ModelLoader = Callable[[int, int], Method]  # (feature_dim, question_dim) -> the row's model, trained parts loaded
+
+
+@dataclass
+class Generator:
+    """A question-conditioned row's trained model with the frozen encoders it was trained with: new questions in,
+    adapter weights (and, given images or features, predictions) out. `run_generator` opens one on a run folder,
+    `hyperguide.bundle.load_generator` on an exported folder; both answer through the same `generate`.
+
+    `known` maps each of the universe's own questions to {answer: prompt}, so that a known question keeps its
+    answers and its prompts; `load` gives the row's model for the question embedding's size."""
+
+    method: str
+    universe: str
+    encoders: Encoders
+    known: Mapping[str, Mapping[str, str]]
+    load: ModelLoader
+
+    def generate(
+        self,
+        questions: Sequence[str],
+        answers: Sequence[Sequence[str]] | None = None,
+        *,
+        images: Sequence[str | Path] | None = None,
+        features: torch.Tensor | str | Path | None = None,
+    ) -> Generated:
+        """Adapter weights for each question; with `images` or `features`, the predicted answer of each.
+
+        `answers[i]` are question i's candidate answers (one list for every question); when omitted, a question
+        that is one of the universe's tasks gets that task's answers."""
+        _one_input(images, features)
+        questions = [q.strip() for q in questions]
+        if not questions or not all(questions):
+            raise HyperguideError("give at least one non-empty question")
+        answer_lists = _answers_for(questions, answers, self.known, self.universe)
+        encoders = self.encoders
+
+        def prompt(question: str, answer: str) -> str:  # the universe's own prompt for its own tasks, else its rule
+            own = self.known.get(question, {})
+            return own[answer] if answer in own else encoders.prompt(question, answer)
+
+        q_emb = encoders.texts(questions)
+        q_tokens = encoders.question_tokens(questions)
+        feature_dim = int(q_emb.shape[1])
+        x: torch.Tensor | None = None
+        inputs: list[str] | None = None
+        if isinstance(features, (str, Path)):
+            x = _read_features(features, feature_dim)
+            inputs = [f"{features}[{i}]" for i in range(len(x))]
+        elif features is not None:
+            x = _check_features(features, feature_dim, "features")
+            inputs = [f"features[{i}]" for i in range(len(x))]
+        elif images:
+            x = encoders.images(images)
+            inputs = [str(p) for p in images]
+        example = x[:1] if x is not None and len(x) else torch.zeros(1, feature_dim)
+        tasks = []
+        for question, emb, tokens, options_i in zip(questions, q_emb, q_tokens, answer_lists, strict=True):
+            answer_emb = encoders.texts([prompt(question, a) for a in options_i])
+            y = torch.zeros(1, dtype=torch.long)
+            tasks.append(Task(question, tuple(options_i), emb, answer_emb, example, y, example, y, tokens))
+        model = self.load(feature_dim, int(q_emb.shape[1]))
+        batch = collate(tasks)
+        with torch.no_grad():
+            phi = model.zero_shot_phi(batch)
+            weights = model.generate(phi).detach()  # (B * members, P)
+        members = model.members
+        kept = weights if members == 1 else weights.view(len(tasks), members, -1)
+        out = Generated(self.method, questions, [list(a) for a in answer_lists], model.shape, kept, inputs=inputs)
+        if x is not None:
+            out.predictions, out.probabilities = [], []
+            for b, task in enumerate(tasks):
+                with torch.no_grad():
+                    mine = weights[b * members : (b + 1) * members]
+                    logits = adapter_logits(
+                        model.shape, mine, x.unsqueeze(0), task.answer_emb.unsqueeze(0), members=members
+                    )
+                probs = logits[0].softmax(-1)
+                out.probabilities.append(probs)
+                out.predictions.append([task.answers[int(i)] for i in probs.argmax(-1)])
+        return out
+
+
 def generate(
     run_dir: str | Path,
     questions: Sequence[str],
@@ -131,81 +220,62 @@ def generate(
 
     `answers[i]` are question i's candidate answers; when omitted, a question that is one of the universe's tasks gets
     that task's answers."""
-    if images and features is not None:
-        raise HyperguideError("give images or features, not both (whose answers would be printed under which names?)")
+    _one_input(images, features)  # before anything is loaded
+    generator = run_generator(run_dir, method=method, seed=seed, fold=fold, options=options)
+    return generator.generate(questions, answers, images=images, features=features)
+
+
+def run_generator(
+    run_dir: str | Path,
+    *,
+    method: str | None = None,
+    seed: int | None = None,
+    fold: int = 0,
+    options: UniverseOptions | None = None,
+) -> Generator:
+    """The `Generator` of a run folder's row `method` (default: its best question-conditioned row), trained with
+    `seed` (default: the run's first) on `fold`, with the encoders of the run's universe (`options` says where it is
+    prepared). The row's checkpoints are checked and loaded when it first generates."""
     run_dir = Path(run_dir)
     config = RunFolder(run_dir).read_config()
     options = options or UniverseOptions()
-    row = method or _best_conditional_row(run_dir)
-    seed = config.seeds[0] if seed is None else seed
-    questions = [q.strip() for q in questions]
-    if not questions or not all(questions):
-        raise HyperguideError("give at least one non-empty question")
-    known = _known_tasks(config, options)
-    answer_lists = _answers_for(questions, answers, known, config.universe)
+    row = generator_row(method or best_conditional_row(run_dir), config)
+    chosen = config.seeds[0] if seed is None else seed
+    known = known_tasks(config, options)
     encoders = universe_encoders(config.universe, options, prompts=config.prompts)
 
-    def prompt(question: str, answer: str) -> str:  # the universe's own prompt for its own tasks, else its rule
-        own = known.get(question, {})
-        return own[answer] if answer in own else encoders.prompt(question, answer)
+    def load(feature_dim: int, question_dim: int) -> Method:
+        shape = adapter_shape_for(feature_dim, config)
+        return load_row_shaped(row, shape, question_dim, config, RunFolder(run_dir), chosen, fold).method.eval()
 
-    q_emb = encoders.texts(questions)
-    q_tokens = encoders.question_tokens(questions)
-    feature_dim = int(q_emb.shape[1])
-    x: torch.Tensor | None = None
-    inputs: list[str] | None = None
-    if isinstance(features, (str, Path)):
-        x = _read_features(features, feature_dim)
-        inputs = [f"{features}[{i}]" for i in range(len(x))]
-    elif features is not None:
-        x = _check_features(features, feature_dim, "features")
-        inputs = [f"features[{i}]" for i in range(len(x))]
-    elif images:
-        x = encoders.images(images)
-        inputs = [str(p) for p in images]
-    example = x[:1] if x is not None and len(x) else torch.zeros(1, feature_dim)
-    tasks = []
-    for question, emb, tokens, options_i in zip(questions, q_emb, q_tokens, answer_lists, strict=True):
-        answer_emb = encoders.texts([prompt(question, a) for a in options_i])
-        y = torch.zeros(1, dtype=torch.long)
-        tasks.append(Task(question, tuple(options_i), emb, answer_emb, example, y, example, y, tokens))
-    model = _load(row, tasks, config, run_dir, seed, fold)
-    batch = collate(tasks)
-    with torch.no_grad():
-        phi = model.zero_shot_phi(batch)
-        weights = model.generate(phi).detach()  # (B * members, P)
-    members = model.members
-    kept = weights if members == 1 else weights.view(len(tasks), members, -1)
-    out = Generated(row, questions, [list(a) for a in answer_lists], model.shape, kept, inputs=inputs)
-    if x is not None:
-        out.predictions, out.probabilities = [], []
-        for b, task in enumerate(tasks):
-            with torch.no_grad():
-                mine = weights[b * members : (b + 1) * members]
-                logits = adapter_logits(
-                    model.shape, mine, x.unsqueeze(0), task.answer_emb.unsqueeze(0), members=members
-                )
-            probs = logits[0].softmax(-1)
-            out.probabilities.append(probs)
-            out.predictions.append([task.answers[int(i)] for i in probs.argmax(-1)])
-    return out
+    return Generator(row.name, config.universe, encoders, known, load)
 
 
-def _load(name: str, tasks: list[Task], config: RunConfig, run_dir: Path, seed: int, fold: int) -> Method:
+def _one_input(images: Sequence[str | Path] | None, features: torch.Tensor | str | Path | None) -> None:
+    if images and features is not None:
+        raise HyperguideError("give images or features, not both (whose answers would be printed under which names?)")
+
+
+def generator_row(name: str, config: RunConfig) -> Row:
+    """The row `name`, which must read the question and use no support labels: a zero-shot generator."""
     row = parse_row(name)
     if row.spec.labels_used(config) or not row.spec.reads_question:
         kind = "uses support labels" if row.spec.labels_used(config) else "does not read the question"
         raise HyperguideError(f"method {name!r} {kind}; generate needs a question-conditioned zero-shot method")
-    return load_row(row, tasks, config, RunFolder(run_dir), seed, fold).method.eval()
+    return row
 
 
-def _known_tasks(config: RunConfig, options: UniverseOptions) -> dict[str, dict[str, str]]:
+def known_tasks(config: RunConfig, options: UniverseOptions) -> dict[str, dict[str, str]]:
+    """{question: {answer: prompt}} of every task of the run's universe (its structure: no features needed)."""
     universe = load_universe_structure(config.universe, options, prompts=config.prompts)
     return {t.question: dict(zip(t.answers, t.prompts, strict=True)) for t in universe.tasks}
 
 
 def _answers_for(
-    questions: list[str], answers: Sequence[Sequence[str]] | None, known: dict[str, dict[str, str]], universe: str
+    questions: list[str],
+    answers: Sequence[Sequence[str]] | None,
+    known: Mapping[str, Mapping[str, str]],
+    universe: str,
 ) -> list[list[str]]:
     if answers is not None:
         if len(answers) == 1 and len(questions) > 1:

@@ -194,11 +194,18 @@ def _unreadable(what: str, path: str | Path, error: Exception) -> HyperguideErro
 
 def read_tensor_shapes(path: str | Path, *, what: str = "tensor file") -> dict[str, tuple[int, ...]]:
     """The name and shape of every tensor of a safetensors file, from its header alone (nothing is allocated)."""
+    return {name: shape for name, (shape, _) in read_tensor_specs(path, what=what).items()}
+
+
+def read_tensor_specs(path: str | Path, *, what: str = "tensor file") -> dict[str, tuple[tuple[int, ...], str]]:
+    """The name, shape and safetensors dtype ("F32", "I64", ...) of every tensor of a safetensors file, from its
+    header alone (nothing is allocated); a file that is not safetensors raises a `HyperguideError` naming it."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (a safe_open has no iter)
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118 (a safe_open has no iter)
+            return {k: (tuple(s.get_shape()), str(s.get_dtype())) for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError) as e:
         raise _unreadable(what, path, e) from None
 

@@ -150,7 +150,13 @@ def save_tower(path_without_ext: str | Path, tower: ImageTower, config: dict[str
 def load_tower(path_without_ext: str | Path) -> ImageTower:
     """Rebuild a tower saved by `save_tower`, in eval mode; a missing or mismatched file raises HyperguideError."""
     base = Path(path_without_ext)
-    meta_path = base.with_name(base.name + ".json")
+    return load_tower_files(base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json"))
+
+
+def load_tower_files(weights_path: str | Path, meta_path: str | Path) -> ImageTower:
+    """`load_tower` from its two files wherever they are: the weights' shapes are checked against the architecture
+    in `meta_path` from the file's header, before anything is loaded."""
+    weights_path, meta_path = Path(weights_path), Path(meta_path)
     meta = read_json(meta_path, what="image tower metadata")
     valid = isinstance(meta, dict) and meta.get("format") == TOWER_FORMAT and isinstance(meta.get("architecture"), dict)
     if not valid:
@@ -158,7 +164,6 @@ def load_tower(path_without_ext: str | Path) -> ImageTower:
     arch = meta["architecture"]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in arch.values()):
         raise HyperguideError(f"{meta_path}: bad architecture {arch!r}: every size must be an integer")
-    weights_path = base.with_name(base.name + ".safetensors")
     try:
         with torch.device("meta"):  # the shapes the architecture implies, with nothing allocated
             expected = {k: tuple(v.shape) for k, v in ImageTower(**arch).state_dict().items()}

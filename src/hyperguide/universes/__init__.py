@@ -7,7 +7,9 @@
 | metavqa-standin | the authors' split files | deterministic random 768-d stand-ins (benchmarks only) |
 | synthetic | generated | generated (tests and smoke runs) |
 
-Add a universe by writing a source (a class with `structure`, `prepare`, `load`, `encoders`) and registering it.
+Add a universe by writing a source (a class with `structure`, `prepare`, `load`, `encoders`) and registering it;
+with `encoder_parts` and `encoders_from_parts` as well (`base.PortableEncoders`), a generator trained on it can be
+exported and used where the universe is not prepared.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import sweep_temporaries
-from hyperguide.universes.base import Encoders, UniverseOptions, UniverseSource
+from hyperguide.universes.base import EncoderParts, Encoders, PortableEncoders, UniverseOptions, UniverseSource
 from hyperguide.universes.easyvqa import EasyVQA
 from hyperguide.universes.metavqa import MetaVQA, MetaVQAStandin
 from hyperguide.universes.synthetic import Synthetic
@@ -70,15 +72,41 @@ def universe_encoders(name: str, options: UniverseOptions | None = None, *, prom
     return source(name).encoders(options or UniverseOptions(), prompts)
 
 
+def portable(name: str) -> PortableEncoders:
+    """The universe `name` as a source of encoders that travel without it, or a `HyperguideError`."""
+    found = source(name)
+    if not isinstance(found, PortableEncoders):
+        raise HyperguideError(
+            f"universe {name!r} has no encoders that can be built without it (no encoder_parts): a generator trained "
+            "on it cannot be exported"
+        )
+    return found
+
+
+def universe_encoder_parts(name: str, options: UniverseOptions | None = None) -> EncoderParts:
+    """What the universe's frozen encoders are made of, for an exported generator (`base.EncoderParts`)."""
+    return portable(name).encoder_parts(options or UniverseOptions())
+
+
+def encoders_from_parts(name: str, parts: EncoderParts, *, device: str = "cpu", prompts: str = "answer") -> Encoders:
+    """The universe's frozen encoders built from `parts` alone: no prepared universe is read."""
+    return portable(name).encoders_from_parts(parts, device=device, prompts=prompts)
+
+
 __all__ = [
     "UNIVERSES",
+    "EncoderParts",
     "Encoders",
+    "PortableEncoders",
     "UniverseOptions",
     "UniverseSource",
+    "encoders_from_parts",
     "load_universe",
     "load_universe_structure",
     "prepare_universe",
     "register",
+    "portable",
     "source",
+    "universe_encoder_parts",
     "universe_encoders",
 ]

@@ -5,6 +5,12 @@
     load(options, prompts) -> Universe        tasks, splits and features
     encoders(options, prompts) -> Encoders    the frozen encoders, for questions and images the universe lacks
 
+A universe whose encoders can travel with an exported generator (`hyperguide export`, `bundle.py`) is also a
+`PortableEncoders`: `encoder_parts(options)` says what its encoders are made of (a JSON reference to what is
+loaded by name, such as a text encoder's package or a CLIP model's hub id or folder, and the files it trained
+itself, such as easyvqa's image tower) and `encoders_from_parts(parts, ...)` builds them from those alone, with no
+prepared universe.
+
 Prepared features live in `<home>/<universe>/` (home: `--home`, `$HYPERGUIDE_HOME` or `~/.cache/hyperguide`), and a
 `manifest.json` written last marks a complete preparation; without it, nothing in the folder is trusted.
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -84,6 +90,42 @@ class UniverseSource(Protocol):
     def load(self, options: UniverseOptions, prompts: str) -> Universe: ...
 
     def encoders(self, options: UniverseOptions, prompts: str) -> Encoders: ...
+
+
+@dataclass(frozen=True)
+class EncoderParts:
+    """What a universe's frozen encoders are made of: `reference`, JSON-able names of what is loaded from elsewhere
+    (a text encoder's package, a CLIP model's hub id or local folder), and `files`, the files it trained itself, by
+    the name a bundle stores them under (easyvqa: `image_tower.safetensors` and `image_tower.json`)."""
+
+    reference: dict[str, str]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def name(self, key: str) -> str:
+        """The reference's entry `key`, or a `HyperguideError` saying it is missing."""
+        value = self.reference.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise HyperguideError(f"the encoders' reference {self.reference} has no {key!r} (a name or a folder)")
+        return value
+
+    def file(self, name: str) -> Path:
+        """The file stored as `name`, or a `HyperguideError` saying it is missing."""
+        if name not in self.files:
+            raise HyperguideError(f"the encoders need the file {name!r}, which is not among {sorted(self.files)}")
+        return self.files[name]
+
+
+@runtime_checkable
+class PortableEncoders(Protocol):
+    """A universe whose encoders can be built from their parts alone, with no prepared universe folder."""
+
+    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+        """The parts of the encoders `encoders(options, ...)` gives (files in the prepared universe)."""
+        ...
+
+    def encoders_from_parts(self, parts: EncoderParts, *, device: str, prompts: str) -> Encoders:
+        """The encoders built from `parts`, on `device`, with answer prompts by the rule `prompts`."""
+        ...
 
 
 def manifest_matches(folder: Path, request: dict[str, Any]) -> dict[str, Any] | None:

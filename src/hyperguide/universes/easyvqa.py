@@ -29,18 +29,26 @@ from hyperguide.data.easyvqa_images import (
 from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.tasks import Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
-from hyperguide.encoders.image_tower import encode, load_tower, loss_summary, save_tower, zero_shot_accuracy
+from hyperguide.encoders.image_tower import (
+    ImageTower,
+    encode,
+    load_tower_files,
+    loss_summary,
+    save_tower,
+    zero_shot_accuracy,
+)
 from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from hyperguide.encoders.tower_training import train_image_tower
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import Encoders, UniverseOptions, manifest_matches
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, manifest_matches
 
 FORMAT = 1
 TEXT_FEATURES = "text_features.safetensors"
 FEATURES_FILE = "image_features.safetensors"
 TOWER_NAME = "image_tower"
+TOWER_FILES = (f"{TOWER_NAME}.safetensors", f"{TOWER_NAME}.json")  # the weights, then the architecture and record
 COLOR_PROMPT = "a {color} shape"
 SHAPE_PROMPT = "a {shape}"
 
@@ -125,16 +133,27 @@ class EasyVQA:
         return universe
 
     def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+        return self.encoders_from_parts(self.encoder_parts(options), device=options.device, prompts=prompts)
+
+    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+        """The prepared text encoder's name (its package, or the folder or hub id it was prepared with) and the
+        prepared image tower's two files."""
         folder = options.folder(self.name)
         manifest = read_json(folder / MANIFEST, what="easyvqa manifest")
         name = manifest.get("request", {}).get("text_encoder", DEFAULT_TEXT_ENCODER)
-        return EasyVQAEncoders(TextEncoder(name, device=options.device), folder / TOWER_NAME, prompts)
+        return EncoderParts({"text_encoder": str(name)}, {f: folder / f for f in TOWER_FILES})
+
+    def encoders_from_parts(self, parts: EncoderParts, *, device: str, prompts: str) -> Encoders:
+        """MiniLM (or the named text encoder) and the image tower of `parts`, loaded now: a tower file that does
+        not fit its architecture is refused here."""
+        tower = load_tower_files(parts.file(TOWER_FILES[0]), parts.file(TOWER_FILES[1]))
+        return EasyVQAEncoders(TextEncoder(parts.name("text_encoder"), device=device), tower, prompts)
 
 
 class EasyVQAEncoders:
     """MiniLM for questions and answers (answer prompts by easy-VQA's rule), the prepared tower for images."""
 
-    def __init__(self, text: TextEncoder, tower: Path, prompts: str) -> None:
+    def __init__(self, text: TextEncoder, tower: ImageTower, prompts: str) -> None:
         self.text = text
         self.tower = tower
         self.prompts = prompts
@@ -149,9 +168,8 @@ class EasyVQAEncoders:
         return self.text.question_tokens(questions)
 
     def images(self, paths: Sequence[str | Path]) -> torch.Tensor:
-        tower = load_tower(self.tower)
         with torch.no_grad():
-            return encode(tower, torch.stack([read_image(p) for p in paths]))
+            return encode(self.tower, torch.stack([read_image(p) for p in paths]))
 
 
 def _question_tokens(

@@ -38,7 +38,7 @@ from hyperguide.encoders.clip import ClipEncoder
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import Encoders, UniverseOptions, no_encoders
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, no_encoders
 
 __all__ = ["MetaVQA", "MetaVQAStandin", "clip_question_tokens", "load_metavqa", "prepare_metavqa"]
 
@@ -93,7 +93,14 @@ class MetaVQA:
         )
 
     def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
-        return ClipEncoders(ClipEncoder(options.clip_model, device=options.device))
+        return self.encoders_from_parts(self.encoder_parts(options), device=options.device, prompts=prompts)
+
+    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+        """The CLIP model of `--clip-model` (a hub id in the local cache or a local folder), by reference only."""
+        return EncoderParts({"clip_model": str(options.clip_model)})
+
+    def encoders_from_parts(self, parts: EncoderParts, *, device: str, prompts: str) -> Encoders:
+        return ClipEncoders(ClipEncoder(parts.name("clip_model"), device=device))
 
 
 class ClipEncoders:
