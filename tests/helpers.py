@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hyperguide.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
+from hyperguide.config import CollectConfig, EvalConfig, HyperLDMConfig, MethodConfig, RunConfig, TrainConfig
 from hyperguide.data.tasks import Task
 from hyperguide.meta.methods import Method
 from hyperguide.rows import parse_row
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.stages import load_row
+from hyperguide.universes import UniverseOptions, prepare_universe
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)  # the tiny CLIP's preprocessing
 
@@ -129,6 +130,26 @@ def write_fixture(root: Path, images) -> tuple[Path, Path]:
     (splits / "meta_test.json").write_text(json.dumps(test))
     (splits / "prompt_meta.json").write_text(json.dumps({"What color is it?": "it is {}"}))
     return splits, coco
+
+
+def tiny_metavqa(root: Path, model_dir: Path, images) -> tuple[UniverseOptions, RunConfig, Path]:
+    """The fixture's metavqa universe prepared under `root` with the tiny CLIP of `model_dir`, a config of
+    cond-multitask, hnet+hyperldm and oracle that trains on it in seconds, and one of its COCO images."""
+    splits, coco = write_fixture(root, images)
+    options = UniverseOptions(
+        home=root / "home", splits_dir=splits, coco_root=coco, clip_model=str(model_dir), batch_size=2
+    )
+    prepare_universe("metavqa", options)
+    config = RunConfig(
+        universe="metavqa",
+        seeds=(0,),
+        methods=("cond-multitask", "hnet+hyperldm", "oracle"),
+        method=MethodConfig(adapter_hidden=4, latent_dim=4, hnet_hidden=(8,)),
+        train=TrainConfig(epochs=2, meta_batch_size=2),
+        collect=CollectConfig(n_aug=2),
+        hyperldm=HyperLDMConfig(num_steps=20, epochs=3, min_steps=0, hidden_dims=(8,), time_dim=8, gammas=(1.0,)),
+    )
+    return options, config, next(coco.rglob("*.jpg"))
 
 
 def load_trained(row: str, tasks: list[Task], config: RunConfig, out: Path, seed: int, fold: int) -> Method:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,15 @@ import hyperguide.generate
 from hyperguide import load_generator
 from hyperguide.bundle import export_generator, is_bundle
 from hyperguide.cli import main
-from hyperguide.config import CollectConfig, EvalConfig, HyperLDMConfig, MethodConfig, RunConfig, TrainConfig
+from hyperguide.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
 from hyperguide.errors import HyperguideError
 from hyperguide.generate import generate
 from hyperguide.io import file_sha256, read_json, read_tensors
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.train import train_run
-from hyperguide.universes import UniverseOptions, load_universe, prepare_universe
-from tests.helpers import write_fixture
+from hyperguide.universes import UniverseOptions, load_universe
+from tests.helpers import tiny_metavqa
 
 QUESTION, ANSWERS = "What color is the dog?", ["red", "blue", "green"]  # not a task of the universe
 
@@ -33,26 +34,13 @@ QUESTION, ANSWERS = "What color is the dog?", ["red", "blue", "green"]  # not a 
 def trained(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, images) -> tuple[Path, UniverseOptions, Path]:
     """An evaluated tiny run (cond-multitask and hnet+hyperldm, one seed), its universe options and an image."""
     root = tmp_path_factory.mktemp("export")
-    splits, coco = write_fixture(root, images)
-    options = UniverseOptions(
-        home=root / "home", splits_dir=splits, coco_root=coco, clip_model=str(model_dir), batch_size=2
-    )
-    prepare_universe("metavqa", options)
-    config = RunConfig(
-        universe="metavqa",
-        seeds=(0,),
-        methods=("cond-multitask", "hnet+hyperldm"),
-        method=MethodConfig(adapter_hidden=4, latent_dim=4, hnet_hidden=(8,)),
-        train=TrainConfig(epochs=2, meta_batch_size=2),
-        collect=CollectConfig(n_aug=2),
-        hyperldm=HyperLDMConfig(num_steps=20, epochs=3, min_steps=0, hidden_dims=(8,), time_dim=8, gammas=(1.0,)),
-        eval=EvalConfig(k_shots=("1",)),
-    )
+    options, config, image = tiny_metavqa(root, model_dir, images)
+    config = replace(config, methods=("cond-multitask", "hnet+hyperldm"), eval=EvalConfig(k_shots=("1",)))
     run = root / "run"
     universe = load_universe("metavqa", options)
     train_run(universe, config, RunFolder(run))
     evaluate_run(universe, RunFolder(run))
-    return run, options, next(coco.rglob("*.jpg"))
+    return run, options, image
 
 
 @pytest.fixture(scope="module")

@@ -10,36 +10,22 @@ import pytest
 import torch
 
 from hyperguide.cli import main
-from hyperguide.config import CollectConfig, HyperLDMConfig, MethodConfig, RunConfig, TrainConfig
 from hyperguide.errors import HyperguideError
 from hyperguide.generate import generate
 from hyperguide.io import read_json, read_tensors
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.train import train_run
-from hyperguide.universes import UniverseOptions, load_universe, prepare_universe
-from tests.helpers import write_fixture
+from hyperguide.universes import UniverseOptions, load_universe
+from tests.helpers import tiny_metavqa
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, images) -> tuple[Path, UniverseOptions, Path]:
     root = tmp_path_factory.mktemp("generate")
-    splits, coco = write_fixture(root, images)
-    options = UniverseOptions(
-        home=root / "home", splits_dir=splits, coco_root=coco, clip_model=str(model_dir), batch_size=2
-    )
-    prepare_universe("metavqa", options)
-    config = RunConfig(
-        universe="metavqa",
-        seeds=(0,),
-        methods=("cond-multitask", "hnet+hyperldm", "oracle"),
-        method=MethodConfig(adapter_hidden=4, latent_dim=4, hnet_hidden=(8,)),
-        train=TrainConfig(epochs=2, meta_batch_size=2),
-        collect=CollectConfig(n_aug=2),
-        hyperldm=HyperLDMConfig(num_steps=20, epochs=3, min_steps=0, hidden_dims=(8,), time_dim=8, gammas=(1.0,)),
-    )
+    options, config, image = tiny_metavqa(root, model_dir, images)
     run = root / "run"
     train_run(load_universe("metavqa", options), config, RunFolder(run))
-    return run, options, next(coco.rglob("*.jpg"))
+    return run, options, image
 
 
 def test_generate_gives_weights_and_predictions_for_a_new_question(trained) -> None:
