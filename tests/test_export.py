@@ -59,6 +59,7 @@ def _nothing_prepared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home = tmp_path / "empty-home"
     home.mkdir()
     monkeypatch.setenv("HYPERGUIDE_HOME", str(home))
+    monkeypatch.setenv("HOME", str(home))
 
     def unreachable(*args: object, **kwargs: object) -> None:
         raise AssertionError("the prepared universe was read")
@@ -116,6 +117,10 @@ def test_export_from_the_command_line_and_what_it_refuses(
     assert "an exported generator of row 'hnet+hyperldm@1' (seed 0, fold 0); --method cond-multitask" in (
         capsys.readouterr().err
     )
+    # --clip-model replaces the bundle's reference (a CLIP model that lives elsewhere here)
+    argv = ["generate", str(out), QUESTION, "--answers", "a", "b", "--clip-model", str(tmp_path / "nowhere")]
+    assert main([*argv, "--out", str(tmp_path / "g")]) == 2
+    assert f"cannot load CLIP model '{tmp_path / 'nowhere'}' offline" in capsys.readouterr().err
 
 
 def test_the_bundle_holds_exactly_the_rows_parts(bundles) -> None:

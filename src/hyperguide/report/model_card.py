@@ -53,6 +53,8 @@ def render_model_card(record: Mapping[str, Any], results: Mapping[str, Any] | No
     row, universe, seed, fold = record["row"], record["universe"], record["seed"], record["fold"]
     found = find_row(row)
     summary = found.spec.summary if found is not None else "a hyperguide row"
+    if found is not None and found.value is not None:
+        summary = summary.replace("@G", f"{found.value:g}")
     adapter = record["adapter"]
     reference = ", ".join(f"{k} `{v}`" for k, v in record["encoders"]["reference"].items())
     config = json.dumps(record["config"], indent=1)
@@ -100,9 +102,14 @@ checked against config.json first.
 
 ## Training configuration
 
-The run's resolved configuration (`hyperguide config` explains every knob):
+The run's resolved configuration (`hyperguide config` explains every knob; config.json holds it too).
+
+<details>
+<summary>config</summary>
 
 ```json
 {config}
 ```
+
+</details>
 """
