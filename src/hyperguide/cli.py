@@ -183,7 +183,10 @@ def _seeds_hint(args: argparse.Namespace) -> None:
 def _callbacks(args: argparse.Namespace, lines: bool = True) -> list[Callback]:
     """Progress for a person: bars on an interactive terminal (unless --quiet), lines on stderr."""
     from hyperguide.callbacks import Lines, ProgressBars
+    from hyperguide.distributed import world
 
+    if not world().main:  # under torchrun, the main process alone shows progress
+        return []
     out: list[Callback] = [Lines()] if lines else []
     if not getattr(args, "quiet", False) and sys.stderr.isatty():
         out.append(ProgressBars())
@@ -199,6 +202,16 @@ def _log_arg(p: argparse.ArgumentParser) -> None:
         help="also draw the training in a tracker (repeatable; metrics.jsonl is always written): tensorboard "
         "(into RUN_DIR/tensorboard), tensorboard:DIR, or wandb (offline into RUN_DIR/wandb unless WANDB_MODE=online); "
         "needs pip install 'hyperguide[tensorboard]' or 'hyperguide[wandb]'",
+    )
+
+
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "tf32", "bf16"),
+        help="GPU arithmetic: fp32 (default: float32 throughout), tf32 (CUDA matrix products in TF32) or bf16 "
+        "(bfloat16 autocast; weights, optimiser state and losses stay float32)",
     )
 
 
@@ -259,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(train, out_default="runs/<universe>-<split>[-quick]")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     _log_arg(train)
+    _precision_arg(train)
 
     collect = sub.add_parser(
         "collect",
@@ -272,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(collect, out_default="runs/<universe>-<split>[-quick]")
     collect.add_argument("--quiet", action="store_true", help="no progress bars")
     _log_arg(collect)
+    _precision_arg(collect)
 
     gen = sub.add_parser(
         "generate",
@@ -333,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    _precision_arg(ev)
     _universe_args(ev, positional=False)
 
     bench = sub.add_parser(
@@ -349,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]")
     bench.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
     _log_arg(bench)
+    _precision_arg(bench)
     _universe_args(bench, positional=False)
 
     cfg = sub.add_parser(
@@ -432,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from hyperguide.config.precision import check_precision, precision
+    from hyperguide.distributed import joined, world
     from hyperguide.run.bench import run_bench, summary_line
     from hyperguide.run.folder import RunFolder
     from hyperguide.trackers import tracking
@@ -440,15 +459,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = _run_config(args)
     _seeds_hint(args)
     out = _out(args, config, prefix="bench-")
-    with tracking(args.log, out, config) as trackers:
+    check_precision(args.precision, args.device)
+    with joined(args.device) as device, tracking(args.log if world().main else [], out, config) as trackers:
         universe = load_universe(config.universe, _options(args), prompts=config.prompts)
         callbacks = [*_callbacks(args, lines=False), *trackers]
-        result = run_bench(universe, config, RunFolder(out), device=args.device, callbacks=callbacks, stream=sys.stderr)
-    print(summary_line(result), file=sys.stderr)
+        with precision(args.precision, device):
+            result = run_bench(universe, config, RunFolder(out), device=device, callbacks=callbacks, stream=sys.stderr)
+        if world().main:
+            print(summary_line(result), file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from hyperguide.config.precision import check_precision, precision
+    from hyperguide.distributed import joined, world
     from hyperguide.run.folder import RunFolder
     from hyperguide.run.train import resolve_targets, train_run
     from hyperguide.trackers import tracking
@@ -459,13 +483,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _run_config(args, methods)
     _seeds_hint(args)
     out = _out(args, config)
-    with tracking(args.log, out, config) as trackers:
+    check_precision(args.precision, args.device)
+    with joined(args.device) as device, tracking(args.log if world().main else [], out, config) as trackers:
         universe = load_universe(config.universe, _options(args), prompts=config.prompts)
         callbacks = [*_callbacks(args), *trackers]
-        seconds = train_run(universe, config, RunFolder(out), device=args.device, callbacks=callbacks, stages=stages)
-    trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
-    print(f"trained into {out}: {trained}")
-    print(f"next: hyperguide eval {out}")
+        with precision(args.precision, device):
+            seconds = train_run(universe, config, RunFolder(out), device=device, callbacks=callbacks, stages=stages)
+        main = world().main
+    if main:
+        trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
+        print(f"trained into {out}: {trained}")
+        print(f"next: hyperguide eval {out}")
     return 0
 
 
@@ -506,6 +534,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from hyperguide.config.precision import check_precision, precision
+    from hyperguide.distributed import joined, world
     from hyperguide.report.markdown import best_of, caption, render_table
     from hyperguide.run.evaluate import evaluate_run
     from hyperguide.run.folder import RunFolder
@@ -514,7 +544,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
     config = folder.read_config()
     universe = load_universe(config.universe, _options(args), prompts=config.prompts)
-    results = evaluate_run(universe, folder, device=args.device, callbacks=_callbacks(args))
+    check_precision(args.precision, args.device)
+    with joined(args.device) as device, precision(args.precision, device):
+        results = evaluate_run(universe, folder, device=device, callbacks=_callbacks(args))
+        if not world().main:
+            return 0
     print(render_table(results, best_of(results, "baseline")))
     print()
     print(caption(results))

@@ -1,0 +1,215 @@
+"""Data parallelism under torchrun (gloo on CPU): the blocks of a batch, the gradient of two processes against one
+process's, `bench synthetic --quick` in two processes against the one-process numbers (tests/golden/), and a
+two-process bench that loses a process and resumes.
+
+What two processes may change, and why. Each step's gradient is the sum of the two processes' blocks of the batch,
+so the weights agree with one process's to float rounding (about 1e-7 relative a step), not bit for bit: a matrix
+product summed over the batch in two halves rounds differently. That rounding reaches the numbers of a run in two
+ways, and `compare` allows exactly these:
+
+- distances between latents, measured in within-task spreads (`distance_in_spreads`), may move by 0.01 spreads;
+- a count (a k-shot accuracy over query examples, the share of samples in their own task's cluster) may flip for an
+  item that lies on a decision boundary: at most `FLIPS` per-seed values may move, each by at most one meta-train
+  task's share (the largest unit counted, 100/17 points on `synthetic --quick`).
+
+The zero-shot table (every row's accuracy and balanced accuracy, every seed) and every other number must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from hyperguide.distributed import Part, gather_rows, part, reduce_gradients, world
+from tests.test_bench import _env, _without_wall_clock
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden" / "bench_synthetic_quick.json"
+SMALL = ["--set", 'methods=["chance","cond-multitask","hnet+hyperldm"]', "--set", "hyperldm.gammas=[1]"]
+DISTANCE = 0.01  # within-task spreads
+ONE_TASK = 100 / 17  # points: one of the 17 meta-train tasks of synthetic --quick
+FLIPS = 4
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or sys.platform != "linux", reason="needs torch.distributed")
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, f"{path}/{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from leaves(item, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def compare(reference: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """What differs between two results.json beyond what two processes may change (the module's docstring)."""
+    ours, theirs = dict(leaves(reference)), dict(leaves(run))
+    if set(ours) != set(theirs):
+        return [f"keys differ: {sorted(set(ours) ^ set(theirs))[:10]}"]
+    problems, flips = [], []
+    for path, a in ours.items():
+        b = theirs[path]
+        if a == b:
+            continue
+        number = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        derived = path.endswith(("/mean", "/ci95")) and f"{path.rsplit('/', 1)[0]}/per_seed[0]" in ours
+        if not number:
+            problems.append(f"{path}: {a!r} != {b!r}")
+        elif "distance_in_spreads" in path:
+            if abs(a - b) > DISTANCE:
+                problems.append(f"{path}: {a} != {b} (more than {DISTANCE} spreads)")
+        elif derived:
+            continue  # a summary over seeds: its per-seed values are checked
+        elif "/zero_shot/" in path:
+            problems.append(f"{path}: {a} != {b} (the zero-shot table must not move)")
+        elif abs(a - b) > ONE_TASK + 1e-9:
+            problems.append(f"{path}: {a} != {b} (more than one item)")
+        else:
+            flips.append(path)
+    if len(flips) > FLIPS:
+        problems.append(f"{len(flips)} counts moved (at most {FLIPS}): {flips}")
+    return problems
+
+
+def torchrun(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "hyperguide.cli", "bench", "synthetic", "--quick", "--quiet", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def results(run: Path) -> dict[str, Any]:
+    return _without_wall_clock(json.loads((run / "results.json").read_text()))
+
+
+# ------------------------------------------------------------------------------------------------ the blocks
+
+
+def test_the_blocks_of_a_batch_cover_it_once_and_weigh_their_share() -> None:
+    for total in (1, 2, 7, 64):
+        for size in (1, 2, 3):
+            blocks = [Part(total * r // size, total * (r + 1) // size, total) for r in range(size)]
+            rows = [i for b in blocks for i in range(b.start, b.stop)]
+            assert rows == list(range(total))
+            assert sum(b.weight for b in blocks) == pytest.approx(1.0)
+            assert sum(b.empty for b in blocks) == max(0, size - total)
+    one = part(5)  # one process: the whole batch, the same tensor, unweighted
+    assert world().size == 1 and one.whole and one.weight == 1.0
+    x = torch.randn(5, 3)
+    assert one(x) is x and one.scale({"loss": x.sum()})["loss"] is not None
+    assert gather_rows(x, 5) is x
+
+
+def _two_process_gradients(rank: int, store: str, batch: torch.Tensor, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 4)
+        mine = part(len(batch))
+        # a mean over rows, weighted by the block's share
+        mse = mine.scale({"loss": (model(mine(batch)) ** 2).mean()})["loss"]
+        # a loss over every pair of the batch, on gathered rows, weighted 1/N
+        emb = gather_rows(torch.nn.functional.normalize(model(mine(batch)), dim=-1), len(batch))
+        logits = emb @ emb.T
+        contrastive = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch))) / world().size
+        (mse + contrastive).backward()
+        reduce_gradients(list(model.parameters()))
+        save_file({n: p.grad for n, p in model.named_parameters() if p.grad is not None}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_sum_to_the_gradient_of_one(tmp_path: Path) -> None:
+    batch = torch.randn(7, 3)  # 3 rows and 4: blocks of unequal size
+    mp.spawn(_two_process_gradients, args=(str(tmp_path / "store"), batch, str(tmp_path / "grads")), nprocs=2)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 4)
+    emb = torch.nn.functional.normalize(model(batch), dim=-1)
+    loss = (model(batch) ** 2).mean() + torch.nn.functional.cross_entropy(emb @ emb.T, torch.arange(len(batch)))
+    loss.backward()
+    for rank in (0, 1):
+        grads = load_file(f"{tmp_path / 'grads'}.{rank}")
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def test_the_comparison_allows_what_it_says_and_nothing_more() -> None:
+    reference = {"methods": {"a": {"zero_shot": {"acc": {"mean": 50.0, "ci95": 1.0, "per_seed": [50.0]}}}}}
+    moved = json.loads(json.dumps(reference))
+    assert compare(reference, moved) == []
+    moved["methods"]["a"]["zero_shot"]["acc"]["per_seed"] = [50.0 + 1e-9]
+    assert compare(reference, moved) != []  # the zero-shot table is exact
+    fit = {"fit": {"x": {"per_seed": [40.0], "mean": 40.0}, "distance_in_spreads": 1.0}}
+    near = {"fit": {"x": {"per_seed": [40.0 + ONE_TASK], "mean": 45.0}, "distance_in_spreads": 1.005}}
+    assert compare(fit, near) == []
+    far = {"fit": {"x": {"per_seed": [40.0 + 2 * ONE_TASK], "mean": 45.0}, "distance_in_spreads": 1.5}}
+    assert len(compare(fit, far)) == 2
+
+
+def test_two_processes_give_the_one_process_results(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(torchrun(out), env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert compare(json.loads(GOLDEN.read_text()), results(out)) == []
+    # the main process alone wrote the run folder and printed: one summary line
+    assert done.stderr.count("bench done in") == 1
+    assert not list(out.rglob("*.tmp*"))
+
+
+def _worker(agent: int, rank: int) -> int:
+    """The pid of the worker of `rank` that the torchrun process `agent` started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == agent and f"RANK={rank}".encode() in environ:
+            return int(stat.parent.name)
+    raise AssertionError(f"torchrun {agent} has no worker of rank {rank}")
+
+
+def test_a_two_process_bench_that_loses_a_process_resumes(tmp_path: Path) -> None:
+    out, log = tmp_path / "run", tmp_path / "killed.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(torchrun(out, *SMALL), stdout=subprocess.DEVNULL, stderr=err, env=_env())
+        deadline = time.monotonic() + 300
+        try:
+            while not (out / "latents" / "seed0-fold0.json").is_file():  # a stage written, others to come
+                assert proc.poll() is None, f"the bench ended before it could be killed:\n{log.read_text()}"
+                assert time.monotonic() < deadline, "no checkpoint within 300 s"
+                time.sleep(0.05)
+            os.kill(_worker(proc.pid, 1), signal.SIGKILL)
+            assert proc.wait(timeout=120) != 0  # torchrun stops the other process and fails
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert not (out / "results.json").is_file()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/*.json")}
+    assert out / "latents" / "seed0-fold0.json" in kept
+    resumed = subprocess.run(torchrun(out, *SMALL), env=_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # what was written is reused, not retrained
+    reference = tmp_path / "one"
+    one = [sys.executable, "-m", "hyperguide.cli", "bench", "synthetic", "--quick", "--quiet", "--out", str(reference)]
+    subprocess.run([*one, *SMALL], check=True, env=_env(), capture_output=True, timeout=600)
+    assert compare(results(reference), results(out)) == []
