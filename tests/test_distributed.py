@@ -33,12 +33,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from hyperguide.distributed import Part, gather_rows, part, reduce_gradients, world
-from tests.test_bench import _env, _without_wall_clock
+from hyperguide.distributed import Part, StepSums, gather_rows, part, world
+from tests.test_bench import _env
+from tests.test_trust import SMALL, results
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "bench_synthetic_quick.json"
-SMALL = ["--set", 'methods=["chance","cond-multitask","hnet+hyperldm"]', "--set", "hyperldm.gammas=[1]"]
 DISTANCE = 0.01  # within-task spreads
 ONE_TASK = 100 / 17  # points: one of the 17 meta-train tasks of synthetic --quick
 FLIPS = 4
@@ -94,10 +94,6 @@ def torchrun(out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def results(run: Path) -> dict[str, Any]:
-    return _without_wall_clock(json.loads((run / "results.json").read_text()))
-
-
 # ------------------------------------------------------------------------------------------------ the blocks
 
 
@@ -121,16 +117,20 @@ def _two_process_gradients(rank: int, store: str, batch: torch.Tensor, out: str)
     try:
         torch.manual_seed(0)
         model = torch.nn.Linear(3, 4)
-        mine = part(len(batch))
-        # a mean over rows, weighted by the block's share
-        mse = mine.scale({"loss": (model(mine(batch)) ** 2).mean()})["loss"]
-        # a loss over every pair of the batch, on gathered rows, weighted 1/N
-        emb = gather_rows(torch.nn.functional.normalize(model(mine(batch)), dim=-1), len(batch))
-        logits = emb @ emb.T
-        contrastive = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch))) / world().size
-        (mse + contrastive).backward()
-        reduce_gradients(list(model.parameters()))
-        save_file({n: p.grad for n, p in model.named_parameters() if p.grad is not None}, f"{out}.{rank}")
+        sums = StepSums(list(model.parameters()))
+        for step in range(2):  # the first step learns the metrics' names, the next sums them in the one all-reduce
+            model.zero_grad(set_to_none=True)
+            mine = part(len(batch))
+            # a mean over rows, weighted by the block's share
+            mse = mine.scale({"loss": (model(mine(batch)) ** 2).mean()})["loss"]
+            # a loss over every pair of the batch, on gathered rows, weighted 1/N
+            emb = gather_rows(torch.nn.functional.normalize(model(mine(batch)), dim=-1), len(batch))
+            contrastive = torch.nn.functional.cross_entropy(emb @ emb.T, torch.arange(len(batch))) / world().size
+            loss = mse + contrastive
+            loss.backward()
+            summed = sums({"loss": float(loss)})
+            grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+            save_file({**grads, "loss": torch.tensor([summed["loss"]])}, f"{out}.{rank}.{step}")
     finally:
         dist.destroy_process_group()
 
@@ -144,9 +144,11 @@ def test_two_processes_sum_to_the_gradient_of_one(tmp_path: Path) -> None:
     loss = (model(batch) ** 2).mean() + torch.nn.functional.cross_entropy(emb @ emb.T, torch.arange(len(batch)))
     loss.backward()
     for rank in (0, 1):
-        grads = load_file(f"{tmp_path / 'grads'}.{rank}")
-        for name, p in model.named_parameters():
-            torch.testing.assert_close(grads[name], p.grad, rtol=1e-5, atol=1e-6)
+        for step in (0, 1):
+            got = load_file(f"{tmp_path / 'grads'}.{rank}.{step}")
+            torch.testing.assert_close(got["loss"], loss.detach().reshape(1), rtol=1e-5, atol=1e-6)
+            for name, p in model.named_parameters():
+                torch.testing.assert_close(got[name], p.grad, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ runs

@@ -3,9 +3,8 @@ no CUDA, and its switches are restored after a GPU run."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,22 +13,14 @@ from hyperguide.cli import main
 from hyperguide.config.precision import check_precision, precision
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_tensors
-from tests.test_bench import _without_wall_clock
-
-SMALL = ["--set", 'methods=["chance","cond-multitask","hnet+hyperldm"]', "--set", "hyperldm.gammas=[1]"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.test_trust import bench as small_bench
+from tests.test_trust import one_thread, results  # noqa: F401 (one_thread: an autouse fixture)
 
 
-def bench(out: Path, *extra: str) -> dict:
-    assert main(["bench", "synthetic", "--quick", "--quiet", "--out", str(out), *SMALL, *extra]) == 0
-    return _without_wall_clock(json.loads((out / "results.json").read_text()))
+def bench(out: Path, *extra: str) -> dict[str, Any]:
+    """The small bench of test_trust.py (one thread, its `one_thread` fixture) and its results, wall clock aside."""
+    assert small_bench(out, *extra) == 0
+    return results(out)
 
 
 def switches() -> tuple[bool, bool, bool]:

@@ -145,32 +145,61 @@ def all_sum(values: Mapping[str, float] | None) -> dict[str, float]:
     return {key: sum(float(g[key]) for g in present) for key in present[0]}
 
 
-def reduce_gradients(params: Sequence[torch.Tensor]) -> None:
-    """Sum every parameter's gradient over processes, in place. A parameter without a gradient in every process
-    keeps none (an optimiser skips it, as it would in one process); one with a gradient somewhere gets the sum,
-    zeros standing for the processes without one."""
-    if not params:
-        return
-    device = params[0].device
-    has = torch.tensor([float(p.grad is not None) for p in params], device=device)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX)
-    reduced = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
-    if not reduced:
-        return
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in reduced])
-    dist.all_reduce(flat)
-    offset = 0
-    for p in reduced:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
+class StepSums:
+    """Sums a training step over processes, after each process's backward pass: its metrics (each process's weighted
+    means; None for a process without rows) and its parameters' gradients, in one all-reduce of one flat float32
+    buffer (which parameters have a gradient, the metrics, the gradients). A parameter without a gradient in every
+    process keeps none (an optimiser skips it, as it would in one process); one with a gradient somewhere gets the
+    sum, zeros standing for the processes without one. The metrics must have the same names at every step: the first
+    step learns them (`all_sum`, which pickles)."""
+
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
+        self.keys: list[str] | None = None
+
+    def __call__(self, values: Mapping[str, float] | None) -> dict[str, float]:
+        first = self.keys is None
+        if first:
+            out = all_sum(values)
+            self.keys = list(out)
+        keys = self.keys
+        assert keys is not None
+        if values is not None and list(values) != keys:
+            raise RuntimeError(f"a step's metrics changed from {keys} to {list(values)}")
+        device = self.params[0].device if self.params else torch.device("cpu")
+        flags = [float(p.grad is not None) for p in self.params]
+        metrics = [0.0] * (len(keys) + 1) if values is None or first else [*(values[k] for k in keys), 1.0]
+        head = torch.tensor([*flags, *metrics], dtype=torch.float32, device=device)
+        flat = torch.cat(
+            [head, *((p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params)]
+        )
+        dist.all_reduce(flat)
+        n = len(self.params)
+        offset = len(head)
+        for p, present in zip(self.params, flat[:n].tolist(), strict=True):
+            size = p.numel()
+            p.grad = flat[offset : offset + size].view_as(p).clone() if present > 0 else None
+            offset += size
+        if first:
+            return out
+        summed = flat[n : n + len(keys) + 1].tolist()
+        if summed[-1] == 0:
+            raise RuntimeError("no process computed the step: a batch without rows")
+        return dict(zip(keys, summed[:-1], strict=True))
 
 
 def broadcast_parameters(params: Sequence[torch.Tensor]) -> None:
-    """Every process takes rank 0's values of `params` (a safety net: seeded initialisations agree anyway)."""
+    """Every process takes rank 0's values of `params`, in one broadcast (a safety net: seeded initialisations agree
+    anyway)."""
+    if not params:
+        return
     with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        dist.broadcast(flat, src=0)
+        offset = 0
         for p in params:
-            dist.broadcast(p.data, src=0)
+            p.copy_(flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
 
 
 def sum_(tensor: torch.Tensor) -> torch.Tensor:

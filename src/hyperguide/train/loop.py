@@ -157,6 +157,7 @@ def fit(
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     sharded = sharded and distributed.world().size > 1
+    summed = distributed.StepSums(params)
     if sharded:
         distributed.broadcast_parameters(params)
     records: list[dict[str, float]] = []
@@ -185,13 +186,12 @@ def fit(
                 torch.autograd.backward(loss)
                 values = _floats(metrics)
             else:  # this process's block of the batch: weighted metrics and gradients, summed over processes
-                values = distributed.all_sum(None if metrics is None else _floats(metrics))
-                if not math.isfinite(values["loss"]):  # the same sum in every process: all of them stop
-                    raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", values["loss"])
                 optimizer.zero_grad(set_to_none=True)
                 if metrics is not None and isinstance(metrics["loss"], torch.Tensor) and metrics["loss"].requires_grad:
                     torch.autograd.backward(metrics["loss"])
-                distributed.reduce_gradients(params)
+                values = summed(None if metrics is None else _floats(metrics))
+                if not math.isfinite(values["loss"]):  # the same sum in every process: all of them stop
+                    raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", values["loss"])
             if grad_clip is not None:
                 values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
                 if not math.isfinite(values["grad_norm"]):  # clipping a non-finite norm would write NaN weights
