@@ -155,3 +155,15 @@ def tiny_metavqa(root: Path, model_dir: Path, images) -> tuple[UniverseOptions, 
 def load_trained(row: str, tasks: list[Task], config: RunConfig, out: Path, seed: int, fold: int) -> Method:
     """The trained model of a table row of the run in `out` (its parts loaded from the stage checkpoints)."""
     return load_row(parse_row(row), tasks, config, RunFolder(out), seed, fold).method
+
+
+# A small bench: a meta-trained row, a guidance row and its chain of stages (uncond-hnet-maml -> latents ->
+# hyperldm-hnet), one gamma; about two seconds on `synthetic`.
+SMALL = ["--set", 'methods=["chance","cond-multitask","hnet+hyperldm"]', "--set", "hyperldm.gammas=[1]"]
+
+
+def small_bench(out: Path, *extra: str, small: bool = True) -> int:
+    """`hyperguide bench synthetic --quick` into `out` (the small bench unless `small=False`), in this process."""
+    from hyperguide.cli import main
+
+    return main(["bench", "synthetic", "--quick", "--quiet", "--out", str(out), *(SMALL if small else []), *extra])

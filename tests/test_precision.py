@@ -13,7 +13,7 @@ from hyperguide.cli import main
 from hyperguide.config.precision import check_precision, precision
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_tensors
-from tests.test_trust import bench as small_bench
+from tests.helpers import small_bench
 from tests.test_trust import one_thread, results  # noqa: F401 (one_thread: an autouse fixture)
 
 
@@ -27,13 +27,13 @@ def switches() -> tuple[bool, bool, bool]:
     return torch.is_autocast_enabled("cpu"), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
-def test_float32_changes_no_switch_and_no_number(tmp_path: Path) -> None:
+def test_float32_changes_no_switch_and_no_number(small_run: Path, tmp_path: Path) -> None:
     before = switches()
     with precision("fp32", "cpu"):
         assert switches() == before
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
     assert switches() == before
-    assert bench(tmp_path / "flag", "--precision", "fp32") == bench(tmp_path / "default")
+    assert bench(tmp_path / "flag", "--precision", "fp32") == results(small_run)  # the same bench without the flag
 
 
 def test_bf16_autocasts_inside_and_trains_float32_weights(tmp_path: Path) -> None:

@@ -34,13 +34,11 @@ from hyperguide.io import atomic_path, read_tensors, sweep_temporaries, write_js
 from hyperguide.rows import table_rows
 from hyperguide.run.train import training_plan
 from hyperguide.train.loop import NonFiniteLoss, fit
+from tests.helpers import small_bench
 from tests.test_bench import _without_wall_clock
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "bench_synthetic_quick.json"
-# A small bench: a meta-trained row, a guidance row and its chain of stages (uncond-hnet-maml -> latents ->
-# hyperldm-hnet), one gamma; about two seconds on `synthetic`.
-SMALL = ["--set", 'methods=["chance","cond-multitask","hnet+hyperldm"]', "--set", "hyperldm.gammas=[1]"]
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +51,7 @@ def one_thread() -> Iterator[None]:
 
 
 def bench(out: Path, *extra: str, small: bool = True) -> int:
-    return main(["bench", "synthetic", "--quick", "--quiet", "--out", str(out), *(SMALL if small else []), *extra])
+    return small_bench(out, *extra, small=small)
 
 
 def error_of(capsys: pytest.CaptureFixture[str]) -> str:
@@ -68,15 +66,6 @@ def checkpoints(run: Path) -> list[Path]:
 
 def results(run: Path) -> dict[str, Any]:
     return _without_wall_clock(json.loads((run / "results.json").read_text()))
-
-
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished small bench, to be copied (`copy_run`) by the tests that break one."""
-    out = tmp_path_factory.mktemp("trust") / "run"
-    torch.set_num_threads(1)
-    assert bench(out) == 0
-    return out
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import torch
 
+from hyperguide.config.device import check_device
 from hyperguide.errors import HyperguideError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -29,7 +30,7 @@ def check_precision(name: str, device: str) -> str:
     """`name` if it is a precision this device computes in; else a `HyperguideError` saying what would be right."""
     if name not in PRECISIONS:
         raise HyperguideError(f"--precision {name!r} is not one of {', '.join(PRECISIONS)}")
-    kind = torch.device(device).type
+    kind = torch.device(check_device(device)).type
     if name == "tf32" and kind != "cuda":
         raise HyperguideError(f"--precision tf32 switches CUDA matrix products; --device {device} has none: use fp32")
     if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
