@@ -2,8 +2,8 @@
 `hyperguide generate FOLDER` and `load_generator`.
 
     from hyperguide.bundle import export_generator, load_generator
-    export_generator("runs/easyvqa-random", "shared/gen", method="hnet+hyperldm@1")
-    out = load_generator("shared/gen").generate(["is there a purple shape?"], [["yes", "no"]])
+    export_generator("runs/easyvqa-random", "exported/gen", method="hnet+hyperldm@1")
+    out = load_generator("exported/gen").generate(["is there a purple shape?"], [["yes", "no"]])
 
 A bundle is one row of one run (one seed, one fold), laid out so that it can be uploaded to a model hub as is:
 
