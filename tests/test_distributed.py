@@ -168,6 +168,7 @@ def test_the_comparison_allows_what_it_says_and_nothing_more() -> None:
     assert len(compare(fit, far)) == 2
 
 
+@pytest.mark.slow  # 50 s: `make test-slow`; the default suite's two-process check is the resumed bench below
 def test_two_processes_give_the_one_process_results(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run(torchrun(out), env=_env(), capture_output=True, text=True, timeout=600)
