@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/hyperguide stats easyvqa
 	$(BIN)/hyperguide bench easyvqa --out runs/bench-easyvqa-random
 
-# The default test suite (slow tests excluded; about 9 minutes on 2 cores).
+# The default test suite (slow tests excluded; about 8 minutes on 2 cores).
 test: setup
 	$(BIN)/pytest -q
 
