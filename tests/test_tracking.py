@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,104 @@ def test_log_values_are_parsed_and_bad_ones_refused_before_anything_is_written(
     assert main([*TRAIN, "--out", str(run), "--log", "tensorboard"]) == 2
     assert "pip install 'hyperguide[tensorboard]'" in capsys.readouterr().err
     assert not run.exists()  # refused before the run folder was touched
+
+
+def outside_with_precious(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "events.out.tfevents.precious").write_text("precious")
+    return outside
+
+
+def assert_untouched(outside: Path) -> None:
+    assert [p.name for p in outside.iterdir()] == ["events.out.tfevents.precious"]
+    assert (outside / "events.out.tfevents.precious").read_text() == "precious"
+
+
+@pytest.mark.parametrize("planted", [f"{STAGE}/seed0-fold0", STAGE])
+def test_a_tensorboard_folder_planted_as_a_symlink_is_refused_not_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    """N35: a link planted for a stage's TensorBoard folder had the event file it pointed at deleted and a new one
+    written there; it is refused as a stage folder that is a link is, and nothing outside the run is touched."""
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(run), "--log", "tensorboard"]) == 0
+    outside = outside_with_precious(tmp_path)
+    link = run / "tensorboard" / planted
+    shutil.rmtree(link)
+    link.symlink_to(outside, target_is_directory=True)
+    (run / STAGE / "seed0-fold0.json").unlink()  # the stage is trained again
+    capsys.readouterr()
+    assert main([*TRAIN, "--out", str(run), "--log", "tensorboard"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {link} is a symlink: a run's TensorBoard folders must be its own (remove the link)" in err
+    assert_untouched(outside)
+
+
+def test_a_run_tensorboard_folder_that_is_a_symlink_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = outside_with_precious(tmp_path)
+    (run / "tensorboard").symlink_to(outside, target_is_directory=True)
+    assert main([*TRAIN, "--out", str(run), "--log", "tensorboard"]) == 2
+    assert f"error: {run / 'tensorboard'} is a symlink: a run's TensorBoard folders" in capsys.readouterr().err
+    assert [p.name for p in run.iterdir()] == ["tensorboard"]  # no config.json, no log
+    assert_untouched(outside)
+
+
+def test_a_tensorboard_dir_given_as_a_symlink_is_the_users_to_point_anywhere(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "board").symlink_to(target, target_is_directory=True)
+    tracker = TensorBoardTracker(tmp_path / "board", own=False)
+    tracker(StageStarted(STAGE, 0, 0, tasks=5))
+    tracker(EpochEnded(STAGE, 1, 1, {"epoch": 1, "step": 1, "loss": 0.5}))
+    tracker.close()
+    assert scalars(target / STAGE / "seed0-fold0") == {f"{STAGE}/epoch": [(1, 1.0)], f"{STAGE}/loss": [(1, 0.5)]}
+
+
+def test_an_old_event_file_that_is_a_symlink_is_removed_never_followed(tmp_path: Path) -> None:
+    outside = outside_with_precious(tmp_path)
+    folder = tmp_path / "tb" / STAGE / "seed0-fold0"
+    folder.mkdir(parents=True)
+    (folder / "events.out.tfevents.planted").symlink_to(outside / "events.out.tfevents.precious")
+    (folder / "events.out.tfevents.folder").mkdir()  # not an event file: left alone
+    tracker = TensorBoardTracker(tmp_path / "tb")
+    tracker(StageStarted(STAGE, 0, 0, tasks=5))
+    tracker(EpochEnded(STAGE, 1, 1, {"epoch": 1, "step": 1, "loss": 0.5}))
+    tracker.close()
+    assert not (folder / "events.out.tfevents.planted").is_symlink()
+    assert (folder / "events.out.tfevents.folder").is_dir()
+    assert_untouched(outside)
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub", "run/tensorboard"])
+def test_a_tensorboard_folder_that_cannot_be_written_is_refused_before_the_run_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """N33: `--log tensorboard:FILE` failed only at the first epoch record, after config.json and a log were
+    written; the folder is now checked when the tracker is built."""
+    run = tmp_path / "run"
+    blocker = tmp_path / where.split("/")[0] if where != "run/tensorboard" else run / "tensorboard"
+    blocker.parent.mkdir(exist_ok=True)
+    blocker.write_text("in the way")
+    board = tmp_path / where
+    log = "tensorboard" if where == "run/tensorboard" else f"tensorboard:{board}"
+    assert main([*TRAIN, "--out", str(run), "--log", log]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write {board}: Not a directory ({blocker} is in the way: not a folder)" in err
+    assert not (run / "config.json").exists() and not (run / STAGE).exists()
+
+
+def test_a_tensorboard_folder_without_permission_is_refused_when_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The suite may run as root, to whom every folder is writable: os.access says what a user would be told.
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and Path(path) != tmp_path)
+    config = RunConfig(universe="synthetic")
+    with pytest.raises(HyperguideError, match=f"^cannot write {tmp_path / 'tb'}: Permission denied$"):
+        tracking([f"tensorboard:{tmp_path / 'tb'}"], tmp_path / "run", config).__enter__()
+    assert not (tmp_path / "tb").exists()

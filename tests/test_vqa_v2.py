@@ -227,3 +227,67 @@ def test_wrong_top_level_is_an_error(tmp_path: Path) -> None:
     (tmp_path / questions_filename("val2014")).write_text(json.dumps({"annotations": []}))
     with pytest.raises(HyperguideError, match=f"{questions_filename('val2014')} has no 'questions' list"):
         build_from_vqa_v2(tmp_path, tmp_path / "meta")
+
+
+def _set_field(path: Path, key: str, entry: int, field: str, value: object) -> None:
+    data = read(path)
+    data[key][entry][field] = value
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("which", "field", "value", "expected"),
+    [
+        ("questions", "question_id", [1, 2], "a non-negative integer, got [1, 2]"),
+        ("questions", "image_id", "abc", "a non-negative integer, got 'abc'"),
+        ("questions", "image_id", True, "a non-negative integer, got True"),
+        ("questions", "question", {"text": "What color?"}, "a non-empty string, got {'text': 'What color?'}"),
+        ("questions", "question", "  ", "a non-empty string, got '  '"),
+        ("annotations", "question_id", 3.0, "a non-negative integer, got 3.0"),
+        ("annotations", "image_id", -4, "a non-negative integer, got -4"),
+        ("annotations", "answer_type", ["other"], "a non-empty string, got ['other']"),
+        ("annotations", "multiple_choice_answer", None, "a non-empty string, got None"),
+        ("annotations", "multiple_choice_answer", "", "a non-empty string, got ''"),
+    ],
+)
+def test_a_field_of_the_wrong_type_names_the_file_entry_and_field(
+    tmp_path: Path, which: str, field: str, value: object, expected: str
+) -> None:
+    """N54: a list id was a TypeError traceback, a string image id a ValueError one, a null answer became the class
+    "None" and an object question was stringified; each is now refused with the file, the entry and the field."""
+    write_vqa(tmp_path, fixture_records(), subfolders=False)
+    filename = questions_filename("train2014") if which == "questions" else annotations_filename("train2014")
+    _set_field(tmp_path / filename, which, 3, field, value)
+    message = f"VQA v2 file {tmp_path / filename}: entry 3's field '{field}' must be {expected}"
+    with pytest.raises(HyperguideError) as caught:
+        build_from_vqa_v2(tmp_path, tmp_path / "meta")
+    assert str(caught.value) == message
+    assert not (tmp_path / "meta").exists()
+
+
+def test_a_long_odd_value_is_shown_shortened(tmp_path: Path) -> None:
+    write_vqa(tmp_path, fixture_records(), subfolders=False)
+    path = tmp_path / questions_filename("train2014")
+    _set_field(path, "questions", 0, "question", {"text": "x" * 500})
+    with pytest.raises(HyperguideError, match=r"entry 0's field 'question' must be a non-empty string, got \{'text'"):
+        build_from_vqa_v2(tmp_path, tmp_path / "meta")
+    with pytest.raises(HyperguideError) as caught:
+        build_from_vqa_v2(tmp_path, tmp_path / "meta")
+    assert str(caught.value).endswith("...") and "x" * 100 not in str(caught.value)
+
+
+def test_prepare_metavqa_refuses_a_list_question_id_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hyperguide.cli import main
+
+    root, home, coco = tmp_path / "vqa", tmp_path / "home", tmp_path / "coco"
+    write_vqa(root, fixture_records(), subfolders=True)
+    coco.mkdir()  # no images: the VQA files are read first
+    path = root / "Questions" / questions_filename("val2014")
+    _set_field(path, "questions", 0, "question_id", [7])
+    assert main(["prepare", "metavqa", "--vqa-root", str(root), "--coco-root", str(coco), "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: VQA v2 file {path}: entry 0's field 'question_id' must be a non-negative integer, got [7]" in err
+    assert "Traceback" not in err
+    assert not home.exists()  # refused before anything was written

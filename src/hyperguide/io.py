@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -112,7 +113,8 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 1) -> None:
 
 
 def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
-    """Read a JSON file, raising `HyperguideError` that names the file if it is missing or malformed."""
+    """Read a JSON file, raising `HyperguideError` that names the file if it is missing, malformed or nested too
+    deeply for the decoder."""
     path = Path(path)
     if not path.is_file():
         raise HyperguideError(f"{what} not found: {path}")
@@ -125,6 +127,11 @@ def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
         ) from None
     except UnicodeDecodeError as e:
         raise HyperguideError(f"{what} {path} is not UTF-8 text: {e}") from None
+    except RecursionError:  # the decoder recurses once per bracket
+        raise HyperguideError(
+            f"{what} {path} is nested too deeply to read (brackets deeper than the decoder's limit of about "
+            f"{sys.getrecursionlimit()} levels): is it the right file?"
+        ) from None
     except OSError as e:
         raise HyperguideError(f"cannot read {what} {path}: {e.strerror or e}") from None
 

@@ -17,6 +17,7 @@ of each evaluated row (`RowEvaluated`). Stages whose checkpoints are reused are 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 from hyperguide.config import RunConfig, to_dict
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, EpochEnded, Event, RowEvaluated, RowStarted, StageFinished, StageStarted
+from hyperguide.io import WriteError, cannot_write
 
 TRACKERS = {"tensorboard": "tensorboard[:DIR]", "wandb": "wandb"}  # name -> how --log spells it
 EVALUATE = "evaluate"  # the TensorBoard run (and W&B key prefix) of the evaluation's numbers
@@ -69,9 +71,13 @@ def parse_tracker(spec: str) -> TrackerSpec:
 
 def build_tracker(spec: TrackerSpec, run_dir: Path, config: RunConfig) -> Tracker:
     """The tracker `spec` asks for, for the run in `run_dir`; its package is imported here (a missing one is a
-    `HyperguideError` naming the extra to install), its files are written from the first number on."""
+    `HyperguideError` naming the extra to install), its files are written from the first number on. TensorBoard's
+    folder is checked here, before the run writes anything: `<run folder>/tensorboard` must not be a symlink (a
+    folder asked for with `tensorboard:DIR` may be one: the user named it), and either must be writable."""
     if spec.name == "tensorboard":
-        return TensorBoardTracker(spec.directory or run_dir / "tensorboard")
+        if spec.directory is not None:
+            return TensorBoardTracker(spec.directory, own=False)
+        return TensorBoardTracker(run_dir / "tensorboard")
     if spec.name == "wandb":
         return WandbTracker(run_dir, to_dict(config))
     raise HyperguideError(f"unknown tracker {spec.name!r}: choose {' or '.join(TRACKERS.values())}")
@@ -178,15 +184,23 @@ class TensorBoardTracker:
 
     A stage that starts again (after a crash, or retrained) starts its TensorBoard run again: the event files in its
     folder are removed, as its `metrics.jsonl` is. Each run's file is closed (flushed) when its stage finishes, the
-    others at `close()`."""
+    others at `close()`.
 
-    def __init__(self, directory: Path) -> None:
+    Nothing is written outside `directory`: a folder under it that is a symlink is refused, as a run's stage folders
+    are, and so is `directory` itself when it is the run's own (`own`; a `tensorboard:DIR` is the user's to point
+    anywhere). An old event file that is a symlink is removed, never followed. `directory` is checked for writing
+    when the tracker is built, so that a folder that cannot be written is refused before the run starts."""
+
+    def __init__(self, directory: Path, *, own: bool = True) -> None:
         _import("tensorboard", "tensorboard")
+        if own:
+            _refuse_link(directory)
+        _check_writable(directory)
         from tensorboard.compat.proto.event_pb2 import Event as TBEvent
         from tensorboard.compat.proto.summary_pb2 import Summary
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        self.directory = directory
+        self.directory, self.own = directory, own
         self._event, self._summary, self._writer_class = TBEvent, Summary, EventFileWriter
         self._writers: dict[str, Any] = {}
         self._started: set[str] = set()  # runs whose old event files were removed by this tracker
@@ -208,12 +222,17 @@ class TensorBoardTracker:
     def _writer(self, run: str) -> Any:
         if run not in self._writers:
             folder = self.directory / run
+            parts = Path(run).parts
+            for depth in range(0 if self.own else 1, len(parts) + 1):
+                _refuse_link(self.directory.joinpath(*parts[:depth]))  # (`directory`), `<stage>`, `<stage>/seed0-fold0`
             if run not in self._started:
-                for old in folder.glob("events.out.tfevents.*"):
-                    old.unlink()
+                _remove_event_files(folder)
                 self._started.add(run)
-            folder.mkdir(parents=True, exist_ok=True)
-            self._writers[run] = self._writer_class(str(folder))
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._writers[run] = self._writer_class(str(folder))
+            except OSError as e:
+                raise cannot_write(folder, e) from None
         return self._writers[run]
 
     def _close_run(self, run: str) -> None:
@@ -224,6 +243,34 @@ class TensorBoardTracker:
     def close(self, failed: bool = False) -> None:
         for run in list(self._writers):
             self._close_run(run)
+
+
+def _refuse_link(folder: Path) -> None:
+    if folder.is_symlink():
+        raise HyperguideError(f"{folder} is a symlink: a run's TensorBoard folders must be its own (remove the link)")
+
+
+def _remove_event_files(folder: Path) -> None:
+    """Remove the event files of an earlier start of a run: regular files, and links (the link, never the file it
+    points to); anything else by that name is left alone."""
+    for old in folder.glob("events.out.tfevents.*"):
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+
+
+def _check_writable(directory: Path) -> None:
+    """Refuse, as `cannot write DIR: REASON`, a folder that cannot be made or written: a file in its place or in
+    its path, or no permission to write the folder or the one it is to be made in. Nothing is created."""
+    existing = directory
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{os.strerror(errno.ENOTDIR)} ({existing} is in the way: not a folder)"
+        raise WriteError(f"cannot write {directory}: {reason}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise cannot_write(directory, OSError(code, os.strerror(code)))
 
 
 class WandbTracker:

@@ -58,6 +58,27 @@ def _field(entry: Any, name: str, path: Path, index: int) -> Any:
     return entry[name]
 
 
+def _wrong(name: str, path: Path, index: int, expected: str, value: Any) -> HyperguideError:
+    shown = repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+    return HyperguideError(f"VQA v2 file {path}: entry {index}'s field {name!r} must be {expected}, got {shown}")
+
+
+def _int_field(entry: Any, name: str, path: Path, index: int) -> int:
+    """An id: a non-negative integer (not a bool, not a string of digits), as the official files have."""
+    value = _field(entry, name, path, index)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _wrong(name, path, index, "a non-negative integer", value)
+    return value
+
+
+def _text_field(entry: Any, name: str, path: Path, index: int) -> str:
+    """A question, an answer or an answer type: a non-empty string (null or an object is not one)."""
+    value = _field(entry, name, path, index)
+    if not isinstance(value, str) or not value.strip():
+        raise _wrong(name, path, index, "a non-empty string", value)
+    return value
+
+
 def read_split_records(vqa_root: str | Path, split: str) -> Iterator[tuple[str, str, str]]:
     """(question, image name, multiple_choice_answer) for one split's kept answer types, in annotation order."""
     q_path = find_vqa_file(vqa_root, questions_filename(split), "Questions")
@@ -67,23 +88,23 @@ def read_split_records(vqa_root: str | Path, split: str) -> Iterator[tuple[str, 
 
     by_id: dict[int, tuple[str, int]] = {}
     for i, q in enumerate(questions):
-        qid = _field(q, "question_id", q_path, i)
-        by_id[qid] = (str(_field(q, "question", q_path, i)), _field(q, "image_id", q_path, i))
+        qid = _int_field(q, "question_id", q_path, i)
+        by_id[qid] = (_text_field(q, "question", q_path, i), _int_field(q, "image_id", q_path, i))
 
     annotated: set[int] = set()
     for i, ann in enumerate(annotations):
-        qid = _field(ann, "question_id", a_path, i)
+        qid = _int_field(ann, "question_id", a_path, i)
         if qid not in by_id:
             raise HyperguideError(f"VQA v2 file {a_path}: question id {qid} has no question in {q_path}")
         annotated.add(qid)
         question, q_image = by_id[qid]
-        image_id = _field(ann, "image_id", a_path, i)
+        image_id = _int_field(ann, "image_id", a_path, i)
         if image_id != q_image:
             raise HyperguideError(
                 f"VQA v2 file {a_path}: question id {qid} is on image {image_id}, but {q_path} says image {q_image}"
             )
-        if _field(ann, "answer_type", a_path, i) in KEPT_ANSWER_TYPES:
-            yield question, image_name(split, image_id), str(_field(ann, "multiple_choice_answer", a_path, i))
+        if _text_field(ann, "answer_type", a_path, i) in KEPT_ANSWER_TYPES:
+            yield question, image_name(split, image_id), _text_field(ann, "multiple_choice_answer", a_path, i)
 
     missing = [qid for qid in by_id if qid not in annotated]
     if missing:
