@@ -4,15 +4,10 @@ two-process bench that loses a process and resumes.
 
 What two processes may change, and why. Each step's gradient is the sum of the two processes' blocks of the batch,
 so the weights agree with one process's to float rounding (about 1e-7 relative a step), not bit for bit: a matrix
-product summed over the batch in two halves rounds differently. That rounding reaches the numbers of a run in two
-ways, and `compare` allows exactly these:
-
-- distances between latents, measured in within-task spreads (`distance_in_spreads`), may move by 0.01 spreads;
-- a count (a k-shot accuracy over query examples, the share of samples in their own task's cluster) may flip for an
-  item that lies on a decision boundary: at most `FLIPS` per-seed values may move, each by at most one meta-train
-  task's share (the largest unit counted, 100/17 points on `synthetic --quick`).
-
-The zero-shot table (every row's accuracy and balanced accuracy, every seed) and every other number must be equal.
+product summed over the batch in two halves rounds differently. That rounding reaches the numbers of a run as it does
+on another machine (tests/results_match.py states the tolerance: continuous numbers to 1e-3 relative, latent
+distances to 0.01 spreads, at most 4 counts flipped by one item); on this machine the zero-shot table of the resumed
+two-process bench must not move at all.
 """
 
 from __future__ import annotations
@@ -23,9 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -35,57 +28,14 @@ from safetensors.torch import load_file, save_file
 
 from hyperguide.distributed import Part, StepSums, gather_rows, part, world
 from tests.helpers import SMALL
+from tests.results_match import differences
 from tests.test_bench import _env
 from tests.test_trust import results
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "bench_synthetic_quick.json"
-DISTANCE = 0.01  # within-task spreads
-ONE_TASK = 100 / 17  # points: one of the 17 meta-train tasks of synthetic --quick
-FLIPS = 4
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or sys.platform != "linux", reason="needs torch.distributed")
-
-
-def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from leaves(item, f"{path}/{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from leaves(item, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
-def compare(reference: dict[str, Any], run: dict[str, Any]) -> list[str]:
-    """What differs between two results.json beyond what two processes may change (the module's docstring)."""
-    ours, theirs = dict(leaves(reference)), dict(leaves(run))
-    if set(ours) != set(theirs):
-        return [f"keys differ: {sorted(set(ours) ^ set(theirs))[:10]}"]
-    problems, flips = [], []
-    for path, a in ours.items():
-        b = theirs[path]
-        if a == b:
-            continue
-        number = isinstance(a, (int, float)) and isinstance(b, (int, float))
-        derived = path.endswith(("/mean", "/ci95")) and f"{path.rsplit('/', 1)[0]}/per_seed[0]" in ours
-        if not number:
-            problems.append(f"{path}: {a!r} != {b!r}")
-        elif "distance_in_spreads" in path:
-            if abs(a - b) > DISTANCE:
-                problems.append(f"{path}: {a} != {b} (more than {DISTANCE} spreads)")
-        elif derived:
-            continue  # a summary over seeds: its per-seed values are checked
-        elif "/zero_shot/" in path:
-            problems.append(f"{path}: {a} != {b} (the zero-shot table must not move)")
-        elif abs(a - b) > ONE_TASK + 1e-9:
-            problems.append(f"{path}: {a} != {b} (more than one item)")
-        else:
-            flips.append(path)
-    if len(flips) > FLIPS:
-        problems.append(f"{len(flips)} counts moved (at most {FLIPS}): {flips}")
-    return problems
 
 
 def torchrun(out: Path, *extra: str) -> list[str]:
@@ -155,25 +105,12 @@ def test_two_processes_sum_to_the_gradient_of_one(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ runs
 
 
-def test_the_comparison_allows_what_it_says_and_nothing_more() -> None:
-    reference = {"methods": {"a": {"zero_shot": {"acc": {"mean": 50.0, "ci95": 1.0, "per_seed": [50.0]}}}}}
-    moved = json.loads(json.dumps(reference))
-    assert compare(reference, moved) == []
-    moved["methods"]["a"]["zero_shot"]["acc"]["per_seed"] = [50.0 + 1e-9]
-    assert compare(reference, moved) != []  # the zero-shot table is exact
-    fit = {"fit": {"x": {"per_seed": [40.0], "mean": 40.0}, "distance_in_spreads": 1.0}}
-    near = {"fit": {"x": {"per_seed": [40.0 + ONE_TASK], "mean": 45.0}, "distance_in_spreads": 1.005}}
-    assert compare(fit, near) == []
-    far = {"fit": {"x": {"per_seed": [40.0 + 2 * ONE_TASK], "mean": 45.0}, "distance_in_spreads": 1.5}}
-    assert len(compare(fit, far)) == 2
-
-
 @pytest.mark.slow  # 50 s: `make test-slow`; the default suite's two-process check is the resumed bench below
 def test_two_processes_give_the_one_process_results(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run(torchrun(out), env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert compare(json.loads(GOLDEN.read_text()), results(out)) == []
+    assert differences(json.loads(GOLDEN.read_text()), results(out)) == []  # stored on another machine
     # the main process alone wrote the run folder and printed: one summary line
     assert done.stderr.count("bench done in") == 1
     assert not list(out.rglob("*.tmp*"))
@@ -213,4 +150,5 @@ def test_a_two_process_bench_that_loses_a_process_resumes(small_run: Path, tmp_p
     resumed = subprocess.run(torchrun(out, *SMALL), env=_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # what was written is reused, not retrained
-    assert compare(results(small_run), results(out)) == []  # the small bench in one process
+    # the small bench in one process, on this machine: two processes round sums differently, the zero-shot table holds
+    assert differences(results(small_run), results(out), exact_zero_shot=True) == []

@@ -160,6 +160,8 @@ def _run_config(args: argparse.Namespace, methods: tuple[str, ...] | None = None
         values["seeds"] = list(args.seeds)
     if methods is not None:
         values["methods"] = list(methods)
+    if getattr(args, "precision", None) is not None:
+        values["precision"] = args.precision
     preset = QUICK_PRESET if args.quick else (args.config or DEFAULT_PRESET)
     return resolve_config(preset, values, args.overrides)
 
@@ -208,10 +210,11 @@ def _log_arg(p: argparse.ArgumentParser) -> None:
 def _precision_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
-        default="fp32",
+        default=None,
         choices=("fp32", "tf32", "bf16"),
-        help="GPU arithmetic: fp32 (default: float32 throughout), tf32 (CUDA matrix products in TF32) or bf16 "
-        "(bfloat16 autocast; weights, optimiser state and losses stay float32)",
+        help="GPU arithmetic (config key `precision`; default fp32: float32 throughout): tf32 (CUDA matrix products "
+        "in TF32) or bf16 (CUDA bfloat16 autocast; weights, optimiser state and losses stay float32). A run folder "
+        "holds one precision; eval uses the run's",
     )
 
 
@@ -449,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hyperguide.config.precision import check_precision, precision
+    from hyperguide.config.precision import check_precision
     from hyperguide.distributed import joined, world
     from hyperguide.run.bench import run_bench, summary_line
     from hyperguide.run.folder import RunFolder
@@ -459,19 +462,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = _run_config(args)
     _seeds_hint(args)
     out = _out(args, config, prefix="bench-")
-    check_precision(args.precision, args.device)
+    check_precision(config.precision, args.device)
     with joined(args.device) as device, tracking(args.log if world().main else [], out, config) as trackers:
         universe = load_universe(config.universe, _options(args), prompts=config.prompts)
         callbacks = [*_callbacks(args, lines=False), *trackers]
-        with precision(args.precision, device):
-            result = run_bench(universe, config, RunFolder(out), device=device, callbacks=callbacks, stream=sys.stderr)
+        result = run_bench(universe, config, RunFolder(out), device=device, callbacks=callbacks, stream=sys.stderr)
         if world().main:
             print(summary_line(result), file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hyperguide.config.precision import check_precision, precision
+    from hyperguide.config.precision import check_precision
     from hyperguide.distributed import joined, world
     from hyperguide.run.folder import RunFolder
     from hyperguide.run.train import resolve_targets, train_run
@@ -483,12 +485,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _run_config(args, methods)
     _seeds_hint(args)
     out = _out(args, config)
-    check_precision(args.precision, args.device)
+    check_precision(config.precision, args.device)
     with joined(args.device) as device, tracking(args.log if world().main else [], out, config) as trackers:
         universe = load_universe(config.universe, _options(args), prompts=config.prompts)
         callbacks = [*_callbacks(args), *trackers]
-        with precision(args.precision, device):
-            seconds = train_run(universe, config, RunFolder(out), device=device, callbacks=callbacks, stages=stages)
+        seconds = train_run(universe, config, RunFolder(out), device=device, callbacks=callbacks, stages=stages)
         main = world().main
     if main:
         trained = ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) or "nothing to train"
@@ -534,7 +535,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hyperguide.config.precision import check_precision, precision
+    from hyperguide.config.precision import check_precision
     from hyperguide.distributed import joined, world
     from hyperguide.report.markdown import best_of, caption, render_table
     from hyperguide.run.evaluate import evaluate_run
@@ -543,9 +544,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     folder = RunFolder(args.run_dir)
     config = folder.read_config()
+    if args.precision is not None and args.precision != config.precision:
+        raise HyperguideError(
+            f"{args.run_dir} was computed in {config.precision} (its config.json); --precision {args.precision} would "
+            f"mix precisions in one run folder: leave the flag out, or train a run in {args.precision}"
+        )
+    check_precision(config.precision, args.device)
     universe = load_universe(config.universe, _options(args), prompts=config.prompts)
-    check_precision(args.precision, args.device)
-    with joined(args.device) as device, precision(args.precision, device):
+    with joined(args.device) as device:
         results = evaluate_run(universe, folder, device=device, callbacks=_callbacks(args))
         if not world().main:
             return 0

@@ -1,16 +1,18 @@
-"""The arithmetic a GPU run computes in (`--precision`): float32 (the default: nothing changes), TF32 matrix products,
-or bfloat16 mixed precision.
+"""The arithmetic a run computes in (`RunConfig.precision`, `--precision`): float32 (the default: nothing changes),
+TF32 matrix products, or bfloat16 mixed precision.
 
 - `fp32` (the default, every device): nothing changes; every number is what the code gives without the flag.
 - `tf32` (NVIDIA Ampere and later): CUDA matrix products and convolutions round their inputs to TF32 (a 10-bit
   mantissa); tensors stay float32.
-- `bf16` (GPUs with bfloat16; CPUs too, slowly): `torch.autocast` to bfloat16. Matrix products and most layers run in
-  bfloat16; weights, optimiser state, losses and reductions stay float32 (no loss scaling: bfloat16 has float32's
-  range).
+- `bf16` (CUDA GPUs with bfloat16): `torch.autocast` to bfloat16. Matrix products and most layers run in bfloat16;
+  weights, optimiser state, losses and reductions stay float32 (no loss scaling: bfloat16 has float32's range).
+  Refused on the CPU: there the project's training collapsed to chance (`bench synthetic --quick`: `cond-multitask`
+  73.21% -> 44.64%, its fit on its own training tasks stuck at 51%), and a GPU is where bfloat16 pays.
 
-Like `--device`, the precision is how a run is computed, not what it computes: it is not part of a stage's
-fingerprint, so a run folder trained in one precision is resumed or evaluated in another as it is. Numbers move
-within the rounding of the chosen arithmetic (bf16: about 3 significant digits per product).
+The precision changes what a run computes, not only how fast: it is part of the run's config (config.json), each
+checkpoint's JSON records it, a checkpoint not computed in float32 has it in its fingerprint, and a run folder holds
+one precision (a command asking for another is refused, as any other training knob is). results.json records it in
+its `machine` record.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ def check_precision(name: str, device: str) -> str:
     kind = torch.device(check_device(device)).type
     if name == "tf32" and kind != "cuda":
         raise HyperguideError(f"--precision tf32 switches CUDA matrix products; --device {device} has none: use fp32")
-    if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+    if name == "bf16" and kind != "cuda":
+        raise HyperguideError(
+            f"--precision bf16 is for CUDA GPUs; on --device {device} it ruins training (measured on the CPU: "
+            "cond-multitask at chance): use fp32"
+        )
+    if name == "bf16" and not torch.cuda.is_bf16_supported():
         raise HyperguideError(f"--precision bf16: {device} does not compute in bfloat16; use fp32 or tf32")
     return name
 

@@ -23,6 +23,7 @@ Prediction = Literal["eps", "x0", "v"]  # what a diffusion denoiser outputs (dif
 Condition = Literal["concat", "film"]  # how the HyperLDM denoiser reads its condition (models/denoiser.py)
 SplitKind = Literal["random", "compositional", "kfold"]
 PromptStyle = Literal["declarative", "answer"]  # this order is the order of prepared texts
+Precision = Literal["fp32", "tf32", "bf16"]  # the arithmetic a run computes in (config/precision.py)
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,11 @@ class RunConfig:
         "folds of its meta-train tasks instead",
     )
     prompts: PromptStyle = knob("answer", help="easyvqa answer prompts: the bare answer or a declarative statement")
+    precision: Precision = knob(
+        "fp32",
+        help="the arithmetic every stage and the evaluation compute in: fp32, tf32 (CUDA) or bf16 (CUDA); a run "
+        "folder holds one precision",
+    )
     seeds: tuple[int, ...] = knob(
         (0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)", evaluation_only=True
     )  # a checkpoint's own seed is in its name: the list shapes none

@@ -13,6 +13,7 @@
      "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
              "stages": {stage: {measure: Summary}},                               # each stage's own fit measures
              "curves": {stage: {measure: [{"seed", "fold", "step": [..], "value": [..]}]}}},   # fit over training
+     "machine": {"cpu", "cores", "threads", "processes", "device", "precision", "torch", "python", "platform"},
      "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s},   # a finished bench only
      "fingerprint": {"config": sha256, "data": sha256, "checkpoints": sha256}}           # a finished bench only
 
@@ -28,6 +29,7 @@ from typing import Any, NotRequired, TypedDict
 
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json
+from hyperguide.machine import Machine
 
 
 class Summary(TypedDict):
@@ -124,6 +126,7 @@ class Results(TypedDict):
     methods: dict[str, RowResults]
     diagnostics: dict[str, Any]
     fit: NotRequired[Fit]
+    machine: NotRequired[Machine]  # where the evaluation ran (hyperguide.machine); absent in older files
     timing: NotRequired[Timing]
     fingerprint: NotRequired[dict[str, str]]  # what a finished bench evaluated: config, data, checkpoints
 

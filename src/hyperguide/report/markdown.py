@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from hyperguide.eval.stats import ci_text, compare
+from hyperguide.machine import describe
 from hyperguide.report.conditioning import render_controls, render_novelty
 from hyperguide.report.fit import best_paper_baseline, render_claim, render_fit_rows, render_fit_stages
 from hyperguide.rows import RowKind, find_row
@@ -146,11 +147,20 @@ def caption(results: Mapping[str, Any]) -> str:
     )
 
 
+def machine_line(results: Mapping[str, Any]) -> str:
+    """Where the numbers were computed (results.json's `machine`): another CPU or thread count moves them a little
+    (docs/decisions.md, D17)."""
+    if "machine" not in results:
+        return "Machine: not recorded (this results.json predates the record)."
+    return f"Machine: {describe(results['machine'])}. Another CPU or thread count moves the last digits (D17)."
+
+
 def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The whole results.md. `plots` (from `plots.write_plots`) maps each plot's title to its PNG's file name in the
     run folder, or to a note starting with 'skipped:' that says why there is no such plot."""
     reference = best_paper_baseline(results) or best_of(results, "baseline")
     parts = [f"# Benchmark: {results['universe']}, split {results['split']}", "", caption(results), ""]
+    parts += [machine_line(results), ""]
     parts += [render_table(results, reference), ""]
     if reference:
         parts += [

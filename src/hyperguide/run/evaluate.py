@@ -17,6 +17,7 @@ import torch
 
 from hyperguide.checkpoint import metadata_number, read_metadata
 from hyperguide.config import RunConfig
+from hyperguide.config.precision import precision
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.distributed import barrier, gather, world
@@ -27,6 +28,7 @@ from hyperguide.eval.results import Controls, Curve, Effect, KShot, Novelty, Res
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
 from hyperguide.io import write_json
+from hyperguide.machine import machine_record
 from hyperguide.meta.guided import GuidedMethod
 from hyperguide.meta.methods import Method
 from hyperguide.rows import BASE, Row, table_rows
@@ -380,15 +382,17 @@ def evaluate_run(
     }
     rows = table_rows(config)
     processes = world()
+    results["machine"] = machine_record(device, config.precision, processes.size)
     evaluated: dict[str, tuple[RowResults, RowFit | None, float]] = {}
-    for i, row in enumerate(rows):
-        if i % processes.size != processes.rank:  # under torchrun: the rows are dealt out to the processes
-            continue
-        emit(callbacks, RowStarted(row.name))
-        start = time.perf_counter()
-        scores, fit = evaluate_row(row, tasks, splits, config, folder, device, data)
-        evaluated[row.name] = (scores, fit, time.perf_counter() - start)
-        emit(callbacks, RowEvaluated(row.name, evaluated[row.name][2]))
+    with precision(config.precision, device):
+        for i, row in enumerate(rows):
+            if i % processes.size != processes.rank:  # under torchrun: the rows are dealt out to the processes
+                continue
+            emit(callbacks, RowStarted(row.name))
+            start = time.perf_counter()
+            scores, fit = evaluate_row(row, tasks, splits, config, folder, device, data)
+            evaluated[row.name] = (scores, fit, time.perf_counter() - start)
+            emit(callbacks, RowEvaluated(row.name, evaluated[row.name][2]))
     if processes.size > 1:  # every row is seeded from its own identity: where it was evaluated does not matter
         mine = set(evaluated)
         for share_of in gather(evaluated):

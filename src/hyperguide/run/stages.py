@@ -541,6 +541,7 @@ def shaping_keys(name: str) -> list[str]:
     keys = {*DATA_KEYS, *(training_keys(RunConfig) if spec.shaped_by is None else spec.shaped_by)}
     for dep in spec.deps:
         keys.update(shaping_keys(dep))
+    keys.discard("precision")  # every stage's: `stage_fingerprint` adds it when it is not float32
     return sorted(keys)
 
 
@@ -561,9 +562,12 @@ def stage_fingerprint(
 ) -> dict[str, str]:
     """What stage `name` of (seed, fold) is made from, as {what: hash}: `config.<key>` for each of its
     `shaping_keys` (evaluation-only knobs left out), `data` (the universe's fingerprint, when known) and
-    `checkpoint <dep>` (the recorded sha256 of each checkpoint it is trained from; "missing" when there is none)."""
+    `checkpoint <dep>` (the recorded sha256 of each checkpoint it is trained from; "missing" when there is none),
+    and `config.precision` unless the run computes in float32."""
     config = stage_config(name, config)
     out = {f"config.{key}": digest(_config_value(config, key)) for key in shaping_keys(name)}
+    if config.precision != "fp32":  # float32 checkpoints keep the fingerprints they had before precision was a knob
+        out["config.precision"] = config.precision
     if data is not None:
         out["data"] = data
     for dep in stage(name).deps:
@@ -613,6 +617,7 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
         "fold": ctx.split.fold,
         "run_seed": s,
         "train_seconds": elapsed,
+        "precision": ctx.config.precision,
         **out.metadata,
         "config": to_dict(ctx.config),
     }

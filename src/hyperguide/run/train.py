@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from hyperguide.callbacks import JsonlLog
 from hyperguide.config import RunConfig, check_device
+from hyperguide.config.precision import check_precision, precision
 from hyperguide.data.splits import TaskSplit, make_splits, tuning_splits
 from hyperguide.data.tasks import Universe, agreement
 from hyperguide.distributed import share, world
@@ -43,6 +44,7 @@ def check_run(universe: Universe, config: RunConfig, *, device: str = "cpu", sta
     can be made on this universe (folds, held-out concepts), the device is there. A refused command leaves nothing
     behind, so the corrected one is not refused as another run."""
     check_device(device)
+    check_precision(config.precision, device)
     for name in stages:
         stage(name)
     training_plan(config, stages)  # every row's stages exist and have no cycle
@@ -112,11 +114,12 @@ def train_run(
     data = universe.fingerprint()
     listeners: list[Callback] = [JsonlLog(folder.metrics), *callbacks] if world().main else list(callbacks)
     seconds: dict[str, float] = {}
-    for name in training_plan(config, stages):
-        for seed in config.seeds:
-            for split in splits:
-                ctx = StageContext(folder, seed, split, tasks, config, device, listeners, agree=agree, data=data)
-                for done, spent in ensure_stage(name, ctx).items():
-                    seconds[done] = seconds.get(done, 0.0) + spent
-        seconds.setdefault(name, 0.0)
+    with precision(config.precision, device):
+        for name in training_plan(config, stages):
+            for seed in config.seeds:
+                for split in splits:
+                    ctx = StageContext(folder, seed, split, tasks, config, device, listeners, agree=agree, data=data)
+                    for done, spent in ensure_stage(name, ctx).items():
+                        seconds[done] = seconds.get(done, 0.0) + spent
+            seconds.setdefault(name, 0.0)
     return seconds
