@@ -329,3 +329,164 @@ def test_an_easyvqa_generator_carries_its_image_tower(tmp_path: Path, monkeypatc
     save_file(tensors, str(tower))
     with pytest.raises(HyperguideError, match=r"bundle file .*image_tower.safetensors is not the file config.json"):
         load_generator(folder)
+
+
+# ------------------------------------------------------------------------------- the probe's N13, N15, N16, N50
+
+
+def _listing(folder: Path) -> dict[str, str]:
+    return {p.name: file_sha256(p) for p in folder.iterdir()}
+
+
+def test_a_killed_exports_temporary_is_swept_and_a_live_ones_kept(trained, tmp_path: Path) -> None:
+    """N15: a kill -9 leaves `.NAME.export-XXXX` beside --out; the next export to that --out removes it, but
+    never one that a live export holds locked, nor one of another --out."""
+    import fcntl
+    import os
+
+    run, options, _ = trained
+    stale = tmp_path / ".gen.export-deadbeef"  # what a killed export left: a part half copied
+    stale.mkdir()
+    (stale / "cond-multitask.safetensors").write_bytes(b"\0" * 1000)
+    live = tmp_path / ".gen.export-0123abcd"  # a concurrent export's, locked while it writes
+    live.mkdir()
+    other = tmp_path / ".other.export-deadbeef"  # another --out's
+    other.mkdir()
+    lock = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out = export_generator(run, tmp_path / "gen", method="cond-multitask", options=options)
+    finally:
+        os.close(lock)
+    assert is_bundle(out) and load_generator(out).method == "cond-multitask"
+    assert not stale.exists() and live.is_dir() and other.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gen.export-0123abcd", ".other.export-deadbeef", "gen"]
+
+
+def test_a_full_disk_names_the_destination_and_leaves_nothing(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N16: the copy of a checkpoint onto a full disk names the file in --out, never the (intact) source."""
+    import errno
+    import os
+
+    run, options, _ = trained
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    out = tmp_path / "gen"
+    with pytest.raises(HyperguideError) as e:
+        export_generator(run, out, method="hnet+hyperldm@1", options=options)
+    assert str(e.value) == f"cannot write {out / 'uncond-hnet-maml.safetensors'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # neither the bundle nor its temporary folder
+    flags = ["--home", str(options.home), "--splits-dir", str(options.splits_dir), "--clip-model", options.clip_model]
+    assert main(["export", str(run), "--method", "cond-multitask", "--out", str(out), *flags]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hyperguide export: error: cannot write {out / 'cond-multitask.safetensors'}: No space left on device"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_json_that_cannot_be_written_names_the_destination(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N16, for the files `io` writes: its `cannot write` names the temporary folder; the message names --out."""
+    import hyperguide.bundle
+    from hyperguide.io import WriteError
+
+    run, options, _ = trained
+
+    def full(path: Path, record: object) -> None:
+        raise WriteError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(hyperguide.bundle, "write_json", full)
+    out = tmp_path / "gen"
+    with pytest.raises(HyperguideError) as e:
+        export_generator(run, out, method="cond-multitask", options=options)
+    assert str(e.value) == f"cannot write {out / 'config.json'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("umask", "folder", "file"), [(0o077, 0o700, 0o600), (0o022, 0o755, 0o644)], ids=["umask-077", "umask-022"]
+)
+def test_the_bundle_folder_follows_the_umask(trained, tmp_path: Path, umask: int, folder: int, file: int) -> None:
+    """N13: under umask 077 the bundle is the owner's alone (it was 755 whatever the umask)."""
+    import os
+    import stat
+
+    run, options, _ = trained
+    old = os.umask(umask)
+    try:
+        out = export_generator(run, tmp_path / "gen", method="cond-multitask", options=options)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == folder
+    assert stat.S_IMODE((out / "cond-multitask.safetensors").stat().st_mode) == file
+    assert stat.S_IMODE((out / "README.md").stat().st_mode) == file
+
+
+def test_a_bundle_given_as_a_run_folder_says_what_it_is(
+    trained, bundles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N50: eval, bench --out, export and tasks prepare --run on an exported folder say what it is (they said
+    `config.json: unknown key(s) [...]`), and write nothing into it; and a run folder given to load_generator."""
+    run, options, _ = trained
+    bundle = Path(shutil.copytree(bundles["cond-multitask"], tmp_path / "bundle"))
+    before = _listing(bundle)
+    flags = ["--home", str(options.home), "--splits-dir", str(options.splits_dir), "--clip-model", options.clip_model]
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps([{"question": "Is it red?", "answers": ["yes", "no"], "examples": [
+        {"image": "a.png", "answer": "no"}]}]))  # fmt: skip
+    said = (
+        f"error: {bundle} is an exported generator (hyperguide export), not a run folder: use hyperguide generate "
+        f"{bundle} QUESTION --answers ANSWER ANSWER, or give a run folder (one bench or train wrote)"
+    )
+    for command, argv in [
+        ("eval", ["eval", str(bundle), "--quiet", *flags]),
+        ("export", ["export", str(bundle), "--out", str(tmp_path / "again"), *flags]),
+        ("bench", ["bench", "synthetic", "--quick", "--quiet", "--out", str(bundle)]),
+        ("tasks prepare", ["tasks", "prepare", str(tasks), "--run", str(bundle), "--quiet", *flags]),
+    ]:
+        assert main(argv) == 2, command
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"hyperguide {command}: {said}"
+    assert _listing(bundle) == before and not (tmp_path / "again").exists()
+    assert not (tmp_path / "tasks.features").exists()
+    with pytest.raises(HyperguideError) as e:
+        load_generator(run)
+    assert str(e.value) == (
+        f"{run} is a run folder, not an exported generator: export one of its rows (hyperguide export {run} "
+        f"--out FOLDER), or open the run itself (hyperguide generate {run} ...)"
+    )
+
+
+def test_a_folder_that_is_neither_a_bundle_nor_a_run_is_named_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N6: generate on a folder without config.json said `run config not found`."""
+    empty = tmp_path / "x06"
+    empty.mkdir()
+    (empty / "cond-multitask").mkdir()  # a run folder whose config.json was deleted
+    what = "give an exported generator (hyperguide export) or a run folder (hyperguide bench or train)"
+    for path, message in [
+        (empty, f"{empty} is neither an exported generator nor a run folder: it has no config.json; {what}"),
+        (tmp_path / "nowhere", f"{tmp_path / 'nowhere'} does not exist: {what}"),
+    ]:
+        assert main(["generate", str(path), "What?", "--answers", "a", "b", "--out", str(tmp_path / "g")]) == 2
+        assert capsys.readouterr().err.strip() == f"hyperguide generate: error: {message}"
+    assert not (tmp_path / "g").exists()
+
+
+def test_export_names_the_runs_seeds_and_folds(trained, tmp_path: Path) -> None:
+    """N51: a seed or fold the run never had is refused naming those it has (it said `no checkpoint ...; retrain
+    it`), before anything is written."""
+    run, options, _ = trained
+    with pytest.raises(HyperguideError) as e:
+        export_generator(run, tmp_path / "gen", method="cond-multitask", seed=5, options=options)
+    assert str(e.value) == f"run {run} has no seed 5: it trains seeds [0]; give one of them (--run-seed)"
+    with pytest.raises(HyperguideError) as e:
+        export_generator(run, tmp_path / "gen", method="cond-multitask", fold=-1, options=options)
+    assert str(e.value) == f"run {run} has no fold -1: it trains folds [0] (random split); give one of them (--fold)"
+    assert list(tmp_path.iterdir()) == []

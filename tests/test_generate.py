@@ -230,3 +230,33 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(trained, tmp_path:
         "have here (a decompression bomb?); it was not decoded"
     )
     assert not (tmp_path / "g").exists()
+
+
+def test_a_seed_or_fold_the_run_never_had_is_named_with_those_it_has(
+    trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probe's N51: `--run-seed 5` or `--fold -1` said `no checkpoint ...; retrain it`; the run's seeds and folds
+    are named instead, before anything is loaded or written."""
+    import json
+    import shutil
+
+    run, options, _ = trained
+    assert main(_cli(trained, "--answers", "red", "blue", "--run-seed", "5", "--out", str(tmp_path / "g"))) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hyperguide generate: error: run {run} has no seed 5: it trains seeds [0]; give one of them (--run-seed)"
+    )
+    assert main(_cli(trained, "--answers", "red", "blue", "--fold", "-1", "--out", str(tmp_path / "g"))) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hyperguide generate: error: run {run} has no fold -1: it trains folds [0] (random split); give one of them "
+        "(--fold)"
+    )
+    assert not (tmp_path / "g").exists()
+    # a config.json that lists fewer seeds than the folder trained (an edit the fingerprint allows) keeps the others
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    config = read_json(copy / "config.json")
+    (copy / "config.json").write_text(json.dumps({**config, "seeds": [3]}))
+    expected = generate(run, ["What?"], [["a", "b"]], method="cond-multitask", options=options)
+    kept = generate(copy, ["What?"], [["a", "b"]], method="cond-multitask", seed=0, options=options)
+    assert torch.equal(kept.weights, expected.weights)
+    with pytest.raises(HyperguideError, match=r"has no seed 1: it trains seeds \[3\]"):
+        generate(copy, ["What?"], [["a", "b"]], method="cond-multitask", seed=1, options=options)

@@ -27,11 +27,13 @@ a hub may edit a model card.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,21 +45,38 @@ from hyperguide.checkpoint import git_commit, read_metadata
 from hyperguide.config import RunConfig, from_dict, to_dict
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import read_results
-from hyperguide.generate import Generator, best_conditional_row, generator_row, known_tasks, run_generator
-from hyperguide.io import file_sha256, read_json, read_tensor_specs, read_tensors, write_json
+from hyperguide.generate import (
+    Generator,
+    best_conditional_row,
+    check_trained,
+    generator_row,
+    known_tasks,
+    run_generator,
+)
+from hyperguide.io import (
+    WriteError,
+    cannot_write,
+    file_sha256,
+    read_json,
+    read_tensor_specs,
+    read_tensors,
+    write_json,
+)
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.report.model_card import render_model_card
 from hyperguide.rows import Row
-from hyperguide.run.folder import RESULTS, RunFolder
+from hyperguide.run.folder import GENERATOR_FORMAT, RESULTS, RunFolder
 from hyperguide.run.stages import adapter_shape_for, build_row, check_row, row_parts
 from hyperguide.universes import EncoderParts, UniverseOptions, encoders_from_parts, universe_encoder_parts
 
-FORMAT = "hyperguide-generator"
+FORMAT = GENERATOR_FORMAT  # a run folder's reader knows it too, to say what a bundle given as a run is
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 PROBE = "?"  # a text embedded at export to learn the encoders' dimension
+EXPORT_MARK = "export-"  # the bundle is written in `.<out's name>.export-<random>` beside --out
+CHUNK = 1 << 20  # bytes copied at a time
 DTYPES = {
     torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
     torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
@@ -112,7 +131,8 @@ def export_generator(
 
     The run's checkpoints are checked first (`run.stages.check_row`); `options` says where the run's universe is
     prepared (its encoders' files and its own questions come from there). The folder appears whole or not at all:
-    it is written beside `out` and renamed into place once it loads."""
+    it is written beside `out` and renamed into place once it loads (`_temporary_folder`); a failure to write names
+    the file's path in `out`."""
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HyperguideError(f"--out {out} is not a new or empty folder: a bundle is written into a folder of its own")
@@ -120,19 +140,18 @@ def export_generator(
     config = folder.read_config()
     row = generator_row(method or best_conditional_row(run_dir), config)
     seed = config.seeds[0] if seed is None else seed
+    check_trained(row, config, folder, seed, fold)
     check_row(row, config, folder, seed, fold)
     parts = universe_encoder_parts(config.universe, options)
     encoders = encoders_from_parts(config.universe, parts, device=options.device, prompts=config.prompts)
     dim = int(encoders.texts([PROBE]).shape[1])
     shape = adapter_shape_for(dim, config)
     known = known_tasks(config, options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
-    try:
-        records = [_copy_part(folder.stem(stage, seed, fold), tmp, stage) for stage in row.spec.stages]
+    with _temporary_folder(out) as tmp:
+        records = [_copy_part(folder.stem(stage, seed, fold), tmp, out, stage) for stage in row.spec.stages]
         hashes = {}
         for name, path in parts.files.items():
-            shutil.copyfile(path, tmp / name)
+            _copy(path, tmp / name, out / name)
             hashes[name] = file_sha256(tmp / name)
         commits = {s: read_metadata(folder.stem(s, seed, fold)).get("commit") for s in row.spec.stages}
         record: dict[str, Any] = {
@@ -151,24 +170,120 @@ def export_generator(
             "source": {"run": run_dir.resolve().name, "exported_by": git_commit(), "checkpoint_commits": commits},
             "config": to_dict(config),
         }
-        write_json(tmp / CONFIG_FILE, record)
+        with _writing(out / CONFIG_FILE, tmp / CONFIG_FILE):
+            write_json(tmp / CONFIG_FILE, record)
         _load_model(read_bundle(tmp))  # the parts fit the model config.json builds, before the folder is published
         results = read_results(run_dir / RESULTS) if (run_dir / RESULTS).is_file() else None
-        (tmp / CARD_FILE).write_text(render_model_card(record, results, _file_notes(record)), encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp's folder is the owner's alone; a bundle is for sharing
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        card = render_model_card(record, results, _file_notes(record))
+        with _writing(out / CARD_FILE, tmp / CARD_FILE):
+            (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     return out
 
 
-def _copy_part(stem: Path, folder: Path, stage: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def _temporary_folder(out: Path) -> Iterator[Path]:
+    """A new folder beside `out` to write the bundle in: renamed to `out` when the body succeeds, removed when it
+    fails. What killed exports to `out` left is swept first (`_sweep_exports`); this one stays locked while it lives,
+    so that a concurrent export keeps it. Its permissions are those of any new folder (0o777 less the umask)."""
+    _sweep_exports(out)
+    tmp, lock = _locked_folder(out)
+    try:
+        yield tmp
+        try:
+            if out.exists():
+                out.rmdir()  # empty (checked before anything was written)
+            os.replace(tmp, out)
+        except OSError as e:
+            raise cannot_write(out, e) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(lock)
+
+
+def _locked_folder(out: Path) -> tuple[Path, int]:
+    """A new `.<out's name>.export-<random>` folder beside `out`, and a descriptor of it holding its `flock`."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            tmp = out.parent / f".{out.name}.{EXPORT_MARK}{secrets.token_hex(4)}"
+            with contextlib.suppress(FileExistsError, FileNotFoundError):  # taken, or swept before it was locked
+                tmp.mkdir(0o777)  # less the umask, as any new folder: shared as far as the umask shares
+                lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                if _lock_if_there(tmp, lock):
+                    return tmp, lock
+    except OSError as e:
+        raise cannot_write(out, e) from None
+    raise HyperguideError(f"cannot write {out}: no temporary folder could be made beside it")
+
+
+def _lock_if_there(tmp: Path, lock: int) -> bool:
+    """Lock the folder `lock` opens; False (and `lock` closed) when a concurrent sweep removed it before that."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a sweep that holds it; it then is gone
+        if os.stat(tmp, follow_symlinks=False).st_ino == os.fstat(lock).st_ino:
+            return True
+    except FileNotFoundError:
+        pass
+    except BaseException:
+        os.close(lock)
+        raise
+    os.close(lock)
+    return False
+
+
+def _sweep_exports(out: Path) -> list[Path]:
+    """Remove the temporary folders that killed exports to `out` left beside it (`.<out's name>.export-*`; none
+    that a live export holds locked, and nothing else). Returns the removed folders."""
+    removed: list[Path] = []
+    prefix = f".{out.name}.{EXPORT_MARK}"
+    try:
+        found = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:  # no parent folder yet: nothing to sweep
+        return removed
+    for tmp in found:
+        try:
+            lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)  # a folder, not a link
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass  # locked: an export is writing it (or it is not ours to remove)
+        finally:
+            os.close(lock)
+    return removed
+
+
+@contextlib.contextmanager
+def _writing(shown: Path, actual: Path) -> Iterator[None]:
+    """A failure to write `actual`, a file of the temporary folder, named as `shown`, the file's path in --out."""
+    try:
+        yield
+    except OSError as e:
+        raise cannot_write(shown, e) from None
+    except WriteError as e:  # an `io` writer's, which names the temporary file
+        raise WriteError(str(e).replace(str(actual), str(shown), 1)) from None
+
+
+def _copy(source: Path, target: Path, shown: Path) -> None:
+    """Copy `source` to `target` in the temporary folder: a full disk is the destination's failure, `shown` (the
+    file's path in --out), never the source's."""
+    try:
+        src = open(source, "rb")  # noqa: SIM115 (closed by the with below; its own failure names the source)
+    except OSError as e:
+        raise HyperguideError(f"cannot read {source}: {e.strerror or e}") from None
+    with src, _writing(shown, target), open(target, "xb") as dst:
+        shutil.copyfileobj(src, dst, CHUNK)
+
+
+def _copy_part(stem: Path, folder: Path, out: Path, stage: str) -> dict[str, Any]:
     """Copy a stage checkpoint's tensors file into the bundle as `<stage>.safetensors`; its record for config.json."""
     target = folder / f"{stage}.safetensors"
-    shutil.copyfile(stem.with_suffix(".safetensors"), target)
+    _copy(stem.with_suffix(".safetensors"), target, out / target.name)
     sha256 = file_sha256(target)
     if sha256 != read_metadata(stem).get("sha256"):
         raise HyperguideError(f"checkpoint {stem}.safetensors changed while it was exported (its sha256 differs)")
@@ -225,6 +340,8 @@ def open_generator(
     """The `Generator` of `path`, an exported folder (`load_generator`; a `method`, `seed` or `fold` given must be
     its own) or a run folder (`generate.run_generator`, fold 0 unless given)."""
     options = options or UniverseOptions()
+    if not (Path(path) / CONFIG_FILE).is_file():
+        raise HyperguideError(_neither(Path(path)))
     if not is_bundle(path):
         return run_generator(path, method=method, seed=seed, fold=fold or 0, options=options)
     bundle = read_bundle(path)
@@ -236,6 +353,15 @@ def open_generator(
                 f"{flag} {asked} asks for another: export that one"
             )
     return _open(bundle, device=options.device, encoders=encoders)
+
+
+def _neither(path: Path) -> str:
+    what = "an exported generator (hyperguide export) or a run folder (hyperguide bench or train)"
+    if not path.exists():
+        return f"{path} does not exist: give {what}"
+    if not path.is_dir():
+        return f"{path} is a file, not a folder: give {what}"
+    return f"{path} is neither an exported generator nor a run folder: it has no {CONFIG_FILE}; give {what}"
 
 
 def _open(bundle: Bundle, *, device: str, encoders: Mapping[str, str] | None) -> Generator:
@@ -342,6 +468,11 @@ def read_bundle(folder: str | Path) -> Bundle:
             raise HyperguideError(f"{path} is not a valid bundle config: {what}")
 
     need(isinstance(data, dict), "a JSON object is expected")
+    if "format" not in data and {"universe", "seeds"} <= data.keys():  # a run's config.json
+        raise HyperguideError(
+            f"{folder} is a run folder, not an exported generator: export one of its rows (hyperguide export "
+            f"{folder} --out FOLDER), or open the run itself (hyperguide generate {folder} ...)"
+        )
     need(data.get("format") == FORMAT, f"'format' must be {FORMAT!r} (is this an exported generator?)")
     need(
         data.get("format_version") == FORMAT_VERSION,

@@ -40,6 +40,7 @@ from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.rows import Row, find_row, parse_row
 from hyperguide.run.folder import RunFolder
+from hyperguide.run.own_tasks import run_folds
 from hyperguide.run.stages import adapter_shape_for, load_row_shaped
 from hyperguide.universes import Encoders, UniverseOptions, load_universe_structure, universe_encoders
 
@@ -241,6 +242,7 @@ def run_generator(
     options = options or UniverseOptions()
     row = generator_row(method or best_conditional_row(run_dir), config)
     chosen = config.seeds[0] if seed is None else seed
+    check_trained(row, config, RunFolder(run_dir), chosen, fold)
     known = known_tasks(config, options)
     encoders = universe_encoders(config.universe, options, prompts=config.prompts)
 
@@ -254,6 +256,24 @@ def run_generator(
 def _one_input(images: Sequence[str | Path] | None, features: torch.Tensor | str | Path | None) -> None:
     if images and features is not None:
         raise HyperguideError("give images or features, not both (whose answers would be printed under which names?)")
+
+
+def check_trained(row: Row, config: RunConfig, folder: RunFolder, seed: int, fold: int) -> None:
+    """Refuse a seed or a fold that the run never trains, naming those it does (retraining would not make it: the
+    run's config has no such seed or fold). A row whose checkpoints of that seed and fold are there is let through
+    (a run whose config.json lists fewer seeds than it trained)."""
+    if all(folder.stem(stage, seed, fold).with_suffix(".json").is_file() for stage in row.spec.stages):
+        return
+    if seed not in config.seeds:
+        raise HyperguideError(
+            f"run {folder.path} has no seed {seed}: it trains seeds {list(config.seeds)}; give one of them (--run-seed)"
+        )
+    folds = run_folds(config)
+    if fold not in folds:
+        split = f"{config.split} split" + ("" if config.tune_folds is None else f", tune_folds={config.tune_folds}")
+        raise HyperguideError(
+            f"run {folder.path} has no fold {fold}: it trains folds {folds} ({split}); give one of them (--fold)"
+        )
 
 
 def generator_row(name: str, config: RunConfig) -> Row:

@@ -23,6 +23,7 @@ from hyperguide.rows import method_of
 
 CONFIG = "config.json"
 RESULTS = "results.json"
+GENERATOR_FORMAT = "hyperguide-generator"  # the `format` of an exported generator's config.json (hyperguide.bundle)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class RunFolder:
         data = read_json(path, what="run config")
         if not isinstance(data, dict):
             raise HyperguideError(f"{path} is not a run config (a JSON object)")
+        if data.get("format") == GENERATOR_FORMAT:  # its keys are not a run's: say what the folder is instead
+            raise HyperguideError(
+                f"{self.path} is an exported generator (hyperguide export), not a run folder: use hyperguide generate "
+                f"{self.path} QUESTION --answers ANSWER ANSWER, or give a run folder (one bench or train wrote)"
+            )
         return upgrade(data)
 
     def read_config(self) -> RunConfig:
