@@ -690,3 +690,20 @@ def test_a_checkpoint_of_an_older_version_is_retrained_not_trusted(small_run: Pa
     )
     assert bench(run) == 0 and "(8 trainings run)" in capsys.readouterr().err
     assert results(run) == results(small_run)
+
+
+def test_a_finished_bench_writes_nothing_when_its_report_is_current(
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bench on a finished run reuses the evaluation and, its report and plots being there, writes nothing (the
+    probe's read-only finished run failed re-rendering a plot); a plot deleted is drawn again."""
+    run = copy_run(small_run, tmp_path)
+    report = [run / "results.json", run / "results.md", *sorted(run.glob("*.png"))]
+    assert len(report) > 2
+    before = {p: p.stat().st_mtime_ns for p in report}
+    assert bench(run) == 0
+    assert "evaluation reused" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in report} == before
+    report[-1].unlink()
+    assert bench(run) == 0
+    assert report[-1].is_file()

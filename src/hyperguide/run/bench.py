@@ -15,6 +15,7 @@ all the processes, the rows are evaluated by the processes in turn, and the main
 from __future__ import annotations
 
 import io
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -174,10 +175,22 @@ def run_bench(
         eval_seconds = {k: float(v) for k, v in results["timing"]["evaluate"].items()}
     train = train_seconds(universe, config, folder)
     report = folder.path / "results.md"
-    if main:
+    if main and not (reused and report_is_current(folder)):  # a finished report on read-only storage stays as it is
         report = write_bench_report(results, folder, train=train, evaluate=eval_seconds, fingerprint=fingerprint)
     barrier()
     return BenchResult(results, report, time.perf_counter() - start, trained, reused)
+
+
+def report_is_current(folder: RunFolder) -> bool:
+    """Whether the folder's results.md and every plot it shows exist, written after results.json: then a bench whose
+    evaluation is reused has nothing to write."""
+    report = folder.path / "results.md"
+    if not (report.is_file() and folder.results.is_file()):
+        return False
+    if report.stat().st_mtime_ns < folder.results.stat().st_mtime_ns:
+        return False
+    shown = re.findall(r"\]\(([^)\s]+\.png)\)", report.read_text(encoding="utf-8"))
+    return all((folder.path / name).is_file() for name in shown)
 
 
 def write_bench_report(
