@@ -55,6 +55,6 @@ def test_wrong_feature_dimension_is_reported(isolated_home: Path) -> None:
 
     folder = isolated_home / "easyvqa"
     FeatureTable(["a"], torch.zeros(1, 512)).save(folder / "text_features.safetensors")
-    write_json(folder / "manifest.json", {"request": {}, "text_dim": 384, "image_dim": 384})
+    write_json(folder / "manifest.json", {"request": {"universe": "easyvqa"}, "text_dim": 384, "image_dim": 384})
     with pytest.raises(HyperguideError, match="text_features.safetensors has features of dimension 512, expected 384"):
         load_universe("easyvqa")

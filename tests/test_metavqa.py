@@ -232,3 +232,41 @@ def test_load_metavqa_checks_manifest_dims_and_keys(tmp_path: Path) -> None:
     write_features(out, splits, drop_image=True)
     with pytest.raises(HyperguideError, match="lacks 1 image"):
         load_metavqa(splits, out)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"text_dim": None}, "field 'text_dim' must be a positive integer (it is missing)"),
+        ({"text_dim": "4"}, "field 'text_dim' must be a positive integer (got '4')"),
+        ({"image_dim": 0}, "field 'image_dim' must be a positive integer (got 0)"),
+        ({"clip_model": 7}, "field 'clip_model' must be a non-empty string (got 7)"),
+    ],
+)
+def test_load_metavqa_checks_the_manifest_types(tmp_path: Path, change: dict, message: str) -> None:
+    """Probe N32: a manifest of the wrong shape gave a KeyError, or `"text_dim": "384"` the message "dimension 384,
+    expected 384"; now the file and the field are named."""
+    splits, out = write_splits(tmp_path / "splits"), tmp_path / "out"
+    write_features(out, splits)
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest = {k: v for k, v in {**manifest, **change}.items() if v is not None}
+    write_json(out / MANIFEST, manifest)
+    with pytest.raises(HyperguideError) as e:
+        load_metavqa(splits, out)
+    assert str(e.value) == (
+        f"universe manifest {out / MANIFEST}: {message}: prepare the features again (hyperguide prepare metavqa)"
+    )
+    write_json(out / MANIFEST, [1, 2])
+    with pytest.raises(HyperguideError, match="is not a format-1 manifest"):
+        load_metavqa(splits, out)
+
+
+def test_prepare_metavqa_without_coco_root_writes_nothing(isolated_home: Path, tmp_path: Path) -> None:
+    """Probe N55: `prepare metavqa --vqa-root D` without --coco-root built and wrote the split files, then refused."""
+    from hyperguide.universes import UniverseOptions, prepare_universe
+    from tests.test_vqa_v2 import fixture_records, write_vqa
+
+    write_vqa(tmp_path / "vqa", fixture_records(), subfolders=True)
+    with pytest.raises(HyperguideError, match=r"metavqa features need the COCO 2014 images: pass --coco-root DIR"):
+        prepare_universe("metavqa", UniverseOptions(vqa_root=tmp_path / "vqa"))
+    assert not (isolated_home / "metavqa").exists()

@@ -4,7 +4,9 @@ against independent computations, and the bad files that are refused with the ta
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.io import read_json
 from hyperguide.run.folder import RunFolder
-from hyperguide.run.own_tasks import read_task_features
+from hyperguide.run.own_tasks import FORMAT, check_features_dir, check_report_dir, read_task_features
 from hyperguide.run.train import train_run
 from hyperguide.universes import UniverseOptions, load_universe
 from tests.helpers import load_trained
@@ -193,7 +195,7 @@ def test_tasks_the_run_cannot_score_are_refused(task: dict[str, Any], message: s
 def test_task_file_formats(tmp_path: Path) -> None:
     task = {"question": "Is it round?", "answers": ["yes", "no"], "examples": [{"image": "a.png", "answer": "no"}]}
     bare = tmp_path / "bare.json"
-    bare.write_text(json.dumps([task, {**task, "kind": "shape", "$comment": "a note"}]))
+    bare.write_text(json.dumps([task, {**task, "question": "Is it square?", "kind": "shape", "$comment": "a note"}]))
     read = read_task_file(bare)
     assert [t.number for t in read.tasks] == [1, 2] and read.tasks[1].kind == "shape"
     assert read.tasks[0].examples[0].split == "query" and read.tasks[0].prompts is None
@@ -233,7 +235,8 @@ def _fake_easyvqa_home(folder: Path) -> None:
     torch.manual_seed(0)
     save_tower(folder / "image_tower", ImageTower(width=4, depth=2), {"note": "untrained, for tests"})
     write_json(
-        folder / "manifest.json", {"request": {"text_encoder": DEFAULT_TEXT_ENCODER}, "text_dim": 384, "image_dim": 384}
+        folder / "manifest.json",
+        {"request": {"universe": "easyvqa", "text_encoder": DEFAULT_TEXT_ENCODER}, "text_dim": 384, "image_dim": 384},
     )
 
 
@@ -351,3 +354,197 @@ def test_easyvqa_bad_files_are_refused_and_nothing_is_written(
     assert main([*argv, "--home", str(other)]) == 2
     assert "is not the data run" in capsys.readouterr().err
     assert not (tmp_path / "good.features").exists()
+
+
+# ----------------------------------------------------------------- the reliability probe's cases (e6acf04)
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def test_deeply_nested_task_file_is_refused_with_its_name(
+    synthetic_run: tuple[Path, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N19: 100,000 nested brackets were a RecursionError traceback."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"tasks": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert main(["tasks", "prepare", str(deep), "--run", str(synthetic_run[0])]) == 2
+    err = capsys.readouterr().err
+    assert f"hyperguide tasks prepare: error: {deep}: JSON nested too deeply to be read" in err
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["deep.json"]
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text("{}\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(HyperguideError, match=r"deep.jsonl, line 2: JSON nested too deeply"):
+        read_task_file(lines)
+
+
+def test_a_repeated_task_is_refused_naming_both(tmp_path: Path) -> None:
+    """N23: an exact duplicate was scored twice (double weight in every mean). Orders and the kind do not make it
+    another task; other prompts do."""
+    examples = [{"image": "a.png", "answer": "yes"}, {"image": "b.png", "answer": "no", "split": "support"}]
+    task = {"question": "Is it round?", "answers": ["yes", "no"], "examples": examples}
+    other = {"question": "Is it red?", "answers": ["yes", "no"], "examples": examples}
+    again = {**task, "answers": ["no", "yes"], "examples": examples[::-1], "kind": "shape"}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps([task, other, again]))
+    with pytest.raises(HyperguideError) as e:
+        read_task_file(path)
+    assert str(e.value) == (
+        f"{path}, task 3 ('Is it round?'): repeats task 1: the same question, answers, prompts and examples would be "
+        "scored twice and count twice in every mean; remove one of them"
+    )
+    path.write_text(json.dumps([task, other, {**again, "prompts": ["not round", "round"]}]))
+    assert len(read_task_file(path).tasks) == 3  # other prompts: another task
+
+
+def test_task_eval_refuses_an_out_that_holds_a_run(
+    synthetic_run: tuple[Path, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N25: `tasks eval RUN FEATURES --out RUN` replaced the run's results.json with the task report."""
+    run, indices = synthetic_run
+    task_file = _write(tmp_path / "mine.jsonl", _synthetic_tasks(indices[:2]))
+    assert main(["tasks", "prepare", str(task_file), "--run", str(run)]) == 0
+    capsys.readouterr()
+    before = _hashes(run)
+    assert main(["tasks", "eval", str(run), str(tmp_path / "mine.features"), "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"hyperguide tasks eval: error: --out {run} holds a run (its config.json): the task report would replace "
+        "the run's results.json and results.md; give a folder of its own, or leave --out out for the default one"
+    ) in err
+    assert _hashes(run) == before  # no results.json, nothing changed
+
+    evaluated = tmp_path / "evaluated"  # a run's results.json alone (no config.json beside it)
+    evaluated.mkdir()
+    (evaluated / "results.json").write_text(json.dumps({"methods": {}, "test_tasks": [], "seeds": [0]}))
+    with pytest.raises(HyperguideError, match=r"holds a results.json that is not a task report of `hyperguide tasks"):
+        check_report_dir(evaluated)
+    earlier = tmp_path / "earlier"  # an earlier task report is replaced
+    earlier.mkdir()
+    report_keys = ("features", "task_file", "folds_combined", "by_kind")
+    (earlier / "results.json").write_text(json.dumps(dict.fromkeys(report_keys, 1)))
+    assert check_report_dir(earlier) == earlier and check_report_dir(tmp_path / "new") == tmp_path / "new"
+
+
+def test_tampered_task_records_are_refused_with_the_field(
+    synthetic_run: tuple[Path, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N26: a features folder whose manifest was re-hashed over a tasks.json without `support_images` gave a
+    KeyError, and `tasks: [1, 2]` a TypeError; N32's `"text_dim": "384"` in its manifest a confusing message."""
+    run, indices = synthetic_run
+    task_file = _write(tmp_path / "mine.jsonl", _synthetic_tasks(indices[:2]))
+    assert main(["tasks", "prepare", str(task_file), "--run", str(run)]) == 0
+    features = tmp_path / "mine.features"
+    listed, manifest = features / "tasks.json", features / "manifest.json"
+    good_tasks, good_manifest = read_json(listed), read_json(manifest)
+
+    def tamper(tasks: Any, **fields: Any) -> None:
+        listed.write_text(json.dumps(tasks))
+        files = {**good_manifest["files"], "tasks.json": hashlib.sha256(listed.read_bytes()).hexdigest()}
+        manifest.write_text(json.dumps({**good_manifest, "files": files, **fields}))
+
+    without = json.loads(json.dumps(good_tasks))
+    del without["tasks"][1]["support_images"]
+    labels = json.loads(json.dumps(good_tasks))
+    labels["tasks"][0]["query_labels"][0] = "1"
+    cases = [
+        (without, {}, f"{listed}, task 2: field 'support_images' is missing: prepare the features again"),
+        ({"tasks": [1, 2]}, {}, f"{listed}, task 1: a task record must be a JSON object, got 1"),
+        (labels, {}, f"{listed}, task 1: field 'query_labels' must be a list of integers, got ['1', "),
+        (good_tasks, {"text_dim": "8"}, f"{manifest}: field 'text_dim' must be a positive integer, got '8'"),
+    ]
+    for tasks, fields, message in cases:
+        tamper(tasks, **fields)
+        with pytest.raises(HyperguideError) as e:
+            read_task_features(features)
+        assert message in str(e.value)
+    capsys.readouterr()
+    assert main(["tasks", "eval", str(run), str(features)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_image_paths_stay_inside_the_images_root(
+    easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N20: `..` climbed out of --images-root (a real image there was read). A path that stays inside after its
+    `..` and an absolute path are read."""
+    run, home, images_root, shapes = easyvqa_run
+    first = next(iter(shapes))
+    outside = f"../../train/images/{first}.png"
+    assert (images_root / outside).is_file()  # it exists: only the rule refuses it
+    tasks = _easyvqa_tasks(shapes)
+    tasks[0]["examples"][1]["image"] = outside
+    flags = ["--run", str(run), "--images-root", str(images_root), "--home", str(home)]
+    task_file = _write(tmp_path / "bad.jsonl", tasks)
+    assert main(["tasks", "prepare", str(task_file), *flags]) == 2
+    assert (
+        f"error: {task_file}, task 1 ('What kind of figure is drawn here?'), example 2: image {outside!r} lies "
+        f"outside the images root {images_root} (a relative path must stay inside it: give --images-root a folder "
+        "that holds it, or an absolute path)"
+    ) in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+    tasks[0]["examples"][1]["image"] = str((images_root / outside).resolve())  # absolute: allowed, as documented
+    tasks[0]["examples"][2]["image"] = f"../{images_root.name}/{first}.png"  # `..` that stays inside
+    assert main(["tasks", "prepare", str(_write(tmp_path / "good.jsonl", tasks)), *flags]) == 0
+
+
+def test_tasks_prepare_refuses_a_prepared_universe_as_out(
+    easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """N24: `tasks prepare --out $HYPERGUIDE_HOME/easyvqa` overwrote the universe's manifest and features."""
+    run, home, images_root, shapes = easyvqa_run
+    copy = Path(shutil.copytree(home, tmp_path / "home"))
+    before = _hashes(copy)
+    task_file = _write(tmp_path / "mine.jsonl", _easyvqa_tasks(shapes))
+    flags = ["--run", str(run), "--images-root", str(images_root), "--home", str(copy)]
+    for out in (copy / "easyvqa", copy / "easyvqa" / "sub", copy / "metavqa" / "features"):
+        assert main(["tasks", "prepare", str(task_file), *flags, "--out", str(out)]) == 2
+        assert (
+            f"hyperguide tasks prepare: error: --out {out} is in the folder of the prepared universe "
+            f"'{out.relative_to(copy).parts[0]}' ({copy / out.relative_to(copy).parts[0]}): the features would "
+            "replace the universe's own files; give a folder outside it (the default is beside the task file)"
+        ) in capsys.readouterr().err
+    assert _hashes(copy) == before and not (copy / "metavqa").exists()
+
+    elsewhere = tmp_path / "elsewhere"  # a universe's folder copied elsewhere: its manifest is not own tasks'
+    shutil.copytree(copy / "easyvqa", elsewhere)
+    with pytest.raises(HyperguideError, match=r"holds a manifest.json that is not one of own-task features"):
+        check_features_dir(elsewhere, copy)
+    with pytest.raises(HyperguideError, match=r"holds a run \(its config.json\)"):
+        check_features_dir(run, copy)
+    earlier = tmp_path / "earlier"  # an earlier `tasks prepare` output is prepared again
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text(json.dumps({"format": FORMAT}))
+    assert check_features_dir(earlier, copy) == earlier
+
+
+def test_easyvqa_load_refuses_a_manifest_of_another_kind(
+    easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path
+) -> None:
+    """N24 (the universe's side): a manifest.json that own tasks (or anything) wrote into the universe's folder was
+    trusted. N32: a manifest of the wrong shape gave KeyError, TypeError, or "dimension 384, expected 384"."""
+    _, home, _, _ = easyvqa_run
+    copy = Path(shutil.copytree(home, tmp_path / "home"))
+    path = copy / "easyvqa" / "manifest.json"
+    good = read_json(path)
+    options = UniverseOptions(home=copy)
+    assert load_universe("easyvqa", options).has_features
+    again = "prepare it again with `hyperguide prepare easyvqa`"
+    not_ours = f"universe manifest {path} is not a manifest of the easyvqa universe"
+    cases = [
+        ({"format": FORMAT, "universe": "easyvqa", "text_dim": 384, "image_dim": 384}, not_ours),
+        ({**good, "request": {**good["request"], "universe": "metavqa"}}, not_ours),
+        ([1, 2], not_ours),
+        ({k: v for k, v in good.items() if k != "text_dim"},
+         f"universe manifest {path}: field 'text_dim' must be a positive integer (it is missing): {again}"),
+        ({**good, "text_dim": "384"},
+         f"universe manifest {path}: field 'text_dim' must be a positive integer (got '384'): {again}"),
+    ]  # fmt: skip
+    for manifest, message in cases:
+        path.write_text(json.dumps(manifest))
+        with pytest.raises(HyperguideError) as e:
+            load_universe("easyvqa", options)
+        assert str(e.value).startswith(message) and str(e.value).endswith(again)

@@ -655,9 +655,10 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
         "collect", "folds", "held_out", "hvae", "hyperldm", "method", "probes", "prompts", "split", "train",
         "tune_folds", "universe",
     ]  # fmt: skip
-    # a stage added without saying what shapes it is shaped by every section but the evaluation-only ones
+    # a stage added without saying what shapes it is shaped by every section but the evaluation-only ones (and
+    # `precision`, which every stage's fingerprint carries apart, below)
     monkeypatch.setitem(STAGES, "toy", StageSpec("toy", ("latents",), lambda ctx, g: StageOutput(), "a toy"))
-    assert shaping_keys("toy") == sorted(training_keys(RunConfig))
+    assert shaping_keys("toy") == sorted(set(training_keys(RunConfig)) - {"precision"})
 
     def fingerprint(config: RunConfig) -> dict[str, str]:
         return stage_fingerprint("hyperldm-hnet", config, RunFolder(tmp_path), 0, 0, "data")
@@ -674,6 +675,9 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
         changed = fingerprint(resolve_config("quick", {"universe": "synthetic"}, [override]))
         assert [k for k in changed if changed[k] != fingerprint(base)[k]] == [key]
     assert fingerprint(replace(base, folds=3))["config.folds"] != fingerprint(base)["config.folds"]
+    # float32 adds no key (checkpoints keep the fingerprints they had before precision was a knob); another adds it
+    assert "config.precision" not in fingerprint(base)
+    assert fingerprint(replace(base, precision="bf16")) == {**fingerprint(base), "config.precision": "bf16"}
 
 
 def test_a_checkpoint_of_an_older_version_is_retrained_not_trusted(small_run: Path, tmp_path: Path, capsys) -> None:

@@ -582,13 +582,14 @@ def cmd_tasks_eval(args: argparse.Namespace) -> int:
     from hyperguide.config import check_device
     from hyperguide.report.markdown import render_table
     from hyperguide.report.own_tasks import caption, render_by_kind
-    from hyperguide.run.own_tasks import default_report_dir, evaluate_tasks, write_task_report
+    from hyperguide.run.own_tasks import check_report_dir, default_report_dir, evaluate_tasks, write_task_report
 
     methods = None if args.methods is None else [m.strip() for a in args.methods for m in a.split(",") if m.strip()]
+    out_dir = check_report_dir(args.out or default_report_dir(args.features_dir, args.run_dir))  # before evaluating
     results = evaluate_tasks(
         args.run_dir, args.features_dir, methods=methods, device=check_device(args.device), callbacks=_callbacks(args)
     )
-    out = write_task_report(results, args.out or default_report_dir(args.features_dir, args.run_dir))
+    out = write_task_report(results, out_dir)
     print(render_table(results, None))
     print()
     print(render_by_kind(results))

@@ -16,7 +16,9 @@ A `.json` file holds `{"tasks": [TASK, ...]}` or a bare list `[TASK, ...]`; a `.
 Tasks and examples are numbered from 1 in messages. Every refusal is a `HyperguideError` that names the file, the
 task (its number and question) and the field: `tasks.jsonl, task 3 ('Is it round?'): field 'answers' is missing`.
 A task the run could not score is refused here too, never skipped: fewer than two answers, repeated answers or
-prompts, an example whose answer is not one of the task's, no query example.
+prompts, an example whose answer is not one of the task's, no query example. So is a task that repeats an earlier
+one (the same question, answers with their prompts, and examples, in any order; its `kind` aside): it would be scored
+twice and count twice in every mean.
 """
 
 from __future__ import annotations
@@ -134,6 +136,13 @@ def parse_task(obj: Any, number: int, where: str) -> TaskEntry:
     return TaskEntry(number, question, answers, prompts, tuple(examples), kind)
 
 
+def _too_deep(where: str) -> HyperguideError:
+    return HyperguideError(
+        f"{where}: JSON nested too deeply to be read (arrays or objects inside one another beyond Python's recursion "
+        "limit); a task file nests a few levels: tasks, examples"
+    )
+
+
 def _objects(path: Path, text: str) -> list[Any]:
     if path.suffix == ".jsonl":
         out = []
@@ -145,11 +154,15 @@ def _objects(path: Path, text: str) -> list[Any]:
                     raise HyperguideError(
                         f"{path}, line {line_no}: not valid JSON ({e.msg}, column {e.colno})"
                     ) from None
+                except RecursionError:
+                    raise _too_deep(f"{path}, line {line_no}") from None
         return out
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise HyperguideError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise _too_deep(str(path)) from None
     if isinstance(data, dict):
         _unknown(data, ("tasks",), str(path), "a task file")
         _check("tasks" in data, str(path), "field 'tasks' is missing (a task file is {\"tasks\": [...]} or a list)")
@@ -173,4 +186,25 @@ def read_task_file(path: str | Path) -> TaskFile:
     objects = _objects(path, text)
     _check(bool(objects), str(path), "the file holds no task")
     tasks = tuple(parse_task(obj, i, str(path)) for i, obj in enumerate(objects, 1))
+    _refuse_repeats(path, tasks)
     return TaskFile(path, tasks, hashlib.sha256(data).hexdigest())
+
+
+def _identity(task: TaskEntry) -> tuple[Any, ...]:
+    """What a task is scored on: its question, its answers with their prompts, its examples (orders and kind aside)."""
+    prompts: tuple[str | None, ...] = task.prompts if task.prompts is not None else (None,) * len(task.answers)
+    answers = sorted(zip(task.answers, prompts, strict=True), key=repr)
+    return task.question, tuple(answers), tuple(sorted((e.image, e.answer, e.split) for e in task.examples))
+
+
+def _refuse_repeats(path: Path, tasks: tuple[TaskEntry, ...]) -> None:
+    """An exact repeat of an earlier task would be scored twice and count twice in every mean: refused."""
+    seen: dict[tuple[Any, ...], TaskEntry] = {}
+    for task in tasks:
+        first = seen.setdefault(_identity(task), task)
+        _check(
+            first is task,
+            f"{path}, task {task.number} ({task.question!r})",
+            f"repeats task {first.number}: the same question, answers, prompts and examples would be scored twice "
+            "and count twice in every mean; remove one of them",
+        )

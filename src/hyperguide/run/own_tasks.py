@@ -12,18 +12,22 @@ the run never saw), and embeds the questions (pooled, and token states where the
 prompts (the file's, or the universe's rule under the run's `prompts`) and the images with the universe's encoders.
 A universe without encoders (`synthetic`) is read through its own feature tables instead: the file's texts must be
 texts it holds features for, and its images are the universe's image ids. Everything is checked and computed before
-anything is written; the features folder's manifest is written last.
+anything is written; the features folder's manifest is written last. An `--out` that is a prepared universe's folder,
+a run's, or holds another kind of manifest is refused first (`check_features_dir`); relative image paths must stay
+inside the images root.
 
 `evaluate_tasks` scores, for every seed and fold of the run, each question-conditioned row (plus `chance`, and
 `majority` when every task has support examples) with `run.evaluate.score_row`: zero-shot on every task, and each of
 the run's k-shot settings on the tasks with enough support examples. Each fold's model scores every task (none of
 them is a meta-train task of any fold); a task's score for a seed is the mean over the folds' models, and the rows
 are summarised over seeds by `run.evaluate.summarize_row`, as in the main results.json. Checkpoints are loaded by
-`run.stages.load_row` with their fingerprints checked, the data's being the prepared universe's.
+`run.stages.load_row` with their fingerprints checked, the data's being the prepared universe's. The report is
+written only where no run's files are (`check_report_dir`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,15 +49,16 @@ from hyperguide.io import atomic_path, file_sha256, read_json, write_json
 from hyperguide.report.own_tasks import UNTAGGED, KindResults, TaskInfo, TaskResults, render_task_report
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.evaluate import Setting, score_row, summarize_row
-from hyperguide.run.folder import RunFolder
+from hyperguide.run.folder import CONFIG, RESULTS, RunFolder
 from hyperguide.run.stages import load_row, row_stages
-from hyperguide.universes import Encoders, UniverseOptions, load_universe, universe_encoders
+from hyperguide.universes import UNIVERSES, Encoders, UniverseOptions, load_universe, universe_encoders
 
 FORMAT = "hyperguide.own_tasks/1"
 TASKS_FILE = "tasks.json"
 TEXT_FEATURES = "text_features.safetensors"
 IMAGE_FEATURES = "image_features.safetensors"
 BATCH = 256  # texts or images per encoder call
+REPORT_KEYS = ("features", "task_file", "folds_combined", "by_kind")  # keys only a task report's results.json has
 FOLDS_COMBINED = "every fold's model scores every task; a task's score per seed is the mean over the folds"
 
 T = TypeVar("T")
@@ -158,12 +163,24 @@ def _image_inputs(tasks: TaskFile, encoders: Encoders, images_root: Path | None)
                 out[raw] = raw
                 continue
             path = Path(raw).expanduser()
-            resolved = path if path.is_absolute() else base / path
+            resolved = path if path.is_absolute() else _inside(base, path, f"{tasks.where(task, number)}: image")
             if not resolved.is_file():
                 looked = f"looked for {resolved}" if path.is_absolute() else f"looked in {base}"
                 raise HyperguideError(f"{tasks.where(task, number)}: image {raw!r} does not exist ({looked})")
             out[raw] = resolved
     return out
+
+
+def _inside(root: Path, relative: Path, what: str) -> Path:
+    """`root / relative` with its `..` resolved, refused if that climbs out of `root` (a link in it is followed)."""
+    base = Path(os.path.normpath(root.absolute()))
+    joined = Path(os.path.normpath(base / relative))
+    if not joined.is_relative_to(base):
+        raise HyperguideError(
+            f"{what} {str(relative)!r} lies outside the images root {root} (a relative path must stay inside it: "
+            "give --images-root a folder that holds it, or an absolute path)"
+        )
+    return root / relative
 
 
 def _prompts(tasks: TaskFile, encoders: Encoders) -> list[tuple[str, ...]]:
@@ -232,9 +249,7 @@ def prepare_tasks(
     root = None if images_root is None else Path(images_root)
     if root is not None and not root.is_dir():
         raise HyperguideError(f"--images-root {root} is not a folder")
-    out_dir = default_features_dir(task_file) if out is None else Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HyperguideError(f"--out {out_dir} is a file, not a folder: give a folder for the features")
+    out_dir = check_features_dir(default_features_dir(task_file) if out is None else Path(out), options.home)
 
     universe = load_universe(config.universe, options, prompts=config.prompts)
     data = universe.fingerprint()
@@ -311,6 +326,51 @@ def prepare_tasks(
     return out_dir
 
 
+def _within(path: Path, folder: Path) -> bool:
+    inner, outer = path.resolve(), folder.resolve()
+    return inner == outer or outer in inner.parents
+
+
+def _holds_run(folder: Path, harm: str) -> None:
+    if (folder / CONFIG).exists():
+        raise HyperguideError(
+            f"--out {folder} holds a run (its {CONFIG}): {harm}; give a folder of its own, or leave --out out for "
+            "the default one"
+        )
+
+
+def check_features_dir(out_dir: Path, home: Path) -> Path:
+    """`out_dir` if `tasks prepare` may write its features there: a folder (or nothing yet) that is neither a
+    prepared universe's, nor a run's, nor holds a manifest.json other than own-task features' (an earlier `tasks
+    prepare` output is replaced); else a `HyperguideError` saying what is right. Nothing is written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HyperguideError(f"--out {out_dir} is a file, not a folder: give a folder for the features")
+    for name in UNIVERSES:
+        if _within(out_dir, Path(home) / name):
+            raise HyperguideError(
+                f"--out {out_dir} is in the folder of the prepared universe {name!r} ({Path(home) / name}): the "
+                "features would replace the universe's own files; give a folder outside it (the default is "
+                "beside the task file)"
+            )
+    _holds_run(out_dir, "the task features would be written among the run's files")
+    manifest = out_dir / MANIFEST
+    if manifest.exists() and _format(manifest) != FORMAT:
+        raise HyperguideError(
+            f"--out {out_dir} holds a {MANIFEST} that is not one of own-task features (format {FORMAT!r}): it is "
+            "another folder's, such as a prepared universe's; give a new folder, or one an earlier `hyperguide "
+            "tasks prepare` wrote"
+        )
+    return out_dir
+
+
+def _format(manifest: Path) -> Any:
+    try:
+        data = read_json(manifest, what="manifest")
+    except (HyperguideError, RecursionError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
 def _first_use(tasks: TaskFile, raw: str) -> str:
     for task in tasks.tasks:
         for number, example in enumerate(task.examples, 1):
@@ -377,6 +437,9 @@ def read_task_features(features_dir: str | Path) -> tuple[dict[str, Any], list[T
     for key, kind in (("universe", str), ("prompts", str), ("data", str), ("task_file", str), ("files", dict)):
         if not isinstance(manifest.get(key), kind):
             raise HyperguideError(f"{where}: field {key!r} must be a {kind.__name__}, got {manifest.get(key)!r}")
+    for key in ("text_dim", "image_dim"):
+        if not _count(manifest.get(key)) or manifest[key] < 1:
+            raise HyperguideError(f"{where}: field {key!r} must be a positive integer, got {manifest.get(key)!r}")
     for name in (TASKS_FILE, TEXT_FEATURES, IMAGE_FEATURES, QUESTION_TOKENS_FILE):
         sha = manifest["files"].get(name)
         if not (folder / name).is_file() or file_sha256(folder / name) != sha:
@@ -387,6 +450,8 @@ def read_task_features(features_dir: str | Path) -> tuple[dict[str, Any], list[T
     records = listed.get("tasks") if isinstance(listed, dict) else None
     if not isinstance(records, list) or not records:
         raise HyperguideError(f"{folder / TASKS_FILE} lists no tasks: prepare the features again")
+    for number, record in enumerate(records, 1):
+        _check_record(record, f"{folder / TASKS_FILE}, task {number}")
     universe = _build_universe(
         records,
         FeatureTable.load(folder / TEXT_FEATURES, dim=manifest.get("text_dim")),
@@ -404,6 +469,36 @@ def read_task_features(features_dir: str | Path) -> tuple[dict[str, Any], list[T
         for r in records
     ]
     return manifest, infos, universe.materialize(range(len(records)))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "question": ("a string", lambda v: isinstance(v, str)),
+    "kind": ("a string", lambda v: isinstance(v, str)),
+    **{
+        key: ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+        for key in ("answers", "prompts", "support_images", "query_images")
+    },
+    **{
+        key: ("a list of integers", lambda v: isinstance(v, list) and all(_count(x) for x in v))
+        for key in ("support_labels", "query_labels")
+    },
+}
+
+
+def _check_record(record: Any, where: str) -> None:
+    """A tasks.json record has every field `_build_universe` and the report read, of its type."""
+    again = "prepare the features again (hyperguide tasks prepare)"
+    if not isinstance(record, dict):
+        raise HyperguideError(f"{where}: a task record must be a JSON object, got {record!r}: {again}")
+    for key, (what, ok) in RECORD_FIELDS.items():
+        if key not in record:
+            raise HyperguideError(f"{where}: field {key!r} is missing: {again}")
+        if not ok(record[key]):
+            raise HyperguideError(f"{where}: field {key!r} must be {what}, got {record[key]!r}: {again}")
 
 
 # ------------------------------------------------------------------------------------------------------ evaluate
@@ -532,11 +627,33 @@ def evaluate_tasks(
     }
 
 
-def write_task_report(results: TaskResults, out_dir: str | Path) -> Path:
-    """`out_dir/results.json` and `out_dir/results.md`; returns the folder."""
+def check_report_dir(out_dir: str | Path) -> Path:
+    """`out_dir` if a task report may be written there: a folder (or nothing yet) that holds no run (a config.json)
+    and no results.json other than an earlier task report's (which is replaced); else a `HyperguideError`."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise HyperguideError(f"--out {out} is a file, not a folder: give a folder for the report")
+    _holds_run(out, f"the task report would replace the run's {RESULTS} and results.md")
+    if (out / RESULTS).exists() and not _is_task_report(out / RESULTS):
+        raise HyperguideError(
+            f"--out {out} holds a {RESULTS} that is not a task report of `hyperguide tasks eval` (a run's "
+            "evaluation?): the report would replace it; give a new folder, or one an earlier `tasks eval` wrote"
+        )
+    return out
+
+
+def _is_task_report(path: Path) -> bool:
+    try:
+        data = read_json(path, what="results")
+    except (HyperguideError, RecursionError):
+        return False
+    return isinstance(data, dict) and all(key in data for key in REPORT_KEYS)
+
+
+def write_task_report(results: TaskResults, out_dir: str | Path) -> Path:
+    """`out_dir/results.json` and `out_dir/results.md` (`out_dir` checked by `check_report_dir` first); returns the
+    folder."""
+    out = check_report_dir(out_dir)
     write_json(out / "results.json", results)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(render_task_report(results), encoding="utf-8")

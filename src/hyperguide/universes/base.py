@@ -12,7 +12,9 @@ itself, such as easyvqa's image tower) and `encoders_from_parts(parts, ...)` bui
 prepared universe.
 
 Prepared features live in `<home>/<universe>/` (home: `--home`, `$HYPERGUIDE_HOME` or `~/.cache/hyperguide`), and a
-`manifest.json` written last marks a complete preparation; without it, nothing in the folder is trusted.
+`manifest.json` written last marks a complete preparation; without it, nothing in the folder is trusted. Loading
+checks that the manifest is the universe's and that its fields have their types (`check_manifest`), so that a
+manifest another command wrote there, or one of the wrong shape, is refused with the file and the field named.
 """
 
 from __future__ import annotations
@@ -129,13 +131,44 @@ class PortableEncoders(Protocol):
 
 
 def manifest_matches(folder: Path, request: dict[str, Any]) -> dict[str, Any] | None:
-    """The folder's manifest if it was prepared for `request` (every key equal), else None."""
+    """The folder's manifest if it was prepared for `request` (every key equal), else None (also for a manifest that
+    cannot be read: it is prepared again)."""
     path = folder / MANIFEST
     if not path.is_file():
         return None
-    manifest = read_json(path, what="universe manifest")
-    recorded = manifest.get("request", {}) if isinstance(manifest, dict) else {}
+    try:
+        manifest = read_json(path, what="universe manifest")
+    except (HyperguideError, RecursionError):
+        return None
+    recorded = manifest.get("request") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict):
+        return None
     return manifest if all(recorded.get(k) == v for k, v in request.items()) else None
+
+
+MANIFEST_TYPES: dict[type, str] = {int: "a positive integer", str: "a non-empty string", dict: "a JSON object"}
+
+
+def _typed(value: Any, kind: type) -> bool:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return False
+    return value > 0 if isinstance(value, int) else bool(value)
+
+
+def check_manifest(manifest: Any, path: Path, fields: dict[str, type], advice: str) -> dict[str, Any]:
+    """`manifest` if it is a JSON object whose `fields` have their types (`MANIFEST_TYPES`: integers positive, strings
+    non-empty), else a `HyperguideError` naming the file and the field, ending with `advice`."""
+    if not isinstance(manifest, dict):
+        got = type(manifest).__name__
+        raise HyperguideError(f"universe manifest {path} is not a JSON object (got {got}): {advice}")
+    for key, kind in fields.items():
+        value = manifest.get(key)
+        if not _typed(value, kind):
+            got = "it is missing" if key not in manifest else f"got {value!r}"
+            raise HyperguideError(
+                f"universe manifest {path}: field {key!r} must be {MANIFEST_TYPES[kind]} ({got}): {advice}"
+            )
+    return manifest
 
 
 def no_encoders(name: str) -> HyperguideError:

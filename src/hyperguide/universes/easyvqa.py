@@ -42,7 +42,7 @@ from hyperguide.encoders.tower_training import train_image_tower
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, manifest_matches
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, manifest_matches
 
 FORMAT = 1
 TEXT_FEATURES = "text_features.safetensors"
@@ -120,11 +120,30 @@ class EasyVQA:
         write_json(folder / MANIFEST, manifest)
         return {**manifest, "cached": False}
 
+    def manifest(self, folder: Path) -> dict[str, Any]:
+        """The manifest of the easyvqa universe prepared in `folder`: a `request` object whose `universe` (and the
+        manifest's, where given) is easyvqa, positive integer feature dimensions; anything else is refused."""
+        path = folder / MANIFEST
+        advice = "prepare it again with `hyperguide prepare easyvqa`"
+        if not path.is_file():
+            raise HyperguideError(f"easyvqa is not prepared in {folder}; run `hyperguide prepare easyvqa` first")
+        manifest = read_json(path, what="universe manifest")
+        if not self._prepared_by_us(manifest):
+            raise HyperguideError(
+                f"universe manifest {path} is not a manifest of the easyvqa universe (it lacks a 'request' object, "
+                f"or names another universe: another command wrote into {folder}?): {advice}"
+            )
+        return check_manifest(manifest, path, {"text_dim": int, "image_dim": int}, advice)
+
+    def _prepared_by_us(self, manifest: Any) -> bool:
+        """A manifest `prepare` wrote: a `request` object naming this universe, and no other universe beside it."""
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("request"), dict):
+            return False
+        return manifest["request"].get("universe") == self.name and manifest.get("universe", self.name) == self.name
+
     def load(self, options: UniverseOptions, prompts: str) -> Universe:
         folder = options.folder(self.name)
-        if not (folder / MANIFEST).is_file():
-            raise HyperguideError(f"easyvqa is not prepared in {folder}; run `hyperguide prepare easyvqa` first")
-        manifest = read_json(folder / MANIFEST, what="universe manifest")
+        manifest = self.manifest(folder)
         universe = self.structure(options, prompts)
         universe.text_features = FeatureTable.load(folder / TEXT_FEATURES, dim=manifest["text_dim"])
         universe.image_features = FeatureTable.load(folder / FEATURES_FILE, dim=manifest["image_dim"])
@@ -139,8 +158,7 @@ class EasyVQA:
         """The prepared text encoder's name (its package, or the folder or hub id it was prepared with) and the
         prepared image tower's two files."""
         folder = options.folder(self.name)
-        manifest = read_json(folder / MANIFEST, what="easyvqa manifest")
-        name = manifest.get("request", {}).get("text_encoder", DEFAULT_TEXT_ENCODER)
+        name = self.manifest(folder)["request"].get("text_encoder", DEFAULT_TEXT_ENCODER)
         return EncoderParts({"text_encoder": str(name)}, {f: folder / f for f in TOWER_FILES})
 
     def encoders_from_parts(self, parts: EncoderParts, *, device: str, prompts: str) -> Encoders:

@@ -38,7 +38,7 @@ from hyperguide.encoders.clip import ClipEncoder
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, no_encoders
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, no_encoders
 
 __all__ = ["MetaVQA", "MetaVQAStandin", "clip_question_tokens", "load_metavqa", "prepare_metavqa"]
 
@@ -65,12 +65,12 @@ class MetaVQA:
 
     def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         folder = options.folder(self.name)
+        if options.coco_root is None:  # before the split files are built: a refused command writes nothing
+            raise HyperguideError("metavqa features need the COCO 2014 images: pass --coco-root DIR")
         if options.splits_dir is None and options.vqa_root is not None:
             from hyperguide.data.vqa_v2 import build_from_vqa_v2
 
             build_from_vqa_v2(options.vqa_root, folder / "splits")
-        if options.coco_root is None:
-            raise HyperguideError("metavqa features need the COCO 2014 images: pass --coco-root DIR")
         prepare_metavqa(
             splits_dir(options),
             options.coco_root,
@@ -165,6 +165,8 @@ def load_metavqa(
         raise HyperguideError(
             f"no complete Meta-VQA features in {out_dir} ({MANIFEST} missing): run prepare for Meta-VQA first"
         )
+    fields = {"clip_model": str, "image_dim": int, "text_dim": int}
+    check_manifest(manifest, out_dir / MANIFEST, fields, "prepare the features again (hyperguide prepare metavqa)")
     if clip_model is not None and manifest.get("clip_model") != str(clip_model):
         raise HyperguideError(
             f"the features in {out_dir} were computed with {manifest.get('clip_model')!r}, not {str(clip_model)!r}"
