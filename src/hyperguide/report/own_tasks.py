@@ -15,11 +15,12 @@ as a bench's; a second table gives each row's zero-shot accuracy and balanced ac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from hyperguide.eval.results import RowResults, Summary
 from hyperguide.eval.stats import ci_text
-from hyperguide.report.markdown import ordered_rows, render_table
+from hyperguide.machine import Machine
+from hyperguide.report.markdown import machine_line, ordered_rows, render_table
 
 UNTAGGED = "untagged"  # the kind of a task whose file gives none
 
@@ -57,6 +58,7 @@ class TaskResults(TypedDict):
     methods: dict[str, RowResults]
     by_kind: dict[str, KindResults]
     skipped: dict[str, str]
+    machine: NotRequired[Machine]  # where it was computed (hyperguide.machine)
 
 
 def _cell(stat: Summary) -> str:
@@ -93,6 +95,7 @@ def render_by_kind(results: Mapping[str, Any]) -> str:
 def render_task_report(results: Mapping[str, Any]) -> str:
     """The whole results.md."""
     parts = [f"# Own tasks: {results['task_file']} on {results['run']}", "", caption(results), ""]
+    parts += [machine_line(results), ""]
     parts += [render_table(results, None), ""]
     parts += ["## By kind of task", "", "Zero-shot, in %: the mean over seeds ± 95% CI (tasks per kind).", ""]
     parts += [render_by_kind(results), ""]

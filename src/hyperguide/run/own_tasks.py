@@ -37,6 +37,7 @@ import torch
 
 from hyperguide.checkpoint import read_metadata
 from hyperguide.config import RunConfig
+from hyperguide.config.precision import precision
 from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.taskfile import TaskEntry, TaskFile, read_task_file
 from hyperguide.data.tasks import Task, TaskSpec, Universe
@@ -46,6 +47,7 @@ from hyperguide.eval.results import RowResults
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, Note, Progress, RowEvaluated, RowStarted, emit
 from hyperguide.io import atomic_path, file_sha256, read_json, write_json
+from hyperguide.machine import machine_record
 from hyperguide.report.own_tasks import UNTAGGED, KindResults, TaskInfo, TaskResults, render_task_report
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.evaluate import Setting, score_row, summarize_row
@@ -604,11 +606,12 @@ def evaluate_tasks(
             )
     rows, skipped = task_rows(config, methods, tasks, folder.path)
     results: dict[str, RowResults] = {}
-    for row in rows:
-        emit(callbacks, RowStarted(row.name))
-        start = time.perf_counter()
-        results[row.name] = evaluate_task_row(row, tasks, config, folder, manifest["data"], device)
-        emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
+    with precision(config.precision, device):
+        for row in rows:
+            emit(callbacks, RowStarted(row.name))
+            start = time.perf_counter()
+            results[row.name] = evaluate_task_row(row, tasks, config, folder, manifest["data"], device)
+            emit(callbacks, RowEvaluated(row.name, time.perf_counter() - start))
     return {
         "run": str(folder.path),
         "universe": config.universe,
@@ -624,6 +627,7 @@ def evaluate_tasks(
         "methods": results,
         "by_kind": _by_kind(infos, results),
         "skipped": skipped,
+        "machine": machine_record(device, config.precision),
     }
 
 
