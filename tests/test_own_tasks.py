@@ -95,6 +95,8 @@ def test_synthetic_task_file_end_to_end(
     assert "| `cond-multitask` |" in printed and f"wrote {report / 'results.json'}" in printed
     results = read_json(report / "results.json")
     assert (report / "results.md").read_text().startswith("# Own tasks")
+    assert results["machine"]["precision"] == "fp32" and results["machine"]["cores"] >= 1  # where it was computed
+    assert "Machine: " in (report / "results.md").read_text()
     assert list(results["methods"]) == ["chance", "majority", "cond-multitask"]
     assert results["skipped"] == {"uncond-multitask": "it does not read the question"}
     assert results["folds"] == 2 and results["seeds"] == [0, 1]
