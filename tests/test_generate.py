@@ -260,3 +260,39 @@ def test_a_seed_or_fold_the_run_never_had_is_named_with_those_it_has(
     assert torch.equal(kept.weights, expected.weights)
     with pytest.raises(HyperguideError, match=r"has no seed 1: it trains seeds \[3\]"):
         generate(copy, ["What?"], [["a", "b"]], method="cond-multitask", seed=1, options=options)
+
+
+def test_features_of_absurd_norm_are_refused(trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The probe's N53: finite features of 1e30 answered 50/50 without a word (the adapter's normalisation overflows
+    float32 and gives 0); a row far beyond any encoder's scale is refused, naming the file and the row."""
+    path = _features_file(tmp_path / "huge.safetensors", torch.cat([torch.randn(1, 16), torch.full((1, 16), 1e30)]))
+    assert main(_cli(trained, "--answers", "red", "blue", "--features", str(path), "--out", str(tmp_path / "g"))) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hyperguide generate: error: {path}: features row 1 has L2 norm 4e+30, more than 1e+06: far from what an "
+        "image encoder gives (norms of about 1 to 100), and beyond what the adapter computes in float32 (its "
+        "normalised output would be 0 and every answer equally likely); are they the right features, at their "
+        "encoder's scale?"
+    )
+    assert not (tmp_path / "g").exists()
+    run, options, _ = trained
+    large = torch.randn(2, 16) * 1e4  # large, but within what the adapter computes: answered
+    out = generate(run, ["What?"], [["a", "b"]], method="cond-multitask", features=large, options=options)
+    assert out.probabilities is not None and torch.isfinite(out.probabilities[0]).all()
+
+
+def test_generate_refuses_a_checkpoint_json_of_another_stage(trained, tmp_path: Path) -> None:
+    """Case 37: a checkpoint whose JSON records another stage (or seed, or fold) than where it lies was used."""
+    import json
+    import shutil
+
+    run, options, _ = trained
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    path = copy / "cond-multitask" / "seed0-fold0.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "stage": "hvae"}))
+    with pytest.raises(HyperguideError) as refused:
+        generate(copy, ["What?"], [["a", "b"]], method="cond-multitask", options=options)
+    assert str(refused.value) == (
+        f"row 'cond-multitask' (seed 0, fold 0): checkpoint metadata {path} records stage 'hvae' where stage "
+        "'cond-multitask' belongs (copied or edited?); retrain it with `hyperguide train` or `hyperguide bench` on "
+        "this run folder"
+    )

@@ -59,9 +59,18 @@ def save_tensors(
     write_json(stem.with_suffix(".json"), {**record, "commit": git_commit(), "saved_at": time.time()})
 
 
+class InvalidMetadata(HyperguideError):
+    """A checkpoint's JSON lacks a field or has one of the wrong type. Its message gives the advice; `problem` is the
+    same without it, for callers that give their own (`checkpoint_problem`'s)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.problem = f"checkpoint metadata {path} is not valid: {what}"
+        super().__init__(f"{self.problem}; delete the checkpoint to retrain it")
+
+
 def _need(ok: bool, path: Path, what: str) -> None:
     if not ok:
-        raise HyperguideError(f"checkpoint metadata {path} is not valid: {what}; delete the checkpoint to retrain it")
+        raise InvalidMetadata(path, what)
 
 
 def read_metadata(stem: str | Path) -> dict[str, Any]:
@@ -100,11 +109,19 @@ def checkpoint_exists(stem: str | Path) -> bool:
     return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
 
 
-def checkpoint_problem(stem: str | Path, fingerprint: Fingerprint, *, ignore: Collection[str] = ()) -> str | None:
+def checkpoint_problem(
+    stem: str | Path,
+    fingerprint: Fingerprint,
+    *,
+    ignore: Collection[str] = (),
+    expect: Mapping[str, str | int] | None = None,
+) -> str | None:
     """Why the checkpoint at `stem` cannot be trusted where `fingerprint` is expected, or None when it can: it is
-    missing or incomplete, its JSON is broken, it was made from something else (other config sections, other data,
-    other checkpoints before it: the keys whose hashes differ, `ignore` aside), or its tensors file is not the one it
-    was saved with (its sha256 differs). Hashes are remembered per file version, so asking again is cheap."""
+    missing or incomplete, its JSON is broken, it is not the one that belongs there (a field of `expect`, such as
+    its stage, seed and fold, is missing or differs in its JSON: copied or edited), it was made from something else
+    (other config sections, other data, other checkpoints before it: the keys whose hashes differ, `ignore` aside),
+    or its tensors file is not the one it was saved with (its sha256 differs). The reason carries no advice: the
+    caller says what to do. Hashes are remembered per file version, so asking again is cheap."""
     stem = Path(stem)
     json_path, tensors_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     if not json_path.is_file():
@@ -115,8 +132,14 @@ def checkpoint_problem(stem: str | Path, fingerprint: Fingerprint, *, ignore: Co
         return f"checkpoint {json_path} has no tensors file {tensors_path.name}"
     try:
         metadata = read_metadata(stem)
+    except InvalidMetadata as e:
+        return e.problem
     except HyperguideError as e:
         return str(e)
+    for key, value in (expect or {}).items():
+        if metadata.get(key) != value:
+            found = f"{key} {metadata[key]!r}" if key in metadata else f"no {key!r}"
+            return f"checkpoint metadata {json_path} records {found} where {key} {value!r} belongs (copied or edited?)"
     if "sha256" not in metadata or not metadata.get("fingerprint"):
         return f"checkpoint {stem} has no fingerprint (written by an older version)"
     recorded: dict[str, str] = metadata["fingerprint"]

@@ -7,11 +7,13 @@ import argparse
 import errno
 import json
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from hyperguide.errors import HyperguideError
+from hyperguide.errors import HyperguideError, HyperguideWarning
 from hyperguide.events import Callback
 from hyperguide.io import default_home
 
@@ -681,10 +683,35 @@ def _os_error(e: OSError) -> str:
     return f"cannot write {path}: {reason}" if e.errno in WRITE_ERRNOS else f"{path}: {reason}"
 
 
+@contextmanager
+def warnings_as_lines(command: str) -> Iterator[None]:
+    """The library's own warnings shown as one line, `hyperguide CMD: warning: TEXT` (not Python's `FILE:LINE:
+    UserWarning: TEXT` and a source line); other packages' warnings as Python shows them."""
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, HyperguideWarning):
+                print(f"hyperguide {command}: warning: {message}", file=sys.stderr)
+            else:
+                default(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings_as_lines(args.command):
+            return COMMANDS[args.command](args)
     except HyperguideError as e:
         print(f"hyperguide {args.command}: error: {e}", file=sys.stderr)
         return 2

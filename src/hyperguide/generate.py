@@ -17,8 +17,9 @@ questions into weights and predictions. `run_generator` opens one on a run folde
 with `hyperguide.bundle.load_generator`, with the same weights bit for bit.
 
 Everything is checked before it is used: the method's checkpoints carry the fingerprint the run's config.json
-expects and their recorded sha256 (`run.stages.load_row_shaped`); features are a finite float (N >= 1, D) tensor;
-answers are distinct; a question or answer longer than the text encoder reads is refused, never cut.
+expects and their recorded sha256 (`run.stages.load_row_shaped`); features are a finite float (N >= 1, D) tensor
+whose rows' L2 norms are at most `MAX_FEATURE_NORM`; answers are distinct; a question or answer longer than the text
+encoder reads is refused, never cut.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from hyperguide.run.stages import adapter_shape_for, load_row_shaped
 from hyperguide.universes import Encoders, UniverseOptions, load_universe_structure, universe_encoders
 
 FEATURES_KEY = "features"
+# The largest L2 norm of a features row given to `generate`: easyvqa's image tower gives norms of 2 to 43. Far above,
+# the adapter's output squares past float32's range in its normalisation, which then gives 0 (every answer alike).
+MAX_FEATURE_NORM = 1e6
 
 
 @dataclass
@@ -118,6 +122,15 @@ def _check_features(features: torch.Tensor, dim: int, source: str) -> torch.Tens
         raise HyperguideError(f"{source}: features of shape {tuple(features.shape)}, expected (N, {dim}) with N >= 1")
     if not bool(torch.isfinite(features).all()):
         raise HyperguideError(f"{source}: features hold NaN or infinity")
+    norms = features.double().norm(dim=-1)  # float64: a float32 row of 1e30s has a norm, not infinity
+    if bool((norms > MAX_FEATURE_NORM).any()):
+        row = int(norms.argmax())
+        raise HyperguideError(
+            f"{source}: features row {row} has L2 norm {float(norms[row]):.3g}, more than {MAX_FEATURE_NORM:.0e}: "
+            "far from what an image encoder gives (norms of about 1 to 100), and beyond what the adapter computes "
+            "in float32 (its normalised output would be 0 and every answer equally likely); are they the right "
+            "features, at their encoder's scale?"
+        )
     return features.float()
 
 

@@ -30,7 +30,7 @@ import torch
 from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.tasks import TaskSpec, Universe
 from hyperguide.data.tokens import TokenTable
-from hyperguide.errors import HyperguideError
+from hyperguide.errors import HyperguideError, HyperguideWarning
 from hyperguide.io import read_json
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14-336"
@@ -179,6 +179,7 @@ def load_split_files(
         prompts_path = None
         warnings.warn(
             f"no prompt_meta.json in {splits_dir}: every answer prompt falls back to the answer itself",
+            HyperguideWarning,
             stacklevel=2,
         )
     else:

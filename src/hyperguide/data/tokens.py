@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from hyperguide.errors import HyperguideError
+from hyperguide.errors import HyperguideError, HyperguideWarning
 from hyperguide.io import WriteError, read_tensor_metadata, read_tensors, write_tensors
 
 QUESTION_TOKENS_FILE = "question_tokens.safetensors"
@@ -123,5 +123,5 @@ def cached_question_tokens(
     try:
         table.save(path, encoder=encoder)
     except WriteError as e:  # a read-only home: the tokens serve this run and are computed again next time
-        warnings.warn(f"question tokens computed but not cached: {e}", stacklevel=2)
+        warnings.warn(f"question tokens computed but not cached: {e}", HyperguideWarning, stacklevel=2)
     return table

@@ -33,8 +33,11 @@ def default_text_encoder_path() -> Path:
 
 
 def check_lengths(tokenizer: Any, texts: Sequence[str], max_tokens: int, encoder: str) -> None:
-    """Refuse a text the encoder would cut: its tokens (special ones included) must number at most `max_tokens`."""
-    for text, ids in zip(texts, tokenizer(list(texts), truncation=False)["input_ids"], strict=True):
+    """Refuse a text the encoder would cut: its tokens (special ones included) must number at most `max_tokens`.
+    The tokenizer counts quietly (`verbose=False`): a text longer than its model reads would make it log a warning
+    of its own, a stray line before the error this raises."""
+    counted = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+    for text, ids in zip(texts, counted, strict=True):
         if len(ids) > max_tokens:
             shown = text if len(text) <= 80 else f"{text[:77]}..."
             raise HyperguideError(

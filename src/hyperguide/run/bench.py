@@ -38,7 +38,7 @@ from hyperguide.rows import table_rows
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.progress import ProgressBoard, Unit, clock
-from hyperguide.run.stages import digest, row_stages, stage_fingerprint
+from hyperguide.run.stages import digest, row_stages, stage_fingerprint, stage_identity
 from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan, write_config
 
 REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png", "fit_curves.png")
@@ -55,7 +55,9 @@ def pending_trainings(universe: Universe, config: RunConfig, folder: RunFolder) 
         for seed in config.seeds
         for split in splits
         if checkpoint_problem(
-            folder.stem(stage, seed, split.fold), stage_fingerprint(stage, config, folder, seed, split.fold, data)
+            folder.stem(stage, seed, split.fold),
+            stage_fingerprint(stage, config, folder, seed, split.fold, data),
+            expect=stage_identity(stage, seed, split.fold),
         )
         is not None
     ]

@@ -578,6 +578,48 @@ def stage_fingerprint(
     return out
 
 
+def learning_rates(name: str, config: RunConfig) -> list[str]:
+    """`key = value` of each learning rate (a training knob `lr`, nested ones included) of the config sections that
+    shape stage `name` itself (its `shaped_by`; none for a stage that declares nothing)."""
+    view = training_view(stage_config(name, config))
+
+    def walk(prefix: str, node: Any) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        rates = [f"{prefix}lr = {node['lr']}"] if "lr" in node and not isinstance(node["lr"], dict) else []
+        return rates + [r for key, value in node.items() for r in walk(f"{prefix}{key}.", value)]
+
+    return [r for section in stage(name).shaped_by or () for r in walk(f"{section}.", view.get(section))]
+
+
+def divergence_hint(name: str, config: RunConfig) -> str:
+    """A guess at why stage `name`'s training diverged, for `NonFiniteLoss.hinted`: its own learning rate, or, for a
+    stage trained on earlier stages' output, values those stages produced (finite but extreme: an HNet meta-trained
+    at too high a `train.lr` gives latents that make the HVAE's first loss NaN)."""
+    own = learning_rates(name, config)
+    hint = f"is {' or '.join(own)} too high for it?" if own else "is a learning rate too high for it?"
+    upstream, todo = [], list(stage(name).deps)
+    while todo:
+        dep = todo.pop(0)
+        if dep not in upstream:
+            upstream.append(dep)
+            todo += stage(dep).deps
+    if not upstream:
+        return hint
+    chain = ", computed from ".join(
+        f"stage {dep}" + (f", at {' and '.join(rates)}" if (rates := learning_rates(dep, config)) else "")
+        for dep in upstream
+    )
+    return f"{hint} Or the cause may lie upstream, in what it trains on: the output of {chain}"
+
+
+def stage_identity(name: str, seed: int, fold: int) -> dict[str, str | int]:
+    """What the JSON of stage `name`'s checkpoint of (seed, fold) records of where it belongs (`ensure_stage`
+    writes it): one that records another stage, seed or fold is not trusted there (`checkpoint_problem`'s
+    `expect`)."""
+    return {"stage": name, "seed": seed, "fold": fold}
+
+
 def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
     """Run the stage (after its dependencies) unless its checkpoint exists with the fingerprint this run expects
     (one that differs is retrained, with a note saying why); returns seconds spent per stage run."""
@@ -588,7 +630,8 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
     stem = ctx.stem(name)
     fingerprint = stage_fingerprint(name, ctx.config, ctx.folder, ctx.seed, ctx.split.fold, ctx.data)
     main = distributed.world().main
-    problem = distributed.share(checkpoint_problem(stem, fingerprint) if main else None)  # the main process decides
+    expect = stage_identity(name, ctx.seed, ctx.split.fold)
+    problem = distributed.share(checkpoint_problem(stem, fingerprint, expect=expect) if main else None)  # main decides
     if problem is None:
         return spent
     where = f"stage {name}, seed {ctx.seed}, fold {ctx.split.fold}"
@@ -604,7 +647,7 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
     try:
         out = spec.run(ctx, generator)
     except NonFiniteLoss as e:
-        raise HyperguideError(f"{where}: {e}") from None
+        raise HyperguideError(f"{where}: {e.hinted(divergence_hint(name, ctx.config))}") from None
     bad = non_finite(dict(out.module.state_dict()) if out.module is not None else out.tensors)
     if bad is not None:
         raise HyperguideError(
@@ -659,7 +702,10 @@ def check_row(row: Row, config: RunConfig, folder: RunFolder, seed: int, fold: i
     for stage_name in row.spec.stages:
         expected = stage_fingerprint(stage_name, config, folder, seed, fold, data)
         problem = checkpoint_problem(
-            folder.stem(stage_name, seed, fold), expected, ignore=("data",) if data is None else ()
+            folder.stem(stage_name, seed, fold),
+            expected,
+            ignore=("data",) if data is None else (),
+            expect=stage_identity(stage_name, seed, fold),
         )
         if problem is not None:
             raise HyperguideError(

@@ -63,14 +63,20 @@ class EMA(Generic[M]):
 
 
 class NonFiniteLoss(HyperguideError):
-    """A training step's loss (or gradient norm) is NaN or infinite: the training diverged and is stopped."""
+    """A training step's loss (or gradient norm) is NaN or infinite: the training diverged and is stopped. Its
+    message guesses the cause generically; a caller that knows more (the stage's settings, what it trains on) says
+    it with `hinted`."""
 
     def __init__(self, name: str, epoch: int, step: int, what: str, value: float) -> None:
-        super().__init__(
-            f"{name}: the {what} is {value} at epoch {epoch}, step {step}: the training diverged (a learning rate "
-            "too high for it?); nothing of it was saved"
-        )
         self.name, self.epoch, self.step, self.what, self.value = name, epoch, step, what, value
+        super().__init__(self.hinted("a learning rate too high for it?"))
+
+    def hinted(self, hint: str) -> str:
+        """The message with `hint`, a guess at the cause, in place of the generic one."""
+        return (
+            f"{self.name}: the {self.what} is {self.value} at epoch {self.epoch}, step {self.step}: the training "
+            f"diverged ({hint}); nothing of it was saved"
+        )
 
 
 def _floats(metrics: Metrics) -> dict[str, float]:

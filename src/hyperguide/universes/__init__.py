@@ -15,6 +15,7 @@ exported and used where the universe is not prepared.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hyperguide.data.tasks import Universe
@@ -58,7 +59,8 @@ def prepare_universe(
     """Compute and cache a universe's frozen features; returns its manifest (with `"cached": True` if reused). The
     temporaries a killed preparation left in the universe's folder are swept first."""
     options, universe = options or UniverseOptions(), source(name)  # a registered name: its folder is ours
-    sweep_temporaries(options.folder(universe.name))
+    # by path, not `options.folder`: a universe kept in memory (synthetic) prepares even where the home is not a folder
+    sweep_temporaries(Path(options.home) / universe.name)
     return universe.prepare(options, callbacks)
 
 

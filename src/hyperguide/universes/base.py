@@ -57,8 +57,26 @@ class UniverseOptions:
                 raise HyperguideError(f"{flag} must be >= {low}, got {value}")
 
     def folder(self, name: str) -> Path:
-        """Where universe `name` keeps its prepared files."""
-        return Path(self.home) / name
+        """Where universe `name` keeps its prepared files. A home that is a file (or lies under one) is refused
+        here, naming it: nothing can be prepared in it, and "run prepare first" would be advice that cannot work."""
+        home = Path(self.home)
+        found = _nearest_existing(home)
+        if found is not None and not found.is_dir():
+            where = "" if found == home else f" lies under {found}, which"
+            raise HyperguideError(
+                f"the home {home}{where} is a file, not a folder: give a folder for prepared universes (--home or "
+                "$HYPERGUIDE_HOME)"
+            )
+        return home / name
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    """`path` or the nearest of its parents that exists; None where that cannot be told (a folder we may not read:
+    what is read there later says so)."""
+    try:
+        return next((p for p in (path, *path.parents) if p.exists()), None)
+    except OSError:
+        return None
 
 
 class Encoders(Protocol):

@@ -35,7 +35,7 @@ from hyperguide.data.metavqa import (
 from hyperguide.data.tasks import Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable, cached_question_tokens
 from hyperguide.encoders.clip import ClipEncoder
-from hyperguide.errors import HyperguideError
+from hyperguide.errors import HyperguideError, HyperguideWarning
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
 from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, no_encoders
@@ -215,6 +215,7 @@ def _load_question_tokens(out_dir: Path, universe: Universe, manifest: dict[str,
         warnings.warn(
             f"no question tokens in {out_dir} and none can be computed ({e}); questions fall back to their pooled "
             "features",
+            HyperguideWarning,
             stacklevel=3,
         )
         return None
