@@ -152,7 +152,10 @@ def machine_line(results: Mapping[str, Any]) -> str:
     (docs/decisions.md, D17)."""
     if "machine" not in results:
         return "Machine: not recorded (this results.json predates the record)."
-    return f"Machine: {describe(results['machine'])}. Another CPU or thread count moves the last digits (D17)."
+    return (
+        f"Machine: {describe(results['machine'])}. Another CPU, thread count or torch version rounds differently and "
+        "training amplifies it: expect the spread stated in docs/decisions.md (D17)."
+    )
 
 
 def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
