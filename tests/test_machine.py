@@ -25,9 +25,9 @@ def test_the_record_is_this_machine() -> None:
     assert record["torch"] == torch.__version__ and record["python"] == platform.python_version()
     assert record["cpu"] == cpu_model() and record["cpu"].strip() != ""
     line = describe(record)
-    assert line.startswith(record["cpu"]) and "1 threads" in line and f"torch {torch.__version__}" in line
+    assert line.startswith(record["cpu"]) and "1 thread," in line and f"torch {torch.__version__}" in line
     assert "processes" not in line  # one process is not worth a word
-    assert "2 processes" in describe({**record, "processes": 2})
+    assert "2 processes" in describe({**record, "processes": 2}) and "2 threads," in describe({**record, "threads": 2})
 
 
 def test_a_bench_records_its_machine_and_its_report_names_it(small_run: Path) -> None:

@@ -71,9 +71,10 @@ def machine_record(device: str, precision: str, processes: int = 1) -> Machine:
 
 
 def describe(machine: Machine) -> str:
-    """One line for a report: `AMD EPYC, 2 cores, 2 threads, cpu, fp32, torch 2.13.0, Python 3.11.7`."""
+    """One line for a report: `AMD EPYC, 2 cores, 2 threads, cpu, fp32, torch 2.13.0+cpu, Python 3.11.7`."""
     processes = f", {machine['processes']} processes" if machine["processes"] > 1 else ""
+    threads = f"{machine['threads']} thread{'' if machine['threads'] == 1 else 's'}"
     return (
-        f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads{processes}, {machine['device']}, "
+        f"{machine['cpu']}, {machine['cores']} cores, {threads}{processes}, {machine['device']}, "
         f"{machine['precision']}, torch {machine['torch']}, Python {machine['python']}"
     )
