@@ -67,6 +67,8 @@ class RowSpec:
     bound: Literal["lower", "upper"] | None = None
     overrides: tuple[str, ...] = ()  # `key=value` settings of this row (and its own stages), on top of the run's
     paper: bool = True  # a row of the paper's table (False: a row this project adds)
+    default: bool = True  # in the table of `methods: null` (False: asked for by name)
+    needs_shared_space: bool = False  # reads the question's embedding as a direction among the image features
 
     def configured(self, config: RunConfig) -> RunConfig:
         """The run's config with this row's own settings."""
@@ -199,9 +201,9 @@ def find_row(name: str) -> Row | None:
 
 
 def method_names(config: RunConfig) -> tuple[str, ...]:
-    """The config's methods (every registered one for `methods: null`), each a method or one of its rows; a row
+    """The config's methods (every default one for `methods: null`), each a method or one of its rows; a row
     stands for its method, whose rows are those of the config's sweep."""
-    names = tuple(ROWS) if config.methods is None else config.methods
+    names = tuple(n for n, spec in ROWS.items() if spec.default) if config.methods is None else config.methods
     return tuple(dict.fromkeys(method_of(name).name for name in names))
 
 
@@ -354,3 +356,16 @@ for _name, _overrides, _stages in (
     ("hnet+regressor", ("regressor.question=attention",), {"regressor-hnet": "regressor-hnet-attention"}),
 ):  # fmt: skip
     register(variant(ROWS[_name], ATTENTION, _overrides, _stages, "the question through attention over its tokens"))
+
+# The question's embedding as a direction in the image space (models/pointer.py): rows whose generator points some
+# hidden units along it, for words no meta-train question used. Asked for by name until measured on the full
+# protocol (they need a universe whose questions and images share a space).
+POINTER = "-pointer"
+for _name in ("cond-multitask", "cond-multitask-film", "cond-multitask-attention", "cond-multitask-film-attention"):
+    register(
+        replace(
+            variant(ROWS[_name], POINTER, ("method.pointer_rows=4",), None, "4 hidden units point along the question"),
+            default=False,
+            needs_shared_space=True,
+        )
+    )

@@ -64,6 +64,11 @@ class MethodConfig:
         "pooled", help="conditional baselines read the pooled question embedding (paper) or attention over tokens"
     )
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
+    pointer_rows: int = knob(
+        0,
+        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
+        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
+    )
     adapter_init: Literal["normal", "identity"] = knob(
         "normal", help="init of methods' own adapter weights: N(0, 1) (paper) or the identity adapter"
     )
@@ -85,6 +90,7 @@ class MethodConfig:
         require(all(h >= 1 for h in self.hnet_hidden), "hnet_hidden", "widths >= 1", self.hnet_hidden)
         require(self.film_hidden >= 1, "film_hidden", ">= 1", self.film_hidden)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
+        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,11 @@ class HyperCLIPConfig:
     )
     question: QuestionMode = knob("pooled", help="the text side: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
+    pointer_rows: int = knob(
+        0,
+        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
+        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
+    )
     candidates: int = knob(10, help="the task-identification diagnostic picks the right question among this many")
 
     def __post_init__(self) -> None:
@@ -199,6 +210,7 @@ class HyperCLIPConfig:
         _require_steps(self.epochs, self.min_steps)
         require(at_least(self.init_l2, 0), "init_l2", "a finite number >= 0", self.init_l2)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
+        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
         require(self.candidates >= 2, "candidates", ">= 2", self.candidates)
         require(
             self.guidance_step is None or positive(self.guidance_step),
@@ -251,6 +263,11 @@ class HyperLDMConfig:
     )
     question: QuestionMode = knob("pooled", help="the condition: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
+    pointer_rows: int = knob(
+        0,
+        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
+        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
+    )
     clip_x0: bool = knob(
         True, help="bound each sampling step's predicted x0 to the training latents' range", evaluation_only=True
     )
@@ -289,6 +306,7 @@ class HyperLDMConfig:
         )
         require(len(set(self.gammas)) == len(self.gammas), "gammas", "distinct", self.gammas)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
+        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
         require(self.cond_hidden >= 1, "cond_hidden", ">= 1", self.cond_hidden)
         require(self.ensemble >= 1, "ensemble", ">= 1", self.ensemble)
         require(at_least(self.classifier_scale, 0), "classifier_scale", "a finite number >= 0", self.classifier_scale)
@@ -306,6 +324,11 @@ class RegressorConfig:
     min_steps: int = knob(2000, help="train at least this many steps, whatever the number of tasks")
     question: QuestionMode = knob("pooled", help="the input: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
+    pointer_rows: int = knob(
+        0,
+        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
+        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
+    )
 
     def __post_init__(self) -> None:
         require(all(h >= 1 for h in self.hidden_dims), "hidden_dims", "widths >= 1", self.hidden_dims)
@@ -313,6 +336,7 @@ class RegressorConfig:
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         _require_steps(self.epochs, self.min_steps)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
+        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
 
 
 @dataclass(frozen=True)
@@ -377,7 +401,9 @@ class RunConfig:
         (0, 1, 2), help="seeds; every stage and row runs once per seed (and fold)", evaluation_only=True
     )  # a checkpoint's own seed is in its name: the list shapes none
     methods: tuple[str, ...] | None = knob(
-        None, help="methods of the table (hyperguide.rows; null: every registered one; []: none)", evaluation_only=True
+        None,
+        help="methods of the table (hyperguide.rows; null: every default one, the -pointer rows are named; []: none)",
+        evaluation_only=True,
     )
     method: MethodConfig = knob(help="the methods' architecture", factory=MethodConfig)
     train: TrainConfig = knob(help="meta-training", factory=TrainConfig)

@@ -91,4 +91,5 @@ def easyvqa_structure(prompts: str = "answer") -> Universe:
         meta_test=tuple(index[q] for q in test_q),
         held_out_concepts=HELD_OUT_CONCEPTS,
         info={"prompts": prompts},
+        shared_space=True,  # the image tower is trained into MiniLM's space (encoders/tower_training.py)
     )

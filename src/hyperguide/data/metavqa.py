@@ -233,6 +233,7 @@ def load_split_files(
             "prompt_fallbacks": fallbacks,
             "label_order_checked": counts_path.is_file(),
         },
+        shared_space=True,  # CLIP's image and text embeddings
     )
 
 

@@ -99,3 +99,77 @@ def _question_tokens(emb: torch.Tensor, variant: torch.Tensor, length: int, g: t
     spread = 0.5 * torch.randn(length, emb.shape[0], generator=g)
     spread[1] += variant
     return emb + (spread - spread.mean(0))
+
+
+def concepts_universe(
+    *,
+    n_concepts: int = 8,
+    variants: int = 3,
+    n_images: int = 600,
+    examples_per_task: int = 60,
+    dim: int = 32,
+    present: float = 0.3,
+    noise: float = 0.3,
+    seed: int = 0,
+) -> Universe:
+    """Yes/no questions about concepts, in one space shared by questions and images: the test bed of the pointer.
+
+    Concept c is a direction e_c (orthonormal to every other direction of the universe). An image shows each concept
+    with probability `present`: its feature is 3 e_c summed over what it shows, plus a brightness offset along a
+    direction o of its own scale and noise. "is concept c present (variant j)?" and "is concept c absent (variant
+    j)?" are answered yes or no; their embeddings are e_c, plus a negation code n for "absent", a variant code and
+    noise, so a question points at its concept among the images. Held out under `compositional` (`concept 6`,
+    `concept 7`), a concept's direction is outside the span of every meta-train question: a learned map from the
+    question to the weights has never emitted it, a path from the question's own embedding to the weights has.
+    """
+    g = torch.Generator().manual_seed(seed)
+    basis, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g))
+    directions = basis.T  # orthonormal rows
+    concepts, negation, brightness = directions[:n_concepts], directions[n_concepts], directions[n_concepts + 1]
+    answer_vectors = directions[n_concepts + 2 : n_concepts + 4]  # "yes", "no"
+    variant_codes = 0.2 * directions[n_concepts + 4 : n_concepts + 4 + variants]
+
+    shows = torch.rand(n_images, n_concepts, generator=g) < present  # (N, C)
+    scale = 1.0 + torch.rand(n_images, 1, generator=g)
+    image_x = (
+        3.0 * shows.float() @ concepts + scale * 2.0 * brightness + noise * torch.randn(n_images, dim, generator=g)
+    )
+    image_keys = [f"img{i}" for i in range(n_images)]
+
+    tasks: list[TaskSpec] = []
+    text_keys, text_rows = ["yes", "no"], [answer_vectors[0], answer_vectors[1]]
+    for c in range(n_concepts):
+        for negated in (False, True):
+            for j in range(variants):
+                question = f"is concept {c} {'absent' if negated else 'present'} (variant {j})?"
+                picked = torch.randperm(n_images, generator=g)[:examples_per_task].tolist()
+                labels = [int(bool(shows[i, c]) == negated) for i in picked]  # 0: yes, 1: no
+                cut = int(0.7 * len(picked))
+                tasks.append(
+                    TaskSpec(
+                        question=question,
+                        answers=("yes", "no"),
+                        prompts=("yes", "no"),
+                        support_images=tuple(image_keys[i] for i in picked[:cut]),
+                        support_labels=tuple(labels[:cut]),
+                        query_images=tuple(image_keys[i] for i in picked[cut:]),
+                        query_labels=tuple(labels[cut:]),
+                    )
+                )
+                code = concepts[c] + (negation if negated else 0.0) + variant_codes[j]
+                text_keys.append(question)
+                text_rows.append(code + 0.05 * torch.randn(dim, generator=g))
+
+    order = torch.randperm(len(tasks), generator=g).tolist()
+    cut = round(0.7 * len(tasks))
+    return Universe(
+        name="synthetic-concepts",
+        tasks=tasks,
+        meta_train=tuple(order[:cut]),
+        meta_test=tuple(order[cut:]),
+        held_out_concepts=("concept 6", "concept 7"),
+        image_features=FeatureTable(image_keys, image_x, source="synthetic concept images"),
+        text_features=FeatureTable(text_keys, torch.stack(text_rows), source="synthetic concept texts"),
+        info={"seed": seed, "dim": dim},
+        shared_space=True,
+    )

@@ -114,6 +114,9 @@ class Universe:
     text_features: FeatureTable | None = None
     info: dict[str, object] = field(default_factory=dict)
     question_tokens: TokenTable | None = None
+    # Question embeddings and image features live in one space (easyvqa's tower was trained into MiniLM's; CLIP
+    # aligns both), so a question's embedding points at its concept among the images: what the -pointer rows need.
+    shared_space: bool = False
     _fingerprint: tuple[tuple[object, ...], str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:

@@ -30,10 +30,12 @@ from torch import nn
 
 from hyperguide.config import MethodConfig
 from hyperguide.data.batch import TaskBatch
+from hyperguide.errors import HyperguideError
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.losses import task_cross_entropy
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.models.hypernet import FiLM, HyperNet
+from hyperguide.models.pointer import PointerRows
 from hyperguide.models.question import QuestionEncoder
 
 Training = Literal["none", "multitask", "maml", "guidance"]
@@ -56,6 +58,19 @@ class Method(nn.Module):
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
         raise NotImplementedError
+
+    def _pointer(self, cond_dim: int) -> PointerRows | None:
+        """The pointer rows of a `-pointer` row (`config.pointer_rows` > 0), reading the generator's hidden
+        activations (`cond_dim` wide) for their gains; None without them."""
+        if self.config.pointer_rows == 0:
+            return None
+        if self.question_dim != self.shape.feature_dim:
+            raise HyperguideError(
+                f"method.pointer_rows: the pointer adds the question's embedding to the adapter's weights, so it "
+                f"needs questions in the image features' space; here questions are {self.question_dim}-d and image "
+                f"features {self.shape.feature_dim}-d (a text encoder of another width?): use a row without -pointer"
+            )
+        return PointerRows(self.shape, cond_dim, self.config.pointer_rows)
 
     def _question_encoder(self) -> QuestionEncoder:
         """The question as this method conditions on it (`MethodConfig.question`); no parameters when pooled."""
@@ -161,9 +176,14 @@ class CondMultitask(Method):
         super().__init__(shape, question_dim, config)
         self.question = self._question_encoder()
         self.hypernet = HyperNet(question_dim, config.hnet_hidden, shape.n_params)
+        self.pointer = self._pointer(config.hnet_hidden[-1] if config.hnet_hidden else question_dim)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return self.hypernet(self.question.encode_batch(batch))
+        encoded = self.question.encode_batch(batch)
+        if self.pointer is None:
+            return self.hypernet(encoded)
+        hidden = self.hypernet.hidden(encoded)
+        return self.hypernet.output_layer(hidden) + self.pointer(hidden, batch.questions.emb)
 
 
 class CondMultitaskFiLM(Method):
@@ -181,9 +201,11 @@ class CondMultitaskFiLM(Method):
         self.weights = self._own_weights()
         self.question = self._question_encoder()
         self.film = FiLM(question_dim, config.film_hidden, shape.hidden_dim)
+        self.pointer = self._pointer(config.film_hidden)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
-        scale, shift = self.film(self.question.encode_batch(batch))  # (B, H) each
+        hidden = self.film.hidden(self.question.encode_batch(batch))
+        scale, shift = self.film.modulation(hidden)  # (B, H) each
         shared = self.shape.unflatten(self.weights.expand(len(batch), -1))
         modulated = {
             "w1": shared["w1"] * scale.unsqueeze(-1),
@@ -191,7 +213,8 @@ class CondMultitaskFiLM(Method):
             "w2": shared["w2"],
             "b2": shared["b2"],
         }
-        return self.shape.flatten(modulated)
+        weights = self.shape.flatten(modulated)
+        return weights if self.pointer is None else weights + self.pointer(hidden, batch.questions.emb)
 
 
 class CondHNetMAML(Method):

@@ -55,6 +55,14 @@ class FiLM(nn.Module):
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
 
-    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        delta_scale, shift = self.net(cond).chunk(2, dim=-1)
+    def hidden(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, cond_dim) -> (B, hidden_dim): the hidden activations, the output layer's input."""
+        return cast(torch.Tensor, self.net[1](self.net[0](cond)))
+
+    def modulation(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scale and shift from the hidden activations."""
+        delta_scale, shift = self.net[2](hidden).chunk(2, dim=-1)
         return 1.0 + delta_scale, shift
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.modulation(self.hidden(cond))

@@ -49,6 +49,13 @@ def check_run(universe: Universe, config: RunConfig, *, device: str = "cpu", sta
         stage(name)
     training_plan(config, stages)  # every row's stages exist and have no cycle
     splits_of(universe, config)
+    needs = [row.name for row in table_rows(config) if row.spec.needs_shared_space]
+    if needs and not universe.shared_space:
+        raise HyperguideError(
+            f"{', '.join(needs)}: {'this row reads' if len(needs) == 1 else 'these rows read'} the question's "
+            f"embedding as a direction among the image features, but universe {universe.name!r} has no space its "
+            "questions and images share: use the rows without -pointer"
+        )
 
 
 def training_plan(config: RunConfig, extra_stages: Sequence[str] = ()) -> list[str]:

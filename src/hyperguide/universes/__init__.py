@@ -6,6 +6,7 @@
 | metavqa | the authors' split files, or built from VQA v2 JSON | a `transformers` CLIP model on COCO 2014 images |
 | metavqa-standin | the authors' split files | deterministic random 768-d stand-ins (benchmarks only) |
 | synthetic | generated | generated (tests and smoke runs) |
+| synthetic-concepts | generated | generated, questions and images in one space (the pointer's test) |
 
 Add a universe by writing a source (a class with `structure`, `prepare`, `load`, `encoders`) and registering it;
 with `encoder_parts` and `encoders_from_parts` as well (`base.PortableEncoders`), a generator trained on it can be
@@ -25,7 +26,7 @@ from hyperguide.io import sweep_temporaries
 from hyperguide.universes.base import EncoderParts, Encoders, PortableEncoders, UniverseOptions, UniverseSource
 from hyperguide.universes.easyvqa import EasyVQA
 from hyperguide.universes.metavqa import MetaVQA, MetaVQAStandin
-from hyperguide.universes.synthetic import Synthetic
+from hyperguide.universes.synthetic import Synthetic, SyntheticConcepts
 
 UNIVERSES: dict[str, UniverseSource] = {}
 
@@ -37,7 +38,7 @@ def register(source: UniverseSource) -> UniverseSource:
     return source
 
 
-for _source in (EasyVQA(), MetaVQA(), MetaVQAStandin(), Synthetic()):
+for _source in (EasyVQA(), MetaVQA(), MetaVQAStandin(), Synthetic(), SyntheticConcepts()):
     register(_source)
 
 

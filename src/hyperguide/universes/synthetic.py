@@ -1,11 +1,12 @@
-"""`synthetic`: a tiny generated universe for tests and smoke runs (`data/synthetic.py`); nothing to prepare."""
+"""`synthetic` and `synthetic-concepts`: tiny generated universes for tests and smoke runs (`data/synthetic.py`);
+nothing to prepare."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from hyperguide.data.synthetic import synthetic_universe
+from hyperguide.data.synthetic import concepts_universe, synthetic_universe
 from hyperguide.data.tasks import Universe
 from hyperguide.events import Callback
 from hyperguide.universes.base import Encoders, UniverseOptions, no_encoders
@@ -26,3 +27,11 @@ class Synthetic:
 
     def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
         raise no_encoders(self.name)
+
+
+class SyntheticConcepts(Synthetic):
+    name = "synthetic-concepts"
+    summary = "48 generated yes/no concept tasks, questions and images in one space: the pointer's test bed"
+
+    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+        return concepts_universe(seed=options.seed)
