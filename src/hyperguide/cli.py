@@ -17,7 +17,7 @@ from hyperguide.errors import HyperguideError, HyperguideWarning
 from hyperguide.events import Callback
 from hyperguide.io import default_home
 
-SPLITS = ("random", "compositional", "kfold")
+SPLITS = ("random", "compositional", "kfold", "concepts")
 PROMPTS = ("answer", "declarative")
 
 
@@ -126,7 +126,13 @@ def _run_args(p: argparse.ArgumentParser, *, out_default: str) -> None:
     run.add_argument("--quick", action="store_true", help="the quick preset (= --config quick): smoke runs")
     run.add_argument("--split", default=None, choices=SPLITS, help="meta-train / meta-test split (default random)")
     run.add_argument("--folds", type=int, default=None, help="kfold: number of folds (default 5)")
-    run.add_argument("--held-out", nargs="+", default=None, metavar="CONCEPT", help="compositional: held-out concepts")
+    run.add_argument(
+        "--held-out",
+        nargs="+",
+        default=None,
+        metavar="CONCEPT",
+        help="compositional: held-out concepts; concepts: one fold each",
+    )
     run.add_argument(
         "--prompts", default=None, choices=PROMPTS, help="easyvqa answer prompts: bare answers (default) or statements"
     )

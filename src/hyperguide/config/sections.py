@@ -21,7 +21,7 @@ from hyperguide.config.typed import at_least, knob, positive, require
 QuestionMode = Literal["pooled", "attention"]
 Prediction = Literal["eps", "x0", "v"]  # what a diffusion denoiser outputs (diffusion/ddpm.py)
 Condition = Literal["concat", "film"]  # how the HyperLDM denoiser reads its condition (models/denoiser.py)
-SplitKind = Literal["random", "compositional", "kfold"]
+SplitKind = Literal["random", "compositional", "kfold", "concepts"]
 PromptStyle = Literal["declarative", "answer"]  # this order is the order of prepared texts
 Precision = Literal["fp32", "tf32", "bf16"]  # the arithmetic a run computes in (config/precision.py)
 
@@ -383,9 +383,14 @@ class RunConfig:
     """A whole run: the universe, the split, the seeds, the methods and every component's settings."""
 
     universe: str = knob("easyvqa", help="task universe (hyperguide.universes: easyvqa, metavqa, synthetic, ...)")
-    split: SplitKind = knob("random", help="meta-train / meta-test split: random (paper), compositional or kfold")
+    split: SplitKind = knob(
+        "random",
+        help="meta-train / meta-test split: random (paper), compositional, kfold or concepts (a fold per concept)",
+    )
     folds: int = knob(5, help="kfold: number of folds")
-    held_out: tuple[str, ...] = knob((), help="compositional: held-out concepts (empty: the universe's)")
+    held_out: tuple[str, ...] = knob(
+        (), help="compositional: held-out concepts; concepts: one fold each (empty: the universe's)"
+    )
     tune_folds: int | None = knob(
         None,
         help="choose settings without meta-test: set the split's meta-test tasks aside and test on each of this many "

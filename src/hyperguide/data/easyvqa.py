@@ -25,6 +25,8 @@ from hyperguide.errors import HyperguideError
 
 PROMPT_STYLES: tuple[str, ...] = get_args(PromptStyle)
 HELD_OUT_CONCEPTS = ("red", "teal")
+# Every colour and shape the questions name: the folds of the leave-one-concept-out split (`--split concepts`).
+CONCEPTS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow", "circle", "rectangle", "triangle")
 
 # yes/no question forms: (pattern, polarity). The captured group is the concept ("red shape", "circle").
 _YES_NO = [
@@ -90,6 +92,7 @@ def easyvqa_structure(prompts: str = "answer") -> Universe:
         meta_train=tuple(index[q] for q in train_q),
         meta_test=tuple(index[q] for q in test_q),
         held_out_concepts=HELD_OUT_CONCEPTS,
+        concepts=CONCEPTS,
         info={"prompts": prompts},
         shared_space=True,  # the image tower is trained into MiniLM's space (encoders/tower_training.py)
     )

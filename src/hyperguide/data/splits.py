@@ -4,6 +4,8 @@
   round(0.7 n) tasks train. A universe that ships its own split (the authors' Meta-VQA files) uses that one.
 - `compositional`: every task whose question mentions a held-out concept (a whole word) is a test task.
 - `kfold`: K folds over the shuffled tasks; fold i tests on the i-th chunk, so every task is a test task once.
+- `concepts`: leave one concept out: fold i tests on every task whose question mentions concept i (the held-out
+  concepts, or the universe's `concepts`) and trains on the others, so no meta-train question names it.
 
 `tuning_splits` turns a split into folds of its meta-train tasks alone, its meta-test tasks set aside: where settings
 are chosen (never on meta-test).
@@ -86,6 +88,8 @@ def make_splits(
                 f"in universe {universe.name!r}; both sides need at least one task"
             )
         return [TaskSplit(kind, 0, train, test)]
+    if kind == "concepts":
+        return _concept_folds(universe, tuple(held_out) if held_out else universe.concepts)
     if folds < 2 or folds > n:
         raise HyperguideError(f"kfold needs 2 <= folds <= {n} tasks, got folds={folds}")
     order = list(range(n))
@@ -96,6 +100,24 @@ def make_splits(
         fold_test = order[bounds[f] : bounds[f + 1]]
         test_set = set(fold_test)
         out.append(TaskSplit(kind, f, tuple(i for i in order if i not in test_set), tuple(fold_test)))
+    return out
+
+
+def _concept_folds(universe: Universe, concepts: Sequence[str]) -> list[TaskSplit]:
+    if not concepts:
+        raise HyperguideError(
+            f"split 'concepts' needs concepts; universe {universe.name!r} lists none: pass them with --held-out"
+        )
+    out = []
+    for f, concept in enumerate(concepts):
+        test = tuple(i for i, t in enumerate(universe.tasks) if mentions(t.question, concept))
+        train = tuple(i for i in range(len(universe.tasks)) if i not in set(test))
+        if not test or not train:
+            raise HyperguideError(
+                f"held-out concept {concept!r} leaves {len(train)} train and {len(test)} test tasks in universe "
+                f"{universe.name!r}; both sides need at least one task"
+            )
+        out.append(TaskSplit("concepts", f, train, test))
     return out
 
 

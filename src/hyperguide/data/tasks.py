@@ -110,6 +110,7 @@ class Universe:
     meta_train: tuple[int, ...]
     meta_test: tuple[int, ...]
     held_out_concepts: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = ()  # every concept its questions name: the folds of the `concepts` split
     image_features: FeatureTable | None = None
     text_features: FeatureTable | None = None
     info: dict[str, object] = field(default_factory=dict)

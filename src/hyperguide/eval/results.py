@@ -13,6 +13,7 @@
      "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
              "stages": {stage: {measure: Summary}},                               # each stage's own fit measures
              "curves": {stage: {measure: [{"seed", "fold", "step": [..], "value": [..]}]}}},   # fit over training
+     "concept_folds": [{"concept", "tasks"}],                                     # split concepts only
      "machine": {"cpu", "cores", "threads", "processes", "device", "precision", "torch", "python", "platform"},
      "timing": {"train": {stage: s}, "evaluate": {row: s}, "report": s, "total": s},   # a finished bench only
      "fingerprint": {"config": sha256, "data": sha256, "checkpoints": sha256}}           # a finished bench only
@@ -116,6 +117,14 @@ class Timing(TypedDict):
     total: float
 
 
+class ConceptFold(TypedDict):
+    """A fold of the `concepts` split: the concept it held out and how many of `test_tasks` (in fold order) it
+    tested on."""
+
+    concept: str
+    tasks: int
+
+
 class Results(TypedDict):
     universe: str
     split: str
@@ -126,6 +135,7 @@ class Results(TypedDict):
     methods: dict[str, RowResults]
     diagnostics: dict[str, Any]
     fit: NotRequired[Fit]
+    concept_folds: NotRequired[list[ConceptFold]]  # split `concepts`: the folds, in the order of test_tasks
     machine: NotRequired[Machine]  # where the evaluation ran (hyperguide.machine); absent in older files
     timing: NotRequired[Timing]
     fingerprint: NotRequired[dict[str, str]]  # what a finished bench evaluated: config, data, checkpoints

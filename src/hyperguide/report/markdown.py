@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from hyperguide.eval.stats import ci_text, compare
 from hyperguide.machine import describe
+from hyperguide.report.concepts import render_concepts
 from hyperguide.report.conditioning import render_controls, render_novelty
 from hyperguide.report.fit import best_paper_baseline, render_claim, render_fit_rows, render_fit_stages
 from hyperguide.rows import RowKind, find_row
@@ -188,6 +189,18 @@ def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str
             fit_rows,
             "",
             fit_stages,
+            "",
+        ]
+    concepts = render_concepts(results)
+    if concepts:
+        parts += [
+            "## Leave one concept out",
+            "",
+            "Zero-shot balanced accuracy (%) per held-out concept: each fold trains on every task whose question "
+            "does not name the concept and tests on those that do (tasks per fold in parentheses); mean over seeds "
+            "± 95% CI, and the mean over concepts.",
+            "",
+            concepts,
             "",
         ]
     controls, novelty = render_controls(results), render_novelty(results)

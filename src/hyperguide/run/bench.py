@@ -135,7 +135,7 @@ def run_bench(
     """Train, evaluate and report; every stage that already finished in the folder is reused. Progress goes to
     `stream` (the bench's board); `callbacks` get every event too (e.g. progress bars inside a stage)."""
     start = time.perf_counter()
-    config = resolve_config(config)
+    config = resolve_config(config, universe)
     check_run(universe, config, device=device)  # nothing is written for a refused run
     write_config(folder, config)  # refuses a folder that holds a run with another config
     main = world().main  # under torchrun, the main process shows progress and writes the report

@@ -380,6 +380,10 @@ def evaluate_run(
         "methods": {},
         "diagnostics": {},
     }
+    if config.split == "concepts" and config.tune_folds is None:  # which tasks of test_tasks each fold held out
+        results["concept_folds"] = [
+            {"concept": c, "tasks": len(s.test)} for c, s in zip(config.held_out, splits, strict=True)
+        ]
     rows = table_rows(config)
     processes = world()
     results["machine"] = machine_record(device, config.precision, processes.size)

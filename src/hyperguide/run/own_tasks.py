@@ -81,6 +81,8 @@ def default_report_dir(features_dir: str | Path, run_dir: str | Path) -> Path:
 
 def run_folds(config: RunConfig) -> list[int]:
     """The folds a run trains: kfold's, the tuning folds, or the one fold of random and compositional."""
+    if config.split == "concepts":
+        return list(range(config.tune_folds or len(config.held_out)))  # the run's config lists them (resolved)
     return list(range(config.tune_folds or (config.folds if config.split == "kfold" else 1)))
 
 
