@@ -51,9 +51,14 @@ def test_a_concepts_bench_reports_each_concept(tmp_path: Path) -> None:
     assert results["concept_folds"] == [{"concept": f"concept {c}", "tasks": 6} for c in range(8)]
     assert results["folds"] == 8 and len(results["test_tasks"]) == 48
     scores = concept_scores(results, "cond-multitask")
-    assert scores is not None and list(scores)[-1] == "mean"
+    assert scores is not None
+    per_concept, mean = scores
+    assert list(per_concept) == [f"concept {c}" for c in range(8)]
     overall = results["methods"]["cond-multitask"]["zero_shot"]["bal_acc"]["per_seed"]
-    assert scores["mean"] == pytest.approx(overall)  # equal folds: the mean over concepts is the mean over tasks
+    assert mean == pytest.approx(overall)  # equal folds: the mean over concepts is the mean over tasks
     report = (out / "results.md").read_text()
     assert "## Leave one concept out" in report and "| concept 7 (6) |" in report
-    assert f"{summarize(scores['concept 0'])['mean']:.1f} ±" in report
+    assert f"{summarize(per_concept['concept 0'])['mean']:.1f} ±" in report
+    bad = {**results, "concept_folds": [{"concept": "concept 0", "tasks": 0}]}
+    (out / "results.json").write_text(json.dumps(bad))
+    assert main(["compare", str(out), "chance", "cond-multitask"]) == 2  # read_results checks the folds

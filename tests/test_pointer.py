@@ -84,3 +84,29 @@ def test_the_pointer_reaches_concepts_no_meta_train_question_named(tmp_path: Pat
     assert max(zero_shot("cond-multitask")) <= 65.0, zero_shot("cond-multitask")
     for row in rows[1:]:  # the pointer passes the question's direction through
         assert sum(zero_shot(row)) / 2 >= 90.0 and min(zero_shot(row)) >= 85.0, (row, zero_shot(row))
+
+
+def test_the_pointer_setting_is_refused_where_it_would_not_say_so_or_cannot_fit(tmp_path: Path, capsys) -> None:
+    base = ["bench", "synthetic-concepts", "--quick", "--out", str(tmp_path / "never")]
+    cases = [
+        (['methods=["cond-multitask"]', "method.pointer_rows=4"], "would change row 'cond-multitask'"),
+        (['methods=["cond-multitask-pointer"]', "method.adapter_hidden=2"], "more than the adapter's 2 hidden units"),
+    ]
+    for overrides, message in cases:
+        assert main([*base, *(a for o in overrides for a in ("--set", o))]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()  # refused before anything is written
+
+
+def test_checkpoints_written_before_the_pointer_keep_their_fingerprints() -> None:
+    """`method.pointer_rows` at its default (0) is left out of fingerprints: the section's hash is what it was."""
+    from dataclasses import replace
+
+    from hyperguide.config import training_view
+    from hyperguide.run.stages import digest
+
+    method = MethodConfig()
+    assert "pointer_rows" not in training_view(method)
+    before = {k: v for k, v in training_view(replace(method, pointer_rows=4)).items() if k != "pointer_rows"}
+    assert digest(training_view(method)) == digest(before)  # the section as a version without the knob hashed it
+    assert digest(training_view(replace(method, pointer_rows=4))) != digest(training_view(method))

@@ -85,3 +85,29 @@ def test_keys_counts_and_names_are_exact(golden: dict[str, Any]) -> None:
     renamed = copy.deepcopy(golden)
     renamed["test_tasks"][0] = "another question?"
     assert any("exact" in p for p in differences(golden, renamed))
+
+
+def test_a_number_that_counts_nothing_moves_only_by_rounding(golden: dict[str, Any]) -> None:
+    """A one-item move is allowed only to measures that count items (an accuracy, a rank): a p-value, a loss or a
+    distance that moves beyond rounding is a change."""
+    moved = copy.deepcopy(golden)
+    entry = moved["methods"]["cond-multitask"]
+    entry["zero_shot"]["acc"]["per_seed"][0] += 1.0  # one query example: a flip
+    assert differences(golden, moved) == []
+    ratio = copy.deepcopy(golden)
+    ratio["fit"]["stages"]["hvae"]["gate_ratio"]["per_seed"][0] += 1.0  # counted too (a ratio of accuracies)
+    assert differences(golden, ratio) == []
+    timing = copy.deepcopy(golden)
+    stage = next(iter(timing["fit"]["curves"]))
+    measure = next(iter(timing["fit"]["curves"][stage]))
+    timing["fit"]["curves"][stage][measure][0]["step"][0] += 1  # an integer: exact
+    assert any("exact" in p for p in differences(golden, timing))
+    typed = copy.deepcopy(golden)
+    typed["methods"]["cond-multitask"]["k_shot"]["1"]["tasks"] = 17.5  # an integer that became a float
+    assert any("exact" in p for p in differences(golden, typed))
+    text = copy.deepcopy(golden)
+    text["methods"]["cond-multitask"]["zero_shot"]["acc"]["per_seed"][0] = "73.2"  # reported, no crash
+    assert any("exact" in p for p in differences(golden, text))
+    for key, before, after in (("loss", 0.5, 5.0), ("p_value", 0.01, 0.9), ("seconds_per_step", 7.0, 1.2)):
+        problems = differences({"methods": {"a": {key: before}}}, {"methods": {"a": {key: after}}})
+        assert any("relative" in p for p in problems), (key, problems)  # not a counted measure: no flip allowed

@@ -28,6 +28,12 @@ class Machine(TypedDict):
     platform: str
 
 
+UNKNOWN: Machine = {
+    "cpu": "?", "cores": 0, "threads": 0, "processes": 1, "device": "?", "precision": "?", "torch": "?",
+    "python": "?", "platform": "?",
+}  # fmt: skip
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo's `model name`; else what `platform` knows)."""
     try:
@@ -71,7 +77,9 @@ def machine_record(device: str, precision: str, processes: int = 1) -> Machine:
 
 
 def describe(machine: Machine) -> str:
-    """One line for a report: `AMD EPYC, 2 cores, 2 threads, cpu, fp32, torch 2.13.0+cpu, Python 3.11.7`."""
+    """One line for a report: `AMD EPYC, 2 cores, 2 threads, cpu, fp32, torch 2.13.0+cpu, Python 3.11.7`; a
+    field a record lacks (written by hand, or by another version) reads `?`."""
+    machine = {**UNKNOWN, **machine}
     processes = f", {machine['processes']} processes" if machine["processes"] > 1 else ""
     threads = f"{machine['threads']} thread{'' if machine['threads'] == 1 else 's'}"
     return (

@@ -66,6 +66,7 @@ class MethodConfig:
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
     pointer_rows: int = knob(
         0,
+        omit_default=True,
         help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
         "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
     )
@@ -196,11 +197,6 @@ class HyperCLIPConfig:
     )
     question: QuestionMode = knob("pooled", help="the text side: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
-    pointer_rows: int = knob(
-        0,
-        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
-        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
-    )
     candidates: int = knob(10, help="the task-identification diagnostic picks the right question among this many")
 
     def __post_init__(self) -> None:
@@ -210,7 +206,6 @@ class HyperCLIPConfig:
         _require_steps(self.epochs, self.min_steps)
         require(at_least(self.init_l2, 0), "init_l2", "a finite number >= 0", self.init_l2)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
-        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
         require(self.candidates >= 2, "candidates", ">= 2", self.candidates)
         require(
             self.guidance_step is None or positive(self.guidance_step),
@@ -263,11 +258,6 @@ class HyperLDMConfig:
     )
     question: QuestionMode = knob("pooled", help="the condition: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
-    pointer_rows: int = knob(
-        0,
-        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
-        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
-    )
     clip_x0: bool = knob(
         True, help="bound each sampling step's predicted x0 to the training latents' range", evaluation_only=True
     )
@@ -306,7 +296,6 @@ class HyperLDMConfig:
         )
         require(len(set(self.gammas)) == len(self.gammas), "gammas", "distinct", self.gammas)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
-        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
         require(self.cond_hidden >= 1, "cond_hidden", ">= 1", self.cond_hidden)
         require(self.ensemble >= 1, "ensemble", ">= 1", self.ensemble)
         require(at_least(self.classifier_scale, 0), "classifier_scale", "a finite number >= 0", self.classifier_scale)
@@ -324,11 +313,6 @@ class RegressorConfig:
     min_steps: int = knob(2000, help="train at least this many steps, whatever the number of tasks")
     question: QuestionMode = knob("pooled", help="the input: pooled question embedding or attention over tokens")
     question_heads: int = knob(4, help="attention heads of the question encoder (question=attention)")
-    pointer_rows: int = knob(
-        0,
-        help="hidden units whose W1 rows the generator points along the question's embedding (models/pointer.py; "
-        "the -pointer rows; needs a universe whose questions and images share a space); 0: none",
-    )
 
     def __post_init__(self) -> None:
         require(all(h >= 1 for h in self.hidden_dims), "hidden_dims", "widths >= 1", self.hidden_dims)
@@ -336,7 +320,6 @@ class RegressorConfig:
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         _require_steps(self.epochs, self.min_steps)
         require(self.question_heads >= 1, "question_heads", ">= 1", self.question_heads)
-        require(self.pointer_rows >= 0, "pointer_rows", ">= 0", self.pointer_rows)
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,16 @@ def knob(
     help: str,
     factory: Callable[[], Any] | None = None,
     evaluation_only: bool = False,
+    omit_default: bool = False,
 ) -> Any:
     """A dataclass field with a one-line `help`, listed by `hyperguide config`: `epochs: int = knob(100, help=...)`.
 
     `evaluation_only=True` marks a knob that changes how trained models are used (sampling, guidance, the table's
     sweep) but nothing any training stage produces: a checkpoint's fingerprint leaves it out (`training_view`), so
-    changing it never retrains anything. A knob not marked counts as training's (the safe default)."""
-    metadata = {"help": help, "evaluation_only": evaluation_only}
+    changing it never retrains anything. A knob not marked counts as training's (the safe default).
+    `omit_default=True` marks a training knob added after checkpoints were written without it: at its default it
+    is left out of `training_view`, so those checkpoints keep their fingerprints."""
+    metadata = {"help": help, "evaluation_only": evaluation_only, "omit_default": omit_default}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -78,12 +81,14 @@ def to_dict(obj: Any) -> Any:
 
 
 def training_view(obj: Any) -> Any:
-    """`to_dict` without the knobs marked `evaluation_only`: what of a config can shape a training stage."""
+    """`to_dict` without the knobs marked `evaluation_only` (nor those marked `omit_default`, at their default):
+    what of a config can shape a training stage."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
             f.name: training_view(getattr(obj, f.name))
             for f in dataclasses.fields(obj)
             if not f.metadata.get("evaluation_only", False)
+            and not (f.metadata.get("omit_default", False) and getattr(obj, f.name) == f.default)
         }
     return to_dict(obj)
 

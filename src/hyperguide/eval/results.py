@@ -194,5 +194,14 @@ def read_results(path: str | Path) -> Results:
             need(shot, "k_shot", f"{where}.k_shot[{k!r}]")
             for metric in ("acc", "bal_acc"):
                 summary(shot[metric], f"{where}.k_shot[{k!r}].{metric}")
+    folds = data.get("concept_folds", [])
+    ok = isinstance(folds, list) and all(
+        isinstance(f, dict) and isinstance(f.get("concept"), str) and isinstance(f.get("tasks"), int)
+        and not isinstance(f.get("tasks"), bool) and f["tasks"] >= 1
+        for f in folds
+    )  # fmt: skip
+    check(ok, "concept_folds", "a list of {concept: text, tasks: integer >= 1}", folds)
+    machine = data.get("machine", {})
+    check(isinstance(machine, dict), "machine", "an object", machine)
     data.setdefault("diagnostics", {})
     return data

@@ -9,9 +9,11 @@ from typing import Any
 from hyperguide.eval.stats import ci_text, summarize
 
 
-def concept_scores(results: Mapping[str, Any], row: str, metric: str = "bal_acc") -> dict[str, list[float]] | None:
-    """{concept: per-seed mean over the fold's tasks} of a row's zero-shot `metric` (`bal_acc` or `acc`), and
-    "mean" (per seed, the mean over concepts); None without concept folds or per-task scores."""
+def concept_scores(
+    results: Mapping[str, Any], row: str, metric: str = "bal_acc"
+) -> tuple[dict[str, list[float]], list[float]] | None:
+    """({concept: per-seed mean over the fold's tasks}, per seed the mean over concepts) of a row's zero-shot
+    `metric` (`bal_acc` or `acc`); None without concept folds or per-task scores."""
     folds = results.get("concept_folds")
     per_task = results["methods"][row]["zero_shot"].get(f"per_task_{metric}")
     if not folds or not per_task:
@@ -22,9 +24,8 @@ def concept_scores(results: Mapping[str, Any], row: str, metric: str = "bal_acc"
         stop = start + fold["tasks"]
         out[fold["concept"]] = [sum(seed[start:stop]) / fold["tasks"] for seed in per_task]
         start = stop
-    seeds = range(len(per_task))
-    out["mean"] = [sum(values[s] for values in out.values()) / len(folds) for s in seeds]
-    return out
+    mean = [sum(values[s] for values in out.values()) / len(out) for s in range(len(per_task))]
+    return out, mean
 
 
 def render_concepts(results: Mapping[str, Any]) -> str:
@@ -32,18 +33,18 @@ def render_concepts(results: Mapping[str, Any]) -> str:
     folds = results.get("concept_folds")
     if not folds:
         return ""
-    concepts = [f["concept"] for f in folds]
     lines = [
-        "| method | " + " | ".join(f"{c} ({f['tasks']})" for c, f in zip(concepts, folds, strict=True)) + " | mean |",
-        "|---|" + "---|" * (len(concepts) + 1),
+        "| method | " + " | ".join(f"{f['concept']} ({f['tasks']})" for f in folds) + " | mean |",
+        "|---|" + "---|" * (len(folds) + 1),
     ]
     for row in results["methods"]:
         scores = concept_scores(results, row)
         if scores is None:
             continue
+        per_concept, mean = scores
         cells = []
-        for key in [*concepts, "mean"]:
-            summary = summarize(scores[key])
+        for values in [*per_concept.values(), mean]:
+            summary = summarize(values)
             cells.append(f"{summary['mean']:.1f} ± {ci_text(summary['ci95'], '.1f')}")
         lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -21,7 +21,16 @@ from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.rows import ROWS, method_names, method_of, table_rows
 from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import STAGE_GROUPS, STAGES, StageContext, ensure_stage, row_stages, stage, stage_order
+from hyperguide.run.stages import (
+    STAGE_GROUPS,
+    STAGES,
+    StageContext,
+    adapter_shape_for,
+    ensure_stage,
+    row_stages,
+    stage,
+    stage_order,
+)
 
 
 def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
@@ -53,13 +62,43 @@ def check_run(universe: Universe, config: RunConfig, *, device: str = "cpu", sta
         stage(name)
     training_plan(config, stages)  # every row's stages exist and have no cycle
     splits_of(universe, config)
-    needs = [row.name for row in table_rows(config) if row.spec.needs_shared_space]
+    check_pointer(universe, config)
+
+
+def check_pointer(universe: Universe, config: RunConfig) -> None:
+    """The pointer (`method.pointer_rows`) only on the -pointer rows, only where questions and images share a space
+    of one width, and with at most as many rows as the adapter has hidden units."""
+    rows = table_rows(config)
+    needs = [row.name for row in rows if row.spec.needs_shared_space]
     if needs and not universe.shared_space:
         raise HyperguideError(
             f"{', '.join(needs)}: {'this row reads' if len(needs) == 1 else 'these rows read'} the question's "
             f"embedding as a direction among the image features, but universe {universe.name!r} has no space its "
             "questions and images share: use the rows without -pointer"
         )
+    for row in rows:
+        method = row.spec.configured(config).method
+        if method.pointer_rows == 0:
+            continue
+        if not row.spec.needs_shared_space:
+            raise HyperguideError(
+                f"method.pointer_rows = {method.pointer_rows} would change row {row.name!r}, whose name does not say "
+                "so: leave it at 0 and ask for the -pointer rows by name"
+            )
+        features, texts = universe.image_features, universe.text_features
+        if features is None or texts is None:
+            continue  # checked when the method is built
+        if texts.dim != features.dim:
+            raise HyperguideError(
+                f"{row.name}: questions are {texts.dim}-d and image features {features.dim}-d in universe "
+                f"{universe.name!r}; the pointer needs one space: use the row without -pointer"
+            )
+        hidden = adapter_shape_for(features.dim, row.spec.configured(config)).hidden_dim
+        if method.pointer_rows > hidden:
+            raise HyperguideError(
+                f"{row.name}: method.pointer_rows = {method.pointer_rows} is more than the adapter's {hidden} hidden "
+                "units (method.adapter_hidden)"
+            )
 
 
 def training_plan(config: RunConfig, extra_stages: Sequence[str] = ()) -> list[str]:
