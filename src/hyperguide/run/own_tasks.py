@@ -358,7 +358,7 @@ def check_features_dir(out_dir: Path, home: Path) -> Path:
             )
     _holds_run(out_dir, "the task features would be written among the run's files")
     manifest = out_dir / MANIFEST
-    if manifest.exists() and _format(manifest) != FORMAT:
+    if manifest.exists() and (_json_object(manifest) or {}).get("format") != FORMAT:
         raise HyperguideError(
             f"--out {out_dir} holds a {MANIFEST} that is not one of own-task features (format {FORMAT!r}): it is "
             "another folder's, such as a prepared universe's; give a new folder, or one an earlier `hyperguide "
@@ -367,12 +367,13 @@ def check_features_dir(out_dir: Path, home: Path) -> Path:
     return out_dir
 
 
-def _format(manifest: Path) -> Any:
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None for a file that is not one (unreadable, malformed, another type)."""
     try:
-        data = read_json(manifest, what="manifest")
-    except (HyperguideError, RecursionError):
+        data = read_json(path, what="JSON file")
+    except HyperguideError:  # read_json names every failure, nesting too deep included
         return None
-    return data.get("format") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def _first_use(tasks: TaskFile, raw: str) -> str:
@@ -640,20 +641,12 @@ def check_report_dir(out_dir: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise HyperguideError(f"--out {out} is a file, not a folder: give a folder for the report")
     _holds_run(out, f"the task report would replace the run's {RESULTS} and results.md")
-    if (out / RESULTS).exists() and not _is_task_report(out / RESULTS):
+    if (out / RESULTS).exists() and not all(key in (_json_object(out / RESULTS) or {}) for key in REPORT_KEYS):
         raise HyperguideError(
             f"--out {out} holds a {RESULTS} that is not a task report of `hyperguide tasks eval` (a run's "
             "evaluation?): the report would replace it; give a new folder, or one an earlier `tasks eval` wrote"
         )
     return out
-
-
-def _is_task_report(path: Path) -> bool:
-    try:
-        data = read_json(path, what="results")
-    except (HyperguideError, RecursionError):
-        return False
-    return isinstance(data, dict) and all(key in data for key in REPORT_KEYS)
 
 
 def write_task_report(results: TaskResults, out_dir: str | Path) -> Path:

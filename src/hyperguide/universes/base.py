@@ -156,7 +156,7 @@ def manifest_matches(folder: Path, request: dict[str, Any]) -> dict[str, Any] | 
         return None
     try:
         manifest = read_json(path, what="universe manifest")
-    except (HyperguideError, RecursionError):
+    except HyperguideError:  # read_json names every failure, nesting too deep included
         return None
     recorded = manifest.get("request") if isinstance(manifest, dict) else None
     if not isinstance(recorded, dict):
