@@ -86,6 +86,36 @@ def test_the_pointer_reaches_concepts_no_meta_train_question_named(tmp_path: Pat
         assert sum(zero_shot(row)) / 2 >= 90.0 and min(zero_shot(row)) >= 85.0, (row, zero_shot(row))
 
 
+def test_guidance_with_the_pointer_reaches_concepts_no_meta_train_question_named(tmp_path: Path) -> None:
+    """The guidance rows over the HNet with the pointer (weights = HNet(z) + P(code(z), q)): the latent spans
+    programs, the question gives the direction. The same rows over the plain HNet fit their training questions and
+    are at chance on the new concepts. Balanced accuracy in %, 2 seeds."""
+    rows = ["hnet+hyperldm", "hnet+hyperldm-pointer", "hnet+regressor-pointer"]
+    command = ["bench", "synthetic-concepts", "--split", "compositional", "--quick", "--quiet", "--out", str(tmp_path)]
+    overrides = [
+        f"methods={json.dumps(rows)}", "eval.k_shots=[]", "train.epochs=300", "method.inner.steps=10",
+        "collect.inner.steps=10", "hyperldm.epochs=100", "hyperldm.sample_steps=20", "hyperldm.gammas=[1.5]",
+        "regressor.epochs=100",
+    ]  # fmt: skip
+    assert main([*command, *(a for o in overrides for a in ("--set", o))]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+
+    def seeds(table: dict[str, Any], row: str) -> list[float]:
+        values: list[float] = table[row]["bal_acc"]["per_seed"]
+        return values
+
+    zero_shot = {
+        row: seeds({n: m["zero_shot"] for n, m in results["methods"].items()}, row) for row in results["methods"]
+    }
+    fit = {row: seeds(results["fit"]["rows"], row) for row in results["methods"]}
+    pooled, pointed = "hnet+hyperldm@1.5", ["hnet+hyperldm-pointer@1.5", "hnet+regressor-pointer"]
+    assert sum(fit[pooled]) / 2 >= 90.0, fit  # the plain HNet's guidance reproduces its training tasks ...
+    assert max(zero_shot[pooled]) <= 65.0, zero_shot  # ... and is at chance on the new concepts
+    for row in pointed:
+        assert min(fit[row]) >= 99.0, (row, fit[row])
+        assert sum(zero_shot[row]) / 2 >= 90.0 and min(zero_shot[row]) >= 85.0, (row, zero_shot[row])
+
+
 def test_the_pointer_setting_is_refused_where_it_would_not_say_so_or_cannot_fit(tmp_path: Path, capsys) -> None:
     base = ["bench", "synthetic-concepts", "--quick", "--out", str(tmp_path / "never")]
     cases = [

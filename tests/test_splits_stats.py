@@ -108,3 +108,23 @@ def test_tuning_folds_hold_out_meta_train_tasks_only() -> None:
         assert not (set(f.train) | set(f.test)) & set(split.test)  # the meta-test tasks are in no fold
     with pytest.raises(HyperguideError, match="tuning folds"):
         tuning_splits(split, 1)
+
+
+def test_a_compositional_splits_tuning_folds_hold_out_concepts_as_the_split_does() -> None:
+    from hyperguide.data.splits import concept_tuning_splits, mentions
+    from hyperguide.data.synthetic import concepts_universe
+
+    universe = concepts_universe()
+    held_out = universe.held_out_concepts
+    (split,) = make_splits(universe, "compositional")
+    folds = concept_tuning_splits(universe, split, 3, held_out)
+    left = [c for c in universe.concepts if c not in held_out]
+    assert len(left) == 6
+    for f, fold in enumerate(folds):
+        group = left[f::3]
+        assert set(fold.train) | set(fold.test) == set(split.train) and not set(fold.train) & set(fold.test)
+        questions = [universe.tasks[i].question for i in fold.train]
+        assert not any(mentions(q, c) for q in questions for c in group)  # no tuning-train question names them
+        assert all(any(mentions(universe.tasks[i].question, c) for c in group) for i in fold.test)
+    with pytest.raises(HyperguideError, match="2 <= folds <= 6"):
+        concept_tuning_splits(universe, split, 7, held_out)

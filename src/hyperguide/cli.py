@@ -375,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("universe", help=f"task universe: {_universe_names()}")
     _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]")
     bench.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
+    bench.add_argument(
+        "--headline-from",
+        type=Path,
+        default=None,
+        metavar="TUNE_RUN",
+        help="a finished bench of the same universe and split made with --set tune_folds=K (folds of the "
+        "meta-train tasks alone): the report puts forward the guidance row and the baseline that score best there, "
+        "never a choice made on meta-test (results.json's `headline`; without it the report shows only the "
+        "meta-test best case, marked as such)",
+    )
     _log_arg(bench)
     _precision_arg(bench)
     _universe_args(bench, positional=False)
@@ -474,7 +484,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with joined(args.device) as device, tracking(args.log if world().main else [], out, config) as trackers:
         universe = load_universe(config.universe, _options(args), prompts=config.prompts)
         callbacks = [*_callbacks(args, lines=False), *trackers]
-        result = run_bench(universe, config, RunFolder(out), device=device, callbacks=callbacks, stream=sys.stderr)
+        result = run_bench(
+            universe,
+            config,
+            RunFolder(out),
+            device=device,
+            callbacks=callbacks,
+            stream=sys.stderr,
+            headline_from=args.headline_from,
+        )
         if world().main:
             print(summary_line(result), file=sys.stderr)
     return 0

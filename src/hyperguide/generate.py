@@ -199,7 +199,7 @@ class Generator:
         batch = collate(tasks)
         with torch.no_grad():
             phi = model.zero_shot_phi(batch)
-            weights = model.generate(phi).detach()  # (B * members, P)
+            weights = model.decoder(batch)(phi).detach()  # (B * members, P)
         members = model.members
         kept = weights if members == 1 else weights.view(len(tasks), members, -1)
         out = Generated(self.method, questions, [list(a) for a in answer_lists], model.shape, kept, inputs=inputs)

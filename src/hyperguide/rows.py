@@ -360,12 +360,28 @@ for _name, _overrides, _stages in (
 # The question's embedding as a direction in the image space (models/pointer.py): rows whose generator points some
 # hidden units along it, for words no meta-train question used. Asked for by name until measured on the full
 # protocol (they need a universe whose questions and images share a space).
+#
+# The guidance rows keep the HNet unconditional in its latent and give it the pointer as a decoder input: weights =
+# HNet(z) + P(code(z), q) (`UncondHNetMAML.weights`). The latent then spans programs ("detect the concept, this
+# polarity, this threshold"), the question supplies the direction, and guidance picks the program from the question.
+# Their stages are the guidance chain over that HNet (`run/stages.py`'s `POINTER_CHAIN`), each named NAME-pointer.
 POINTER = "-pointer"
-for _name in ("cond-multitask", "cond-multitask-film", "cond-multitask-attention", "cond-multitask-film-attention"):
-    register(
-        replace(
-            variant(ROWS[_name], POINTER, ("method.pointer_rows=4",), None, "4 hidden units point along the question"),
-            default=False,
-            needs_shared_space=True,
-        )
-    )
+POINTER_SETTING = "method.pointer_rows=4"
+_POINTED = "4 hidden units point along the question"
+for _name, _own in (
+    ("cond-multitask", None),
+    ("cond-multitask-film", None),
+    ("cond-multitask-attention", None),
+    ("cond-multitask-film-attention", None),
+    (BASE, None),
+    ("hnet+hyperclip", ("hyperclip-hnet",)),
+    ("hvae+hyperclip", ("hvae", "hyperclip-hvae")),
+    ("hnet+hyperldm", ("hyperldm-hnet",)),
+    ("hvae+hyperldm", ("hvae", "hyperldm-hvae")),
+    ("hnet+hyperldm-attention", ("hyperldm-hnet-attention",)),
+    ("hnet+regressor", ("regressor-hnet",)),
+):
+    _renamed = None if _own is None else {s: s + POINTER for s in (BASE, *_own)}
+    _what = _POINTED if _own is None else f"the HNet's {_POINTED} with gains from its code"
+    _pointed = replace(variant(ROWS[_name], POINTER, (POINTER_SETTING,), _renamed, _what), default=False)
+    register(replace(_pointed, needs_shared_space=True, reads_question=True))

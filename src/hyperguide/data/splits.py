@@ -8,7 +8,8 @@
   concepts, or the universe's `concepts`) and trains on the others, so no meta-train question names it.
 
 `tuning_splits` turns a split into folds of its meta-train tasks alone, its meta-test tasks set aside: where settings
-are chosen (never on meta-test).
+are chosen (never on meta-test). A compositional split's folds hold out concepts as the split does
+(`concept_tuning_splits`): what is chosen there was chosen for words its meta-train never saw.
 """
 
 from __future__ import annotations
@@ -118,6 +119,30 @@ def _concept_folds(universe: Universe, concepts: Sequence[str]) -> list[TaskSpli
                 f"{universe.name!r}; both sides need at least one task"
             )
         out.append(TaskSplit("concepts", f, train, test))
+    return out
+
+
+def concept_tuning_splits(universe: Universe, split: TaskSplit, folds: int, held_out: Sequence[str]) -> list[TaskSplit]:
+    """K folds over a compositional split's meta-train tasks that hold out concepts as the split does: the universe's
+    concepts other than `held_out`, dealt round-robin into K groups; fold f tests on the meta-train tasks whose
+    question names a concept of group f and trains on the others (a task that names none always trains)."""
+    left = [c for c in universe.concepts if not any(mentions(c, h) for h in held_out)]
+    if folds < 2 or folds > len(left):
+        raise HyperguideError(
+            f"tuning folds of split 'compositional' hold out concepts: 2 <= folds <= {len(left)} (the concepts of "
+            f"universe {universe.name!r} that are not held out: {', '.join(left) or 'none'}), got {folds}"
+        )
+    out = []
+    for f in range(folds):
+        group = left[f::folds]
+        test = tuple(i for i in split.train if any(mentions(universe.tasks[i].question, c) for c in group))
+        train = tuple(i for i in split.train if i not in set(test))
+        if not test or not train:
+            raise HyperguideError(
+                f"tuning fold {f} (holding out {', '.join(group)}) leaves {len(train)} train and {len(test)} test "
+                "tasks; both sides need at least one: use fewer tune_folds"
+            )
+        out.append(TaskSplit(f"{split.kind}-tuning", f, train, test))
     return out
 
 

@@ -41,7 +41,7 @@ def score_weights(
 
 def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        return score_weights(method.shape, method.generate(phi), batch, method.members)
+        return score_weights(method.shape, method.decoder(batch)(phi), batch, method.members)
 
 
 def zero_shot_phis(method: Method, tasks: Sequence[Task], *, batch_size: int = 32, device: str = "cpu") -> torch.Tensor:
@@ -56,6 +56,19 @@ def zero_shot_phis(method: Method, tasks: Sequence[Task], *, batch_size: int = 3
         batch = collate(tasks[start : start + batch_size]).to(device)
         with torch.no_grad():
             out.append(method.zero_shot_phi(batch).detach())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def zero_shot_weights(
+    method: Method, tasks: Sequence[Task], phi: torch.Tensor, *, batch_size: int = 32, device: str = "cpu"
+) -> torch.Tensor:
+    """(N * members, P): the weights of the tasks' inner parameters phi (N, ...), decoded batch by batch with each
+    task's question (`Method.decoder`)."""
+    out = []
+    for start in range(0, len(tasks), batch_size):
+        batch = collate(tasks[start : start + batch_size]).to(device)
+        out.append(method.decoder(batch)(phi[start : start + batch_size].to(device)))
     return torch.cat(out)
 
 
@@ -83,7 +96,7 @@ def evaluate_method(
             with torch.no_grad():  # the inner loop (oracle, fine-tuning) turns gradients on for itself
                 phi = method.zero_shot_phi(batch)
         if finetune is not None:
-            loss = support_loss_fn(method.shape, method.generate, batch, method.members)
+            loss = support_loss_fn(method.shape, method.decoder(batch), batch, method.members)
             phi = adapt(loss, phi.detach(), finetune)
         a, b = _score(method, batch, phi.detach())
         acc.extend(a.tolist())

@@ -18,12 +18,13 @@ from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 def latent_scores(
     space: LatentSpace, tasks: Sequence[Task], latents: torch.Tensor, *, batch_size: int = 32, device: str = "cpu"
 ) -> Scores:
-    """Per-task accuracy and balanced accuracy of the weights decode(latents[i]) on task i's query set."""
+    """Per-task accuracy and balanced accuracy of the weights decode(latents[i], question i) on task i's query set."""
     acc: list[float] = []
     bal: list[float] = []
     for start in range(0, len(tasks), batch_size):
         batch = collate(tasks[start : start + batch_size]).to(device)
-        a, b = score_weights(space.base.shape, space.decode(latents[start : start + batch_size].to(device)), batch)
+        weights = space.decode(latents[start : start + batch_size].to(device), batch.questions.emb)
+        a, b = score_weights(space.base.shape, weights, batch)
         acc.extend(a.tolist())
         bal.extend(b.tolist())
     return {"acc": acc, "bal_acc": bal}

@@ -125,6 +125,20 @@ class ConceptFold(TypedDict):
     tasks: int
 
 
+class Headline(TypedDict):
+    """The rows a report puts forward and how they were chosen (`report.headline`): picked on a tune run's folds of
+    the meta-train tasks (`chosen_on`; None: nothing chose them, and they are None), with their scores there; the
+    meta-test maximum apart (`best_case`)."""
+
+    guidance: str | None
+    baseline: str | None
+    paper_baseline: str | None
+    measure: str
+    chosen_on: str | None
+    tune_scores: dict[str, float]
+    best_case: dict[str, str | None]
+
+
 class Results(TypedDict):
     universe: str
     split: str
@@ -137,6 +151,7 @@ class Results(TypedDict):
     fit: NotRequired[Fit]
     concept_folds: NotRequired[list[ConceptFold]]  # split `concepts`: the folds, in the order of test_tasks
     machine: NotRequired[Machine]  # where the evaluation ran (hyperguide.machine); absent in older files
+    headline: NotRequired[Headline]  # the report's guidance row and baseline, chosen without meta-test
     timing: NotRequired[Timing]
     fingerprint: NotRequired[dict[str, str]]  # what a finished bench evaluated: config, data, checkpoints
 

@@ -63,7 +63,7 @@ def collect_latents(
                 continue
             idx = order[start : start + batch_size]
             batch = collate([subsets[i] for i in idx]).to(device)
-            z = adapt(support_loss_fn(method.shape, method.generate, batch), method.init_phi(batch), inner)
+            z = adapt(support_loss_fn(method.shape, method.decoder(batch), batch), method.init_phi(batch), inner)
             out[a, idx] = z.cpu()
         emit(callbacks, Progress("collect latents", a + 1, n_aug, "aug"))
     return sum_(out)  # each process filled its batches' entries, zeros elsewhere: the sum is every latent

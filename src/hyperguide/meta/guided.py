@@ -18,6 +18,7 @@ from hyperguide.config import HVAEConfig, MethodConfig
 from hyperguide.data.batch import TaskBatch
 from hyperguide.diffusion.noise import Noise
 from hyperguide.meta.hvae import build_hvae
+from hyperguide.meta.inner_loop import WeightDecoder
 from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace, HVAESpace, LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
@@ -80,6 +81,13 @@ class GuidedMethod(Method):
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         """(B, members * L) -> (B * members, P): every member's weights, a task's members consecutive."""
         return self.space.decode(phi.reshape(-1, self.space.latent_dim))
+
+    def decoder(self, batch: TaskBatch) -> WeightDecoder:
+        """`generate` for the batch's tasks; over an HNet with the pointer, every member reads its task's question."""
+        if not self.space.reads_question:
+            return self.generate
+        question = batch.questions.emb.repeat_interleave(self.members, dim=0)
+        return lambda phi: self.space.decode(phi.reshape(-1, self.space.latent_dim), question)
 
     def _noise(self, batch: TaskBatch, member: int) -> Noise:
         return Noise.for_rows(self.sample_seed + 1_000_003 * member, batch.question_emb)

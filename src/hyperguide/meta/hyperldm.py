@@ -165,7 +165,7 @@ def hyperldm_sampler(config: HyperLDMConfig, gamma: float) -> Callable[..., torc
             assert isinstance(clip, HyperCLIP)
             guides.append(classifier_guide(guide, clip, space, batch.questions, ddpm, config.classifier_scale))
         if config.few_shot_scale > 0:
-            support_loss = support_loss_fn(space.base.shape, space.decode, batch)
+            support_loss = support_loss_fn(space.base.shape, space.decoder(batch.questions.emb), batch)
 
             def grad_fn(x: torch.Tensor) -> torch.Tensor:
                 x = x.detach().requires_grad_(True)

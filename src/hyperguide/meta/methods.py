@@ -11,11 +11,15 @@ Every method is a pair (inner parameters, generator): `init_phi(batch)` gives ea
 | ClipZeroShot | zero adapter weights | identity | nothing (the frozen encoders alone) |
 | UncondMultitask | shared adapter weights | identity | multitask |
 | UncondMNetMAML | shared adapter weights | identity | MAML on the weights |
-| UncondHNetMAML | a learned latent z0 | HyperNet(z) | MAML on z |
+| UncondHNetMAML | a learned latent z0 | HyperNet(z) (+ the pointer, `-pointer`) | MAML on z |
 | CondMultitask | HyperNet(question) | identity | multitask |
 | CondMultitaskFiLM | shared adapter with FiLM(question) on its hidden layer | identity | multitask |
 | CondHNetMAML | the question embedding | HyperNet(q) | MAML on q |
 | Oracle | adapter weights fine-tuned on the full support set | identity | nothing (uses labels) |
+
+`decoder(batch)` is `generate` for the batch's tasks: the weights of a row with the pointer (`models/pointer.py`) in
+a generator that decodes phi (the `-pointer` HNet) also depend on each task's question, so every call site that has
+a batch decodes through it.
 
 Conditional methods see the question through `MethodConfig.question`: the pooled embedding (the paper), or learned
 attention pooling over the question's token states (`models/question.py`), trained with the rest of the method.
@@ -31,7 +35,7 @@ from torch import nn
 from hyperguide.config import MethodConfig
 from hyperguide.data.batch import TaskBatch
 from hyperguide.errors import HyperguideError
-from hyperguide.meta.inner_loop import adapt, support_loss_fn
+from hyperguide.meta.inner_loop import WeightDecoder, adapt, support_loss_fn
 from hyperguide.meta.losses import task_cross_entropy
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.models.hypernet import FiLM, HyperNet
@@ -79,6 +83,11 @@ class Method(nn.Module):
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         return phi
 
+    def decoder(self, batch: TaskBatch) -> WeightDecoder:
+        """phi (B, M) -> the weights (B * members, P) of the batch's tasks: `generate`, unless the weights also read
+        the tasks' questions."""
+        return self.generate
+
     def trained_parts(self) -> list[nn.Module]:
         """The modules the row's training stages produce, in the order of its stages: the method itself for a
         method that is meta-trained as a whole; a guidance method lists its latent space's parts and its guide."""
@@ -101,15 +110,17 @@ class Method(nn.Module):
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         """The training objective on a batch of meta-train tasks (scalar)."""
         if self.trained_by == "multitask":
-            return support_loss_fn(self.shape, self.generate, batch.merged())(self.init_phi(batch)).mean()
+            merged = batch.merged()
+            return support_loss_fn(self.shape, self.decoder(merged), merged)(self.init_phi(batch)).mean()
         if self.trained_by == "maml":
+            decoder = self.decoder(batch)
             phi = adapt(
-                support_loss_fn(self.shape, self.generate, batch),
+                support_loss_fn(self.shape, decoder, batch),
                 self.init_phi(batch),
                 self.config.inner,
                 track_meta_grad=True,
             )
-            return self.query_loss(batch, self.generate(phi))
+            return self.query_loss(batch, decoder(phi))
         raise RuntimeError(f"{type(self).__name__} is not trained")
 
 
@@ -132,7 +143,7 @@ class Oracle(ClipZeroShot):
     uses_support_for_zero_shot = True
 
     def zero_shot_phi(self, batch: TaskBatch) -> torch.Tensor:
-        return adapt(support_loss_fn(self.shape, self.generate, batch), self.init_phi(batch), self.config.oracle)
+        return adapt(support_loss_fn(self.shape, self.decoder(batch), batch), self.init_phi(batch), self.config.oracle)
 
 
 class UncondMultitask(Method):
@@ -155,18 +166,45 @@ class UncondMNetMAML(UncondMultitask):
 
 
 class UncondHNetMAML(Method):
+    """An HNet (latent z -> weights), MAML on z: the latent space of the guidance rows.
+
+    With the pointer (`uncond-hnet-maml-pointer`) the HNet stays unconditional in its latent and its last hidden
+    layer (the *code*) also gives the pointer's gains: weights = readout(code) + P(code, q). The latent then spans
+    programs ("detect the concept, with this polarity and threshold") and the question supplies the direction
+    ("which concept"): so the weights depend on the task's question, and `generate` alone cannot decode them."""
+
     trained_by = "maml"
 
     def __init__(self, shape: AdapterShape, question_dim: int, config: MethodConfig) -> None:
         super().__init__(shape, question_dim, config)
         self.z0 = nn.Parameter(torch.randn(config.latent_dim))
         self.hypernet = HyperNet(config.latent_dim, config.hnet_hidden, shape.n_params)
+        self.pointer = self._pointer(config.hnet_hidden[-1] if config.hnet_hidden else config.latent_dim)
 
     def init_phi(self, batch: TaskBatch) -> torch.Tensor:
         return self.z0.expand(len(batch), -1)
 
+    def weights(self, code: torch.Tensor, question: torch.Tensor | None) -> torch.Tensor:
+        """Codes (B, H) (the HNet's last hidden activations) and the tasks' pooled question embeddings (B, D) ->
+        adapter weights (B, P). `question` may be None only without the pointer."""
+        out = self.hypernet.output_layer(code)
+        if self.pointer is None:
+            return out
+        if question is None:
+            raise HyperguideError(
+                "this HNet has the pointer (method.pointer_rows > 0): its weights depend on the task's question, "
+                "decode it through decoder(batch)"
+            )
+        return out + self.pointer(code, question)
+
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
-        return self.hypernet(phi)
+        return self.weights(self.hypernet.hidden(phi), None)
+
+    def decoder(self, batch: TaskBatch) -> WeightDecoder:
+        if self.pointer is None:
+            return self.generate
+        question = batch.questions.emb
+        return lambda phi: self.weights(self.hypernet.hidden(phi), question)
 
 
 class CondMultitask(Method):

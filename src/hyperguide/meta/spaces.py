@@ -6,12 +6,15 @@ stochastic encoding of HNet(z0) for the HVAE), and maps the collected adapted HN
 per example (mean, log-variance; for the HNet the latents themselves with no noise), from which training draws.
 
 Every space's weights are the HNet's output layer (the `readout`, W = A h + b) applied to a *code* h, the HNet's last
-hidden layer: `decode(x) = readout(code(x))`. Models that read weights (the HVAE's encoder, HyperCLIP's weight tower)
-read codes, their first layer folded into the readout (`models/vae.py`), so no P-wide layer is ever trained.
+hidden layer: `decode(x) = readout(code(x))`; over an HNet with the pointer, plus the pointer rows that the code's
+gains scale along the task's question (`UncondHNetMAML.weights`), so `decode(x, question)`. Models that read weights
+(the HVAE's encoder, HyperCLIP's weight tower) read codes, their first layer folded into the readout
+(`models/vae.py`), so no P-wide layer is ever trained.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -49,9 +52,19 @@ class LatentSpace(nn.Module):
         """Latents (B, L) -> the codes (B, H) of their weights."""
         raise NotImplementedError
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents (B, L) -> adapter weights (B, P)."""
-        return self.readout(self.code(x))
+    @property
+    def reads_question(self) -> bool:
+        """Whether decoding needs the tasks' questions (an HNet with the pointer)."""
+        return self.base.pointer is not None
+
+    def decode(self, x: torch.Tensor, question: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (B, L) and, for a space that reads it, the tasks' pooled question embeddings (B, D) -> adapter
+        weights (B, P)."""
+        return self.base.weights(self.code(x), question)
+
+    def decoder(self, question: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`decode` for one batch of tasks, whose questions are `question` (B, D)."""
+        return lambda x: self.decode(x, question)
 
     def start(self, n: int, generator: torch.Generator | Noise | None) -> torch.Tensor:
         """(n, L) starting latents for n new tasks."""

@@ -32,6 +32,7 @@ from hyperguide.eval.results import Results, read_results
 from hyperguide.eval.stats import ci_text
 from hyperguide.events import Callback, Event, Note, RowEvaluated, emit
 from hyperguide.io import atomic_path, write_json
+from hyperguide.report.headline import check_tune_run, choose_headline
 from hyperguide.report.markdown import best_row, render_markdown
 from hyperguide.report.plots import write_plots
 from hyperguide.rows import table_rows
@@ -131,12 +132,15 @@ def run_bench(
     device: str = "cpu",
     callbacks: Sequence[Callback] = (),
     stream: TextIO = sys.stderr,
+    headline_from: Path | None = None,
 ) -> BenchResult:
     """Train, evaluate and report; every stage that already finished in the folder is reused. Progress goes to
-    `stream` (the bench's board); `callbacks` get every event too (e.g. progress bars inside a stage)."""
+    `stream` (the bench's board); `callbacks` get every event too (e.g. progress bars inside a stage). The report's
+    headline rows are chosen on the tune run `headline_from` (`report.headline`)."""
     start = time.perf_counter()
     config = resolve_config(config, universe)
     check_run(universe, config, device=device)  # nothing is written for a refused run
+    tune = None if headline_from is None else read_tune_run(headline_from, config)  # before hours of training
     write_config(folder, config)  # refuses a folder that holds a run with another config
     main = world().main  # under torchrun, the main process shows progress and writes the report
     pending = pending_trainings(universe, config, folder)
@@ -177,10 +181,25 @@ def run_bench(
         eval_seconds = {k: float(v) for k, v in results["timing"]["evaluate"].items()}
     train = train_seconds(universe, config, folder)
     report = folder.path / "results.md"
-    if main and not (reused and report_is_current(folder)):  # a finished report on read-only storage stays as it is
+    if tune is not None or "headline" not in results:
+        results["headline"] = choose_headline(results, tune, None if headline_from is None else str(headline_from))
+    # a finished report on read-only storage stays as it is, unless a tune run chooses its headline now
+    if main and not (reused and tune is None and report_is_current(folder)):
         report = write_bench_report(results, folder, train=train, evaluate=eval_seconds, fingerprint=fingerprint)
     barrier()
     return BenchResult(results, report, time.perf_counter() - start, trained, reused)
+
+
+def read_tune_run(path: Path, config: RunConfig) -> Results:
+    """The results.json of the tune run at `path` (a folder or the file), refused unless it is a tune run of this
+    run's universe and split (`report.headline.check_tune_run` checks the rest once this run is evaluated)."""
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise HyperguideError(f"--headline-from {path}: no results.json there; run its bench first")
+    tune = read_results(file)
+    probe = {"universe": config.universe, "split": config.split, "test_tasks": []}
+    check_tune_run(probe, tune, str(path))
+    return tune
 
 
 def report_is_current(folder: RunFolder) -> bool:

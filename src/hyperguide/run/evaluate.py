@@ -18,11 +18,12 @@ import torch
 from hyperguide.checkpoint import metadata_number, read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.config.precision import precision
+from hyperguide.data.batch import Questions
 from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.distributed import barrier, gather, world
 from hyperguide.eval.controls import derangement, novelty, null_questions, shuffled_questions
-from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis
+from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis, zero_shot_weights
 from hyperguide.eval.fit import within_task_spread
 from hyperguide.eval.results import Controls, Curve, Effect, KShot, Novelty, Results, RowFit, RowResults, Summary
 from hyperguide.eval.stats import summarize
@@ -31,9 +32,19 @@ from hyperguide.io import write_json
 from hyperguide.machine import machine_record
 from hyperguide.meta.guided import GuidedMethod
 from hyperguide.meta.methods import Method
-from hyperguide.rows import BASE, Row, table_rows
+from hyperguide.rows import Row, table_rows
 from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import STAGES, LoadedRow, StageContext, load_row, row_stages
+from hyperguide.run.stages import (
+    DEFAULT_CHAIN,
+    STAGES,
+    Chain,
+    LoadedRow,
+    StageContext,
+    load_row,
+    row_chain,
+    row_stages,
+    stage_config,
+)
 from hyperguide.run.train import splits_of, training_plan
 
 Setting = str | None  # None: zero-shot; "1", "2", ..., "full": k-shot
@@ -130,15 +141,27 @@ class TrainingAdapters:
 
 
 def training_adapters(
-    tasks: list[Task], split: TaskSplit, config: RunConfig, folder: RunFolder, seed: int, device: str
+    tasks: list[Task],
+    split: TaskSplit,
+    config: RunConfig,
+    folder: RunFolder,
+    seed: int,
+    device: str,
+    chain: Chain = DEFAULT_CHAIN,
 ) -> TrainingAdapters | None:
-    """The adapted meta-train tasks of (seed, fold), or None when the run has not collected them."""
-    ctx = StageContext(folder, seed, split, tasks, config, device)
-    if not ctx.stem("latents").with_suffix(".json").is_file() or not ctx.stem(BASE).with_suffix(".json").is_file():
+    """The adapted meta-train tasks of (seed, fold) in `chain` (the row's), or None when the run has not collected
+    them."""
+    if chain != DEFAULT_CHAIN:
+        config = stage_config(chain.base, config)
+    ctx = StageContext(folder, seed, split, tasks, config, device, chain=chain)
+    stems = (ctx.stem(chain.latents), ctx.stem(chain.base))
+    if not all(stem.with_suffix(".json").is_file() for stem in stems):
         return None
     latents = ctx.load_latents().to(device)
+    base = ctx.load_base().eval()
+    questions = Questions.of([tasks[i] for i in split.train]).emb.to(device)
     with torch.no_grad():
-        weights = ctx.load_base().eval().hypernet(latents.mean(0))
+        weights = base.weights(base.hypernet.hidden(latents.mean(0)), questions)
     return TrainingAdapters(latents, weights)
 
 
@@ -150,7 +173,7 @@ def generated_novelty(
     the latent distance for rows that generate in a latent space."""
     method.eval()
     phi = zero_shot_phis(method, tasks, batch_size=config.eval.batch_size, device=device)
-    weights = method.generate(phi)
+    weights = zero_shot_weights(method, tasks, phi, batch_size=config.eval.batch_size, device=device)
     if not isinstance(method, GuidedMethod):
         return novelty(method.shape, weights, training.weights, tasks, members=method.members)
     mean, logvar = method.space.from_hnet_latents(training.latents)
@@ -251,7 +274,7 @@ def evaluate_row(
                 for name, c in question_controls(loaded.method, test, config, device).items():
                     controls[name]["acc"].extend(c["acc"])
                     controls[name]["bal_acc"].extend(c["bal_acc"])
-                adapters = training_adapters(tasks, split, config, folder, seed, device)
+                adapters = training_adapters(tasks, split, config, folder, seed, device, row_chain(row.spec))
                 if adapters is not None and not loaded.method.uses_support_for_zero_shot:
                     for key, values in generated_novelty(loaded.method, test, adapters, config, device).items():
                         new.setdefault(key, []).extend(values)

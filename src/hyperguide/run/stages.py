@@ -13,6 +13,9 @@ after the stages it needs. The table of stages:
     hyperldm-hvae    <- hvae                  HyperLDM over u
     question-bank    <- latents               the meta-train tasks' mean latents and questions (retrieval)
 
+and the same chain over the HNet with the pointer (`uncond-hnet-maml-pointer` -> `latents-pointer` -> `hvae-pointer`,
+`hyperldm-hnet-pointer`, ...): a stage reads its latent space from the stages its `Chain` names.
+
 Each stage is seeded from its own identity (name, seed, fold), so a resumed run gives the same numbers as an
 uninterrupted one, and a stage's result does not depend on which other stages or rows a run has.
 
@@ -74,7 +77,7 @@ from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.models.regressor import LatentRegressor
 from hyperguide.models.vae import WeightVAE
-from hyperguide.rows import BASE, ROWS, Row, RowSpec, row_spec
+from hyperguide.rows import BASE, POINTER, POINTER_SETTING, ROWS, Row, RowSpec, row_spec
 from hyperguide.run.folder import RunFolder
 from hyperguide.train.loop import NonFiniteLoss, Probing
 
@@ -99,6 +102,25 @@ def question_dim(tasks: Sequence[Task]) -> int:
     return int(tasks[0].question_emb.shape[0])
 
 
+@dataclass(frozen=True)
+class Chain:
+    """The stages a latent-space stage reads: the HNet (`base`), its adapted latents and the HVAE over them."""
+
+    base: str = BASE
+    latents: str = "latents"
+    hvae: str = "hvae"
+
+
+DEFAULT_CHAIN = Chain()
+POINTER_CHAIN = Chain(BASE + POINTER, "latents" + POINTER, "hvae" + POINTER)  # over the HNet with the pointer
+CHAINS = {chain.base: chain for chain in (DEFAULT_CHAIN, POINTER_CHAIN)}
+
+
+def row_chain(spec: RowSpec) -> Chain:
+    """The chain a guidance row's latent space comes from (its first stage is the chain's HNet)."""
+    return CHAINS.get(spec.stages[0], DEFAULT_CHAIN) if spec.stages else DEFAULT_CHAIN
+
+
 @dataclass
 class StageContext:
     """Everything a stage of one (seed, fold) needs."""
@@ -112,6 +134,7 @@ class StageContext:
     callbacks: Sequence[Callback] = ()
     agree: torch.Tensor | None = None  # (n_tasks, n_tasks) `data.tasks.agreement` of the universe's tasks
     data: str | None = None  # the universe's fingerprint (`Universe.fingerprint`); None: not checked
+    chain: Chain = DEFAULT_CHAIN  # where the latent space is read from (the running stage's `StageSpec.chain`)
 
     def stem(self, stage: str) -> Path:
         return self.folder.stem(stage, self.seed, self.split.fold)
@@ -141,16 +164,16 @@ class StageContext:
 
     def load_base(self) -> UncondHNetMAML:
         base = UncondHNetMAML(self.shape, question_dim(self.tasks), self.config.method)
-        load_checkpoint(self.stem(BASE), base)
+        load_checkpoint(self.stem(self.chain.base), base)
         return base.to(self.device)
 
     def load_latents(self) -> torch.Tensor:
-        return load_tensors(self.stem("latents"))[0]["latents"]
+        return load_tensors(self.stem(self.chain.latents))[0]["latents"]
 
     def load_space(self, kind: SpaceKind) -> LatentSpace:
         space = latent_space(kind, self.load_base(), self.config.hvae)
         if isinstance(space, HVAESpace):
-            load_checkpoint(self.stem("hvae"), space.vae)
+            load_checkpoint(self.stem(self.chain.hvae), space.vae)
         return space.to(self.device)
 
 
@@ -186,6 +209,21 @@ class StageSpec:
     # declares nothing): every section but the evaluation-only ones, so that no setting it reads is left out.
     shaped_by: tuple[str, ...] | None = None
     overrides: tuple[str, ...] = ()  # `key=value` settings of this stage on top of the run's (a row's variant)
+    chain: Chain = DEFAULT_CHAIN  # the stages it reads its latent space from
+
+
+def pointer_stage(spec: StageSpec) -> StageSpec:
+    """`spec` over the HNet with the pointer: named NAME-pointer, its dependencies and chain renamed to the pointer
+    chain's, with the pointer's setting (and `spec`'s own)."""
+    renamed = {DEFAULT_CHAIN.base: POINTER_CHAIN.base, "latents": POINTER_CHAIN.latents, "hvae": POINTER_CHAIN.hvae}
+    return replace(
+        spec,
+        name=spec.name + POINTER,
+        deps=tuple(renamed.get(d, d) for d in spec.deps),
+        summary=f"{spec.summary}, over the HNet with the pointer",
+        overrides=(POINTER_SETTING, *spec.overrides),
+        chain=POINTER_CHAIN,
+    )
 
 
 # What every stage is trained on: the config's keys that choose the tasks and their texts (the data's own hash is
@@ -294,7 +332,8 @@ def _finetuned_latents(space: LatentSpace, tasks: list[Task], ctx: StageContext)
     for start in range(0, len(tasks), 32):
         batch = collate(tasks[start : start + 32]).to(ctx.device)
         x0 = space.start(len(batch), None).to(ctx.device)
-        out.append(adapt(support_loss_fn(space.base.shape, space.decode, batch), x0, ctx.config.collect.inner))
+        decoder = space.decoder(batch.questions.emb)
+        out.append(adapt(support_loss_fn(space.base.shape, decoder, batch), x0, ctx.config.collect.inner))
     return torch.cat(out)
 
 
@@ -479,6 +518,18 @@ STAGES: dict[str, StageSpec] = {
     )
 }
 # fmt: on
+# The same chain over the HNet with the pointer (the guidance rows' `-pointer` variants, `hyperguide.rows`).
+POINTER_STAGES = (
+    "latents",
+    "hvae",
+    "hyperclip-hnet",
+    "hyperclip-hvae",
+    "hyperldm-hnet",
+    "hyperldm-hvae",
+    "regressor-hnet",
+    "hyperldm-hnet-attention",
+)  # fmt: skip
+STAGES.update({s.name: s for s in (pointer_stage(STAGES[name]) for name in POINTER_STAGES)})
 STAGE_GROUPS: dict[str, tuple[str, ...]] = {  # names `hyperguide train` accepts for several stages
     "collect": ("latents",),
     "hyperclip": ("hyperclip-hnet", "hyperclip-hvae", "hyperclip-hnet-attention"),
@@ -639,7 +690,7 @@ def ensure_stage(name: str, ctx: StageContext) -> dict[str, float]:
         emit(ctx.callbacks, Note(f"retraining {where}: {problem}"))
         stem.with_suffix(".json").unlink()  # no longer trusted, whatever happens next
     emit(ctx.callbacks, StageStarted(name, ctx.seed, ctx.split.fold, len(ctx.split.train)))
-    ctx = replace(ctx, config=stage_config(name, ctx.config))
+    ctx = replace(ctx, config=stage_config(name, ctx.config), chain=spec.chain)
     s = run_seed(name, ctx.seed, ctx.split.fold)
     torch.manual_seed(s)
     generator = torch.Generator().manual_seed(s)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from hyperguide.callbacks import JsonlLog
 from hyperguide.config import RunConfig, check_device
 from hyperguide.config.precision import check_precision, precision
-from hyperguide.data.splits import TaskSplit, make_splits, tuning_splits
+from hyperguide.data.splits import TaskSplit, concept_tuning_splits, make_splits, tuning_splits
 from hyperguide.data.tasks import Universe, agreement
 from hyperguide.distributed import share, world
 from hyperguide.errors import HyperguideError
@@ -40,6 +40,9 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
         return splits
     if len(splits) != 1:
         raise HyperguideError(f"tune_folds needs a split with one fold (random, compositional), not {config.split!r}")
+    if config.split == "compositional":
+        held_out = config.held_out or universe.held_out_concepts
+        return concept_tuning_splits(universe, splits[0], config.tune_folds, held_out)
     return tuning_splits(splits[0], config.tune_folds)
 
 
