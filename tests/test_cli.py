@@ -54,3 +54,28 @@ def test_stats_metavqa_from_the_authors_files(capsys: pytest.CaptureFixture[str]
 def test_metavqa_without_split_files_says_what_to_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stats", "metavqa"]) == 2
     assert "--splits-dir" in capsys.readouterr().err
+
+
+def test_a_config_file_may_start_from_a_preset(tmp_path) -> None:
+    """`"$base"`: the file's values on top of another preset's (the `concepts` preset is the default's plus its own)."""
+    import json
+
+    from hyperguide.config import resolve_config
+    from hyperguide.errors import HyperguideError
+
+    default, concepts = resolve_config("default"), resolve_config("concepts")
+    assert concepts.train.epochs == default.train.epochs == 150 and concepts.collect == default.collect
+    assert concepts.split == "concepts" and concepts.held_out[0] == "red+teal" and concepts.seeds == (0,)
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"$base": "concepts", "seeds": [3]}))
+    config = resolve_config(mine)
+    assert config.seeds == (3,) and config.held_out == concepts.held_out and config.train.epochs == 150
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.json").write_text(json.dumps({"seeds": [5], "split": "kfold"}))
+    (tmp_path / "sub" / "child.json").write_text(json.dumps({"$base": "base.json", "seeds": [6]}))
+    child = resolve_config(tmp_path / "sub" / "child.json")  # a base beside the file, wherever the command runs
+    assert child.seeds == (6,) and child.split == "kfold"
+    loop = tmp_path / "loop.json"
+    loop.write_text(json.dumps({"$base": str(loop)}))
+    with pytest.raises(HyperguideError, match=r"\$base in a cycle"):
+        resolve_config(loop)

@@ -30,6 +30,11 @@ def test_a_fold_per_concept_holds_out_every_task_naming_it() -> None:
         assert sorted(fold.train + fold.test) == list(range(len(universe.tasks)))
     chosen = make_splits(universe, "concepts", held_out=["concept 3", "concept 5"])  # --held-out picks the folds
     assert [len(f.test) for f in chosen] == [6, 6]
+    pairs = make_splits(universe, "concepts", held_out=["concept 3+concept 5", "concept 0"])  # a fold of two
+    assert [len(f.test) for f in pairs] == [12, 6]
+    assert set(pairs[0].test) == set(chosen[0].test) | set(chosen[1].test)
+    with pytest.raises(HyperguideError, match="joined by '\\+' must be non-empty"):
+        make_splits(universe, "concepts", held_out=["concept 3+"])
 
 
 def test_concepts_that_leave_a_side_empty_or_none_at_all_are_refused() -> None:

@@ -120,11 +120,29 @@ def test_a_compositional_splits_tuning_folds_hold_out_concepts_as_the_split_does
     folds = concept_tuning_splits(universe, split, 3, held_out)
     left = [c for c in universe.concepts if c not in held_out]
     assert len(left) == 6
+    tested = [i for fold in folds for i in fold.test]
+    assert len(tested) == len(set(tested))  # every task is tested once at most
     for f, fold in enumerate(folds):
         group = left[f::3]
-        assert set(fold.train) | set(fold.test) == set(split.train) and not set(fold.train) & set(fold.test)
+        assert not set(fold.train) & set(fold.test) and set(fold.train) | set(fold.test) <= set(split.train)
         questions = [universe.tasks[i].question for i in fold.train]
         assert not any(mentions(q, c) for q in questions for c in group)  # no tuning-train question names them
         assert all(any(mentions(universe.tasks[i].question, c) for c in group) for i in fold.test)
+        # a task that names none of the group trains
+        assert all(
+            i in fold.train for i in split.train if not any(mentions(universe.tasks[i].question, c) for c in group)
+        )
+    assert sorted(tested) == sorted(
+        i for i in split.train if any(mentions(universe.tasks[i].question, c) for c in left)
+    )
+    # two concepts in one question (as easyvqa's "is there a green circle?"): tested in the first fold that names one
+    from dataclasses import replace
+
+    both = replace(universe.tasks[split.train[0]], question="is concept 0 present with concept 1 (variant 9)?")
+    twice = replace(universe, tasks=[*universe.tasks, both])
+    (split2,) = make_splits(twice, "compositional")
+    folds2 = concept_tuning_splits(twice, split2, 3, held_out)
+    new = len(twice.tasks) - 1
+    assert new in folds2[0].test and new not in folds2[1].test and new not in folds2[1].train  # it sits fold 1 out
     with pytest.raises(HyperguideError, match="2 <= folds <= 6"):
         concept_tuning_splits(universe, split, 7, held_out)

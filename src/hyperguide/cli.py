@@ -131,7 +131,7 @@ def _run_args(p: argparse.ArgumentParser, *, out_default: str) -> None:
         nargs="+",
         default=None,
         metavar="CONCEPT",
-        help="compositional: held-out concepts; concepts: one fold each",
+        help="compositional: held-out concepts; concepts: one fold each, several joined by + (red+teal)",
     )
     run.add_argument(
         "--prompts", default=None, choices=PROMPTS, help="easyvqa answer prompts: bare answers (default) or statements"

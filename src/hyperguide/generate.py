@@ -89,12 +89,16 @@ class Generated:
 
 
 def best_conditional_row(run_dir: Path) -> str:
-    """The run's question-conditioned zero-shot row of highest mean zero-shot accuracy in its results.json
-    (retrieval references and rows that use support labels left out)."""
+    """The run's headline guidance row when a tune run chose it (results.json's `headline`, chosen without
+    meta-test); else its question-conditioned zero-shot row of highest mean zero-shot accuracy (retrieval
+    references and rows that use support labels left out)."""
     path = run_dir / "results.json"
     if not path.is_file():
         raise HyperguideError(f"{run_dir} has no results.json to pick the best method from: pass --method ROW")
     results = read_results(path)
+    headline = results.get("headline")
+    if headline and headline.get("chosen_on") and headline.get("guidance") in results["methods"]:
+        return str(headline["guidance"])
     rows = {}
     for name, m in results["methods"].items():
         row = find_row(name)

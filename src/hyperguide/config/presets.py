@@ -1,7 +1,8 @@
 """Named config files: the presets under `configs/` (this package's `presets/` folder), or any JSON file.
 
 `resolve_config(preset="default", overrides=...)` is how every command builds its run config: the dataclass defaults
-(the paper's), then the preset or file, then the command's own values, then `--set key=value` overrides.
+(the paper's), then the preset or file, then the command's own values, then `--set key=value` overrides. A file may
+start from another preset or file (`"$base": "default"`): its own values then go on top of that one's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ def preset_path(name_or_path: str | Path) -> Path:
     )
 
 
+BASE_KEY = "$base"
+
+
+def _from_file(config: RunConfig, name_or_path: str | Path, seen: tuple[Path, ...]) -> RunConfig:
+    """`config` <- the file's base (its `$base`, recursively) <- the file."""
+    path = preset_path(name_or_path)
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise HyperguideError(f"config files name each other as {BASE_KEY} in a cycle: {chain}")
+    data = read_config_file(path)
+    base = data.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise HyperguideError(f"config file {path}: {BASE_KEY} must name a preset or a file, got {base!r}")
+        beside = path.parent / base  # a file next to the including one first, then a preset or a path from here
+        config = _from_file(config, beside if beside.is_file() else base, (*seen, path.resolve()))
+    return merge(config, data, where=f"config file {path}")
+
+
 def resolve_config(
     preset: str | Path | None = DEFAULT_PRESET,
     values: dict[str, Any] | None = None,
@@ -43,8 +63,7 @@ def resolve_config(
     """RunConfig's defaults <- the preset or config file (None: none) <- `values` (a partial tree) <- overrides."""
     config = RunConfig()
     if preset is not None:
-        path = preset_path(preset)
-        config = merge(config, read_config_file(path), where=f"config file {path}")
+        config = _from_file(config, preset, ())
     if values:
         config = merge(config, values)
     return apply_overrides(config, list(overrides))

@@ -372,7 +372,9 @@ class RunConfig:
     )
     folds: int = knob(5, help="kfold: number of folds")
     held_out: tuple[str, ...] = knob(
-        (), help="compositional: held-out concepts; concepts: one fold each (empty: the universe's)"
+        (),
+        help="compositional: held-out concepts; concepts: one fold each, several joined by + (red+teal) (empty: the "
+        "universe's, one per fold)",
     )
     tune_folds: int | None = knob(
         None,

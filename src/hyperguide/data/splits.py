@@ -5,7 +5,8 @@
 - `compositional`: every task whose question mentions a held-out concept (a whole word) is a test task.
 - `kfold`: K folds over the shuffled tasks; fold i tests on the i-th chunk, so every task is a test task once.
 - `concepts`: leave one concept out: fold i tests on every task whose question mentions concept i (the held-out
-  concepts, or the universe's `concepts`) and trains on the others, so no meta-train question names it.
+  concepts, or the universe's `concepts`) and trains on the others, so no meta-train question names it. A fold may
+  hold out several concepts at once, joined by `+` (`red+teal`): it tests on the tasks that name any of them.
 
 `tuning_splits` turns a split into folds of its meta-train tasks alone, its meta-test tasks set aside: where settings
 are chosen (never on meta-test). A compositional split's folds hold out concepts as the split does
@@ -75,7 +76,8 @@ def make_splits(
         cut = round(PAPER_TRAIN_FRACTION * n)
         return [TaskSplit(kind, 0, tuple(order[:cut]), tuple(order[cut:]))]
     if kind == "compositional":
-        concepts = tuple(held_out) if held_out else universe.held_out_concepts
+        named = tuple(held_out) if held_out else universe.held_out_concepts
+        concepts = tuple(part.strip() for c in named for part in c.split("+") if part.strip())  # red+teal: both
         if not concepts:
             raise HyperguideError(
                 f"split 'compositional' needs held-out concepts; universe {universe.name!r} has no default, "
@@ -111,7 +113,10 @@ def _concept_folds(universe: Universe, concepts: Sequence[str]) -> list[TaskSpli
         )
     out = []
     for f, concept in enumerate(concepts):
-        test = tuple(i for i, t in enumerate(universe.tasks) if mentions(t.question, concept))
+        parts = [part.strip() for part in concept.split("+")]
+        if not all(parts):
+            raise HyperguideError(f"held-out fold {concept!r}: concepts joined by '+' must be non-empty")
+        test = tuple(i for i, t in enumerate(universe.tasks) if any(mentions(t.question, p) for p in parts))
         train = tuple(i for i in range(len(universe.tasks)) if i not in set(test))
         if not test or not train:
             raise HyperguideError(
@@ -124,19 +129,25 @@ def _concept_folds(universe: Universe, concepts: Sequence[str]) -> list[TaskSpli
 
 def concept_tuning_splits(universe: Universe, split: TaskSplit, folds: int, held_out: Sequence[str]) -> list[TaskSplit]:
     """K folds over a compositional split's meta-train tasks that hold out concepts as the split does: the universe's
-    concepts other than `held_out`, dealt round-robin into K groups; fold f tests on the meta-train tasks whose
-    question names a concept of group f and trains on the others (a task that names none always trains)."""
+    concepts other than `held_out`, dealt round-robin into K groups. A task is tested once, in the first fold whose
+    group it names (a task that names none always trains); fold f trains on the tasks that name no concept of its
+    group, so no question it trains on names one (a task of a later fold that also names one sits that fold out)."""
     left = [c for c in universe.concepts if not any(mentions(c, h) for h in held_out)]
     if folds < 2 or folds > len(left):
         raise HyperguideError(
             f"tuning folds of split 'compositional' hold out concepts: 2 <= folds <= {len(left)} (the concepts of "
             f"universe {universe.name!r} that are not held out: {', '.join(left) or 'none'}), got {folds}"
         )
+    groups = [left[f::folds] for f in range(folds)]
+
+    def names(i: int, group: Sequence[str]) -> bool:
+        return any(mentions(universe.tasks[i].question, c) for c in group)
+
+    first = {i: next((f for f, g in enumerate(groups) if names(i, g)), None) for i in split.train}
     out = []
-    for f in range(folds):
-        group = left[f::folds]
-        test = tuple(i for i in split.train if any(mentions(universe.tasks[i].question, c) for c in group))
-        train = tuple(i for i in split.train if i not in set(test))
+    for f, group in enumerate(groups):
+        test = tuple(i for i in split.train if first[i] == f)
+        train = tuple(i for i in split.train if not names(i, group))
         if not test or not train:
             raise HyperguideError(
                 f"tuning fold {f} (holding out {', '.join(group)}) leaves {len(train)} train and {len(test)} test "

@@ -218,5 +218,11 @@ def read_results(path: str | Path) -> Results:
     check(ok, "concept_folds", "a list of {concept: text, tasks: integer >= 1}", folds)
     machine = data.get("machine", {})
     check(isinstance(machine, dict), "machine", "an object", machine)
+    headline = data.get("headline")
+    if headline is not None:
+        keys = ("guidance", "baseline", "paper_baseline", "chosen_on")
+        ok = isinstance(headline, dict) and all(isinstance(headline.get(k, 0), str | None) for k in keys)
+        ok = ok and isinstance(headline.get("best_case"), dict) and isinstance(headline.get("tune_scores"), dict)
+        check(ok, "headline", "an object {guidance, baseline, paper_baseline, chosen_on: text or null, ...}", headline)
     data.setdefault("diagnostics", {})
     return data

@@ -3,7 +3,9 @@
 Each epoch draws one augmentation per task; every batch of tasks takes one Adam step on the loss of
 `losses.vae_loss`. The HNet is frozen: its weights are data here. The VAE reads and writes the weights' codes (the
 HNet's last hidden layer, `models/vae.py`), and its reconstruction error is measured in weight space through the
-readout's Gram matrix, so the loss is the paper's sum over the P weights.
+readout's Gram matrix, so the loss is the paper's sum over the P weights. Over the HNet with the pointer the weights
+also move with the code through the pointer's gains (whose rows point along each task's question); the loss leaves
+that part out, and the gate (`hvae` stage: decoded means scored on their tasks) says whether it mattered.
 """
 
 from __future__ import annotations

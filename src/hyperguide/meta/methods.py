@@ -3,7 +3,8 @@ Which table row each one is, and how it is trained, is declared in `hyperguide.r
 
 Every method is a pair (inner parameters, generator): `init_phi(batch)` gives each task's inner parameters phi
 (B, M) before adaptation, and `generate(phi)` maps them to flat adapter weights (B, P). Zero-shot weights are
-`generate(zero_shot_phi(batch))`; few-shot fine-tuning adapts phi from there. Training is either multitask
+`decoder(batch)(zero_shot_phi(batch))` (`generate`, unless the weights also read the questions); few-shot
+fine-tuning adapts phi from there. Training is either multitask
 (one loss on all of each meta-train task's data) or MAML (adapt phi on the support set, loss on the query set).
 
 | class | phi | generate | trained by |

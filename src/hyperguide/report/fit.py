@@ -128,7 +128,13 @@ def render_claim(results: Mapping[str, Any]) -> str:
     if guidance is None or not baselines:
         return ""
     n = len(_rows(results, "guidance"))
-    if headline["chosen_on"]:
+    if headline["chosen_on"] and results.get("tune_folds"):
+        lines = [
+            f"This is a tune run: its rows were chosen on {headline['chosen_on']}, the very tasks shown here, so the "
+            "differences below are a best case; a run on the split's meta-test names this folder in "
+            "`--headline-from` and compares them there.",
+        ]
+    elif headline["chosen_on"]:
         scores = ", ".join(f"`{r}` {v:.2f}" for r, v in headline["tune_scores"].items())
         lines = [
             f"Chosen without meta-test: on {headline['chosen_on']}, by {headline['measure']} there ({scores}), "

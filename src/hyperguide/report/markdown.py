@@ -148,11 +148,11 @@ def caption(results: Mapping[str, Any]) -> str:
     )
 
 
-def _reference_text(results: Mapping[str, Any]) -> str:
-    headline = results.get("headline")
-    if headline and headline.get("chosen_on"):
+def _reference_text(results: Mapping[str, Any], reference: str) -> str:
+    headline = results.get("headline") or {}
+    if headline.get("chosen_on") and headline.get("paper_baseline") == reference and not results.get("tune_folds"):
         return "the baseline of the paper's table that scored best on the tune run (see the headline)"
-    return "the paper's table's best baseline on these meta-test tasks (a best case: no tune run chose it)"
+    return "the best baseline on these very tasks (a best case: no tune run chose it)"
 
 
 def machine_line(results: Mapping[str, Any]) -> str:
@@ -176,8 +176,8 @@ def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str
     if reference:
         parts += [
             f"Δ: the paired difference of zero-shot accuracy against `{reference}` "
-            f"({zero_shot_acc(results, reference):.2f}%), {_reference_text(results)}, over seeds, with its 95% CI; "
-            "positive is better.",
+            f"({zero_shot_acc(results, reference):.2f}%), {_reference_text(results, reference)}, over seeds, with "
+            "its 95% CI; positive is better.",
             "",
         ]
     claim = render_claim(results)

@@ -140,7 +140,7 @@ def run_bench(
     start = time.perf_counter()
     config = resolve_config(config, universe)
     check_run(universe, config, device=device)  # nothing is written for a refused run
-    tune = None if headline_from is None else read_tune_run(headline_from, config)  # before hours of training
+    tune = None if headline_from is None else read_tune_run(headline_from, universe, config)  # before any training
     write_config(folder, config)  # refuses a folder that holds a run with another config
     main = world().main  # under torchrun, the main process shows progress and writes the report
     pending = pending_trainings(universe, config, folder)
@@ -190,15 +190,15 @@ def run_bench(
     return BenchResult(results, report, time.perf_counter() - start, trained, reused)
 
 
-def read_tune_run(path: Path, config: RunConfig) -> Results:
+def read_tune_run(path: Path, universe: Universe, config: RunConfig) -> Results:
     """The results.json of the tune run at `path` (a folder or the file), refused unless it is a tune run of this
-    run's universe and split (`report.headline.check_tune_run` checks the rest once this run is evaluated)."""
+    run's universe and split that tested on none of this run's meta-test tasks (`report.headline.check_tune_run`)."""
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise HyperguideError(f"--headline-from {path}: no results.json there; run its bench first")
     tune = read_results(file)
-    probe = {"universe": config.universe, "split": config.split, "test_tasks": []}
-    check_tune_run(probe, tune, str(path))
+    tested = [universe.tasks[i].question for s in splits_of(universe, config) for i in s.test]
+    check_tune_run({"universe": config.universe, "split": config.split, "test_tasks": tested}, tune, str(path))
     return tune
 
 

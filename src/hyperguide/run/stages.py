@@ -619,6 +619,8 @@ def stage_fingerprint(
     out = {f"config.{key}": digest(_config_value(config, key)) for key in shaping_keys(name)}
     if config.precision != "fp32":  # float32 checkpoints keep the fingerprints they had before precision was a knob
         out["config.precision"] = config.precision
+    if config.split == "compositional" and config.tune_folds is not None:  # its tune folds hold out concepts now
+        out["tune folds"] = "concepts where the universe lists them"
     if data is not None:
         out["data"] = data
     for dep in stage(name).deps:

@@ -40,7 +40,7 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
         return splits
     if len(splits) != 1:
         raise HyperguideError(f"tune_folds needs a split with one fold (random, compositional), not {config.split!r}")
-    if config.split == "compositional":
+    if config.split == "compositional" and universe.concepts:  # folds that hold out concepts, as the split does
         held_out = config.held_out or universe.held_out_concepts
         return concept_tuning_splits(universe, splits[0], config.tune_folds, held_out)
     return tuning_splits(splits[0], config.tune_folds)
