@@ -63,6 +63,7 @@ def test_a_concepts_bench_reports_each_concept(tmp_path: Path) -> None:
     assert mean == pytest.approx(overall)  # equal folds: the mean over concepts is the mean over tasks
     report = (out / "results.md").read_text()
     assert "## Leave one concept out" in report and "| concept 7 (6) |" in report
+    assert "What this split tests" in report and "no test of a concept the encoders do not know" in report
     assert f"{summarize(per_concept['concept 0'])['mean']:.1f} ±" in report
     bad = {**results, "concept_folds": [{"concept": "concept 0", "tasks": 0}]}
     (out / "results.json").write_text(json.dumps(bad))

@@ -148,6 +148,21 @@ def caption(results: Mapping[str, Any]) -> str:
     )
 
 
+WHAT_IT_TESTS = (
+    "What this split tests: every meta-test question names a concept that no meta-train question names, so a row "
+    "scores above chance only if its generator passes the encoders' alignment of questions and images through to the "
+    "weights for words the meta-learner never saw. The encoders may know those words (easyvqa's image tower was "
+    "trained on captions that name every colour and shape; CLIP was trained on the web): it is no test of a concept "
+    "the encoders do not know. Balanced accuracy is the measure: on unbalanced yes/no tasks the majority answer scores "
+    "high accuracy at chance balance."
+)
+
+
+def what_it_tests(results: Mapping[str, Any]) -> str:
+    """A paragraph saying what a split of held-out concepts tests, '' for the other splits."""
+    return WHAT_IT_TESTS if results.get("split") in ("compositional", "concepts") else ""
+
+
 def _reference_text(results: Mapping[str, Any], reference: str) -> str:
     headline = results.get("headline") or {}
     if headline.get("chosen_on") and headline.get("paper_baseline") == reference and not results.get("tune_folds"):
@@ -172,6 +187,8 @@ def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str
     reference = best_paper_baseline(results) or best_of(results, "baseline")
     parts = [f"# Benchmark: {results['universe']}, split {results['split']}", "", caption(results), ""]
     parts += [machine_line(results), ""]
+    if what_it_tests(results):
+        parts += [what_it_tests(results), ""]
     parts += [render_table(results, reference), ""]
     if reference:
         parts += [
