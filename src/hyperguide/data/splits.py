@@ -56,6 +56,11 @@ def mentions(question: str, concept: str) -> bool:
     return any(words[i : i + n] == target for i in range(len(words) - n + 1))
 
 
+def joined(concept: str) -> list[str]:
+    """The concepts of `red+teal` (one fold, or one held-out entry, naming several), stripped; '' for an empty one."""
+    return [part.strip() for part in concept.split("+")]
+
+
 def make_splits(
     universe: Universe,
     kind: str = "random",
@@ -77,7 +82,7 @@ def make_splits(
         return [TaskSplit(kind, 0, tuple(order[:cut]), tuple(order[cut:]))]
     if kind == "compositional":
         named = tuple(held_out) if held_out else universe.held_out_concepts
-        concepts = tuple(part.strip() for c in named for part in c.split("+") if part.strip())  # red+teal: both
+        concepts = tuple(part for c in named for part in joined(c) if part)  # red+teal: both
         if not concepts:
             raise HyperguideError(
                 f"split 'compositional' needs held-out concepts; universe {universe.name!r} has no default, "
@@ -113,7 +118,7 @@ def _concept_folds(universe: Universe, concepts: Sequence[str]) -> list[TaskSpli
         )
     out = []
     for f, concept in enumerate(concepts):
-        parts = [part.strip() for part in concept.split("+")]
+        parts = joined(concept)
         if not all(parts):
             raise HyperguideError(f"held-out fold {concept!r}: concepts joined by '+' must be non-empty")
         test = tuple(i for i, t in enumerate(universe.tasks) if any(mentions(t.question, p) for p in parts))

@@ -81,16 +81,13 @@ def choose_headline(results: Mapping[str, Any], tune: Mapping[str, Any] | None, 
         check_tune_run(results, tune, source or "the tune run")
     picked: dict[str, str | None] = {"guidance": None, "baseline": None, "paper_baseline": None}
     scores: dict[str, float] = {}
+    chosen_on = None
     if tune is not None:
         shared = {**tune, "methods": {k: v for k, v in tune["methods"].items() if k in results["methods"]}}
         picked = best_case(shared)
         scores = {row: _score(tune, row) for row in picked.values() if row is not None}
-    chosen_on = None
-    if tune is not None:
-        chosen_on = (
-            f"{source}: {tune['tune_folds']} folds of the split's meta-train tasks, seeds "
-            f"{', '.join(str(s) for s in tune['seeds'])}"
-        )
+        seeds = ", ".join(str(s) for s in tune["seeds"])
+        chosen_on = f"{source}: {tune['tune_folds']} folds of the split's meta-train tasks, seeds {seeds}"
     return {
         "guidance": picked["guidance"],
         "baseline": picked["baseline"],
