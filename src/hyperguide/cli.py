@@ -88,6 +88,46 @@ def _universe_args(p: argparse.ArgumentParser, *, positional: bool = True) -> No
         help="transformers CLIPModel: a hub id in the local cache or a local folder (default: CLIP ViT-L/14@336px)",
     )
     meta.add_argument("--batch-size", type=int, default=32, help="images per CLIP forward pass (default 32)")
+    own = p.add_argument_group("taskfile (your own task family; docs/own-tasks.md)")
+    own.add_argument("--tasks", type=Path, default=None, metavar="FILE", help="the .json or .jsonl task file")
+    own.add_argument(
+        "--images-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the folder relative image paths start from (default: the task file's folder)",
+    )
+    own.add_argument(
+        "--encoder",
+        default=None,
+        choices=("embedded", "transformers", "features"),
+        help="prepare: how features are made: embedded (MiniLM + easyvqa's image tower; the default), transformers "
+        "(--model), features (--features-file); other commands use the prepared one",
+    )
+    own.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR|HUB_ID",
+        help="a local transformers dual encoder (CLIP, SigLIP, ...): a folder or a hub id in the local cache",
+    )
+    own.add_argument(
+        "--features-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="your precomputed features: safetensors with image/<image>, text/<text>, optional tokens/<question>",
+    )
+    own.add_argument(
+        "--min-examples", type=int, default=0, metavar="N", help="drop tasks with fewer examples (default 0: off)"
+    )
+    own.add_argument(
+        "--min-answer-examples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drop answers with fewer examples (default 0: off; Meta-VQA's rules: --min-answer-examples 2 "
+        "--min-examples 21)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -104,6 +144,13 @@ def _options(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         force=getattr(args, "force", False),
         tower_epochs=getattr(args, "tower_epochs", None),
+        tasks=args.tasks,
+        images_root=args.images_root,
+        encoder=args.encoder,
+        model=args.model,
+        features_file=args.features_file,
+        min_examples=args.min_examples,
+        min_answer_examples=args.min_answer_examples,
     )
     if args.clip_model is not None:
         options.clip_model = args.clip_model
@@ -421,13 +468,6 @@ def build_parser() -> argparse.ArgumentParser:
     own_prep.set_defaults(command="tasks prepare")
     own_prep.add_argument("task_file", type=Path, metavar="TASK_FILE", help="a .json or .jsonl task file")
     own_prep.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a trained run folder")
-    own_prep.add_argument(
-        "--images-root",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="the folder relative image paths start from (default: the task file's folder)",
-    )
     own_prep.add_argument(
         "--out",
         type=Path,

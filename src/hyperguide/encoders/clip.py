@@ -65,10 +65,11 @@ def load_image(path: Path) -> Image.Image:
 
 
 class ClipEncoder:
-    """A frozen CLIP model (`transformers.CLIPModel`) loaded offline from a local folder or the local hub cache."""
+    """A frozen CLIP-like dual encoder loaded offline from a local folder or the local hub cache: any `transformers`
+    model with `get_text_features` and `get_image_features` into one space (CLIPModel, SiglipModel, ...)."""
 
     def __init__(self, model: str | Path, device: str = "cpu") -> None:
-        from transformers import AutoTokenizer, CLIPModel, CLIPTokenizer
+        from transformers import AutoModel, AutoTokenizer, CLIPTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar for loading local weights is noise
@@ -76,15 +77,19 @@ class ClipEncoder:
         source = str(model)
         try:
             self.model = (
-                CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True)
-                .to(device)  # type: ignore[arg-type]
-                .eval()
+                AutoModel.from_pretrained(source, local_files_only=True, use_safetensors=True).to(device).eval()
             )
         except (OSError, ValueError) as e:
             raise HyperguideError(
                 f"cannot load CLIP model {source!r} offline: {e}. Give a local folder or a hub id in the local cache, "
                 "with safetensors weights (pickled pytorch_model.bin files are not loaded)."
             ) from None
+        lacking = [m for m in ("get_text_features", "get_image_features") if not hasattr(self.model, m)]
+        if lacking:
+            raise HyperguideError(
+                f"model {source!r} ({type(self.model).__name__}) is not a dual encoder: it has no {lacking[0]} (a "
+                "CLIP-like model embeds texts and images into one space: CLIPModel, SiglipModel, ...)"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError, KeyError):
@@ -109,7 +114,8 @@ class ClipEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.projection_dim)
+        config = self.model.config
+        return int(getattr(config, "projection_dim", None) or config.text_config.hidden_size)
 
     # ------------------------------------------------------------------------------------------------ texts
 

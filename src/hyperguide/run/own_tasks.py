@@ -27,11 +27,10 @@ written only where no run's files are (`check_report_dir`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -39,13 +38,14 @@ from hyperguide.checkpoint import read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.config.precision import precision
 from hyperguide.data.features import MANIFEST, FeatureTable
-from hyperguide.data.taskfile import TaskEntry, TaskFile, read_task_file
+from hyperguide.data.taskfile import TaskEntry, TaskFile, first_uses, image_paths, read_task_file
 from hyperguide.data.tasks import Task, TaskSpec, Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
+from hyperguide.encoders.batches import in_batches
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import RowResults
 from hyperguide.eval.stats import summarize
-from hyperguide.events import Callback, Note, Progress, RowEvaluated, RowStarted, emit
+from hyperguide.events import Callback, Note, RowEvaluated, RowStarted, emit
 from hyperguide.io import atomic_path, file_sha256, read_json, write_json
 from hyperguide.machine import machine_record
 from hyperguide.report.own_tasks import UNTAGGED, KindResults, TaskInfo, TaskResults, render_task_report
@@ -59,11 +59,8 @@ FORMAT = "hyperguide.own_tasks/1"
 TASKS_FILE = "tasks.json"
 TEXT_FEATURES = "text_features.safetensors"
 IMAGE_FEATURES = "image_features.safetensors"
-BATCH = 256  # texts or images per encoder call
 REPORT_KEYS = ("features", "task_file", "folds_combined", "by_kind")  # keys only a task report's results.json has
 FOLDS_COMBINED = "every fold's model scores every task; a task's score per seed is the mean over the folds"
-
-T = TypeVar("T")
 
 
 def default_features_dir(task_file: str | Path) -> Path:
@@ -149,42 +146,21 @@ def _encoders(
 
 def _image_inputs(tasks: TaskFile, encoders: Encoders, images_root: Path | None) -> dict[str, str | Path]:
     """{image as written in the file: what the encoders read (a path, or a table's image id)}, each checked."""
-    base = images_root if images_root is not None else tasks.path.parent
+    if not isinstance(encoders, TableEncoders):
+        return dict(image_paths(tasks, images_root))
     out: dict[str, str | Path] = {}
     for task in tasks.tasks:
         for number, example in enumerate(task.examples, 1):
             raw = example.image
-            if raw in out:
-                continue
-            if isinstance(encoders, TableEncoders):
-                if not encoders.has_image(raw):
-                    first = encoders.images_table.keys[0] if encoders.images_table.keys else "?"
-                    raise HyperguideError(
-                        f"{tasks.where(task, number)}: image {raw!r} is not an image of universe "
-                        f"{encoders.universe.name!r} (a universe without encoders names its images by its own ids, "
-                        f"such as {first!r})"
-                    )
-                out[raw] = raw
-                continue
-            path = Path(raw).expanduser()
-            resolved = path if path.is_absolute() else _inside(base, path, f"{tasks.where(task, number)}: image")
-            if not resolved.is_file():
-                looked = f"looked for {resolved}" if path.is_absolute() else f"looked in {base}"
-                raise HyperguideError(f"{tasks.where(task, number)}: image {raw!r} does not exist ({looked})")
-            out[raw] = resolved
+            if raw not in out and not encoders.has_image(raw):
+                first = encoders.images_table.keys[0] if encoders.images_table.keys else "?"
+                raise HyperguideError(
+                    f"{tasks.where(task, number)}: image {raw!r} is not an image of universe "
+                    f"{encoders.universe.name!r} (a universe without encoders names its images by its own ids, "
+                    f"such as {first!r})"
+                )
+            out[raw] = raw
     return out
-
-
-def _inside(root: Path, relative: Path, what: str) -> Path:
-    """`root / relative` with its `..` resolved, refused if that climbs out of `root` (a link in it is followed)."""
-    base = Path(os.path.normpath(root.absolute()))
-    joined = Path(os.path.normpath(base / relative))
-    if not joined.is_relative_to(base):
-        raise HyperguideError(
-            f"{what} {str(relative)!r} lies outside the images root {root} (a relative path must stay inside it: "
-            "give --images-root a folder that holds it, or an absolute path)"
-        )
-    return root / relative
 
 
 def _prompts(tasks: TaskFile, encoders: Encoders) -> list[tuple[str, ...]]:
@@ -204,33 +180,6 @@ def _prompts(tasks: TaskFile, encoders: Encoders) -> list[tuple[str, ...]]:
                 "not tell them apart; give the task's 'prompts'"
             )
         out.append(prompts)
-    return out
-
-
-def _in_batches(
-    encode: Callable[[list[Any]], T],
-    items: list[Any],
-    blame: Mapping[Any, str],
-    name: str,
-    callbacks: Sequence[Callback],
-) -> list[T]:
-    """`encode` over `items` in batches; an item the encoder refuses is named by `blame[item]` (file, task, field)."""
-    out: list[T] = []
-    starts = range(0, len(items), BATCH)
-    for done, start in enumerate(starts, 1):
-        chunk = items[start : start + BATCH]
-        try:
-            out.append(encode(chunk))
-        except HyperguideError:
-            for item in chunk:  # find the one it refuses, and say which task it belongs to
-                try:
-                    encode([item])
-                except HyperguideError as e:
-                    raise HyperguideError(f"{blame[item]}: {e}") from None
-            raise
-        emit(callbacks, Progress(name, done, len(starts), "batch"))
-        if len(starts) > 1:
-            emit(callbacks, Note(f"{name}: {min(start + BATCH, len(items))}/{len(items)}"))
     return out
 
 
@@ -279,14 +228,14 @@ def prepare_tasks(
             blame.setdefault(p, f"{tasks.where(task)}: field 'prompts'")
     texts = list(blame)
     questions = list(dict.fromkeys(t.question for t in tasks.tasks))
-    text_features = torch.cat(_in_batches(encoders.texts, texts, blame, "task texts", callbacks))
+    text_features = torch.cat(in_batches(encoders.texts, texts, blame, "task texts", callbacks))
     token_rows = [
-        r for rows in _in_batches(encoders.question_tokens, questions, blame, "questions", callbacks) for r in rows
+        r for rows in in_batches(encoders.question_tokens, questions, blame, "questions", callbacks) for r in rows
     ]
-    image_blame = {raw: _first_use(tasks, raw) for raw in images}
+    image_blame = first_uses(tasks)
     keys = list(images)
     image_features = torch.cat(
-        _in_batches(lambda ks: encoders.images([images[k] for k in ks]), keys, image_blame, "task images", callbacks)
+        in_batches(lambda ks: encoders.images([images[k] for k in ks]), keys, image_blame, "task images", callbacks)
     )
 
     text_table = FeatureTable(texts, text_features, source=f"{out_dir / TEXT_FEATURES}")
@@ -374,14 +323,6 @@ def _json_object(path: Path) -> dict[str, Any] | None:
     except HyperguideError:  # read_json names every failure, nesting too deep included
         return None
     return data if isinstance(data, dict) else None
-
-
-def _first_use(tasks: TaskFile, raw: str) -> str:
-    for task in tasks.tasks:
-        for number, example in enumerate(task.examples, 1):
-            if example.image == raw:
-                return f"{tasks.where(task, number)}: image {raw!r}"
-    return f"image {raw!r}"
 
 
 def _record(task: TaskEntry, prompts: tuple[str, ...]) -> dict[str, Any]:

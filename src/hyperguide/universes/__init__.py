@@ -7,6 +7,7 @@
 | metavqa-standin | the authors' split files | deterministic random 768-d stand-ins (benchmarks only) |
 | synthetic | generated | generated (tests and smoke runs) |
 | synthetic-concepts | generated | generated, questions and images in one space (the pointer's test) |
+| taskfile | your task file (`--tasks FILE`) | MiniLM + easyvqa's tower, a local dual encoder, or your own |
 
 Add a universe by writing a source (a class with `structure`, `prepare`, `load`, `encoders`) and registering it;
 with `encoder_parts` and `encoders_from_parts` as well (`base.PortableEncoders`), a generator trained on it can be
@@ -27,6 +28,7 @@ from hyperguide.universes.base import EncoderParts, Encoders, PortableEncoders, 
 from hyperguide.universes.easyvqa import EasyVQA
 from hyperguide.universes.metavqa import MetaVQA, MetaVQAStandin
 from hyperguide.universes.synthetic import Synthetic, SyntheticConcepts
+from hyperguide.universes.taskfile import TaskFileUniverse
 
 UNIVERSES: dict[str, UniverseSource] = {}
 
@@ -38,7 +40,7 @@ def register(source: UniverseSource) -> UniverseSource:
     return source
 
 
-for _source in (EasyVQA(), MetaVQA(), MetaVQAStandin(), Synthetic(), SyntheticConcepts()):
+for _source in (EasyVQA(), MetaVQA(), MetaVQAStandin(), Synthetic(), SyntheticConcepts(), TaskFileUniverse()):
     register(_source)
 
 

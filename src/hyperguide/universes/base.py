@@ -49,6 +49,13 @@ class UniverseOptions:
     clip_model: str = DEFAULT_CLIP_MODEL
     batch_size: int = 32
     force: bool = False
+    tasks: Path | None = None  # taskfile: the task file
+    images_root: Path | None = None  # taskfile (and `tasks prepare`): where relative image paths start
+    encoder: str | None = None  # taskfile: embedded, transformers or features (None: inferred from the two below)
+    model: str | None = None  # taskfile, --encoder transformers: a local dual encoder (folder or cached hub id)
+    features_file: Path | None = None  # taskfile, --encoder features: the precomputed features
+    min_examples: int = 0  # taskfile: Meta-VQA's task filter (0: off)
+    min_answer_examples: int = 0  # taskfile: Meta-VQA's answer filter (0: off)
 
     def __post_init__(self) -> None:
         for name, value, low in (("tower_epochs", self.tower_epochs, 1), ("batch_size", self.batch_size, 1)):

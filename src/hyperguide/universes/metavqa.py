@@ -225,9 +225,12 @@ def _load_question_tokens(out_dir: Path, universe: Universe, manifest: dict[str,
 def clip_question_tokens(encoder: ClipEncoder, texts: list[str], batch_size: int = 256) -> list[torch.Tensor]:
     """One (L_i, D) matrix per text: CLIP's final-layer-normed text states of its real tokens (start and end tokens
     included), each through the text projection, so they live in the joint space of the text features. The last row
-    (the end token) is the text's feature itself: CLIP pools by taking the end token's state.
+    (the end token) is the text's feature itself: CLIP pools by taking the end token's state. A dual encoder
+    without CLIP's text projection (SigLIP, ...) gives each text its pooled feature as its one token.
     """
     model = encoder.model
+    if not (hasattr(model, "text_model") and hasattr(model, "text_projection")):  # not CLIP: no projected states
+        return [row[None] for row in encoder.encode_texts(texts, batch_size)]
     rows: list[torch.Tensor] = []
     for start in range(0, len(texts), batch_size):
         ids, mask = encoder.tokenize(texts[start : start + batch_size])

@@ -1,0 +1,281 @@
+"""`taskfile`: your own task family from a JSON/JSONL task file (`--tasks FILE`; docs/own-tasks.md), meta-trained and
+evaluated end to end like any universe. The structure is `data/taskfile_universe.py`'s; the features come one of three
+ways, chosen at `prepare` (`--encoder`, inferred from the other flags when not given):
+
+    embedded       MiniLM for questions and answer prompts, easyvqa's image tower for 64x64 images (the tower of the
+                   easyvqa universe prepared under the same home, prepared first if it is not): nothing else needed
+    transformers   a local `transformers` dual encoder with a shared image/text space (`--model DIR_OR_HUB_ID`:
+                   CLIP, SigLIP and the like), loaded with local_files_only=True, never downloaded
+    features       your own features (`--features-file FILE.safetensors`; `data/precomputed.py` says its keys)
+
+`prepare` checks every task and every image before it writes anything into `<home>/taskfile/<stem>-<sha12>/`, a
+folder of the task file's bytes (its sha256): `text_features.safetensors`, `image_features.safetensors`,
+`question_tokens.safetensors` (where the route has token states), the image tower's two files (embedded), and
+`manifest.json` last. Features are computed for every task of the file, so the filters (`--min-examples`,
+`--min-answer-examples`) may change without preparing again. Every command that loads the universe is given the
+same `--tasks FILE`; a file changed since it was prepared is another file, and is refused until it is prepared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hyperguide.data.features import MANIFEST, FeatureTable
+from hyperguide.data.precomputed import read_precomputed
+from hyperguide.data.taskfile import TaskFile, first_uses, image_paths, read_task_file
+from hyperguide.data.taskfile_universe import NAME, Filters, taskfile_structure
+from hyperguide.data.tasks import Universe
+from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
+from hyperguide.encoders.batches import in_batches
+from hyperguide.encoders.clip import ClipEncoder
+from hyperguide.encoders.image_tower import load_tower_files
+from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from hyperguide.errors import HyperguideError
+from hyperguide.events import Callback, Note, emit
+from hyperguide.io import file_sha256, read_json, write_json
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, manifest_matches
+from hyperguide.universes.easyvqa import TOWER_FILES, EasyVQA, EasyVQAEncoders
+from hyperguide.universes.metavqa import ClipEncoders
+
+FORMAT = 1
+ROUTES = ("embedded", "transformers", "features")
+TEXT_FEATURES = "text_features.safetensors"
+IMAGE_FEATURES = "image_features.safetensors"
+
+
+def route(options: UniverseOptions) -> str:
+    """The feature route `options` ask for: `--encoder`, else `features` with a features file, `transformers` with
+    a model, else `embedded`; a flag that the route does not read is refused."""
+    chosen = options.encoder or (
+        "features" if options.features_file else "transformers" if options.model else "embedded"
+    )
+    if chosen not in ROUTES:
+        raise HyperguideError(f"--encoder must be one of {', '.join(ROUTES)}, got {chosen!r}")
+    needs = {"transformers": ("--model", options.model), "features": ("--features-file", options.features_file)}
+    for name, (flag, value) in needs.items():
+        if chosen == name and value is None:
+            raise HyperguideError(f"--encoder {name} needs {flag}")
+        if chosen != name and value is not None:
+            raise HyperguideError(f"{flag} is read by --encoder {name}, not by --encoder {chosen}")
+    return chosen
+
+
+def _asked(options: UniverseOptions) -> bool:
+    """Whether the options name a route at all (else a load takes the one prepared)."""
+    return any(v is not None for v in (options.encoder, options.model, options.features_file))
+
+
+class TaskFileUniverse:
+    name = NAME
+    summary = "your own task family from a JSON/JSONL task file (--tasks FILE): embedded, transformers or your features"
+
+    # ------------------------------------------------------------------------------------------------ structure
+
+    def task_file(self, options: UniverseOptions) -> TaskFile:
+        if options.tasks is None:
+            raise HyperguideError(
+                "universe 'taskfile' needs --tasks FILE: a .json or .jsonl task file (docs/own-tasks.md)"
+            )
+        return read_task_file(options.tasks, default_split=None)
+
+    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+        return self._structure(self.task_file(options), options, prompts)
+
+    def _structure(self, tasks: TaskFile, options: UniverseOptions, prompts: str) -> Universe:
+        if prompts != "answer":
+            raise HyperguideError(
+                f"universe 'taskfile' scores each answer against the task's 'prompts' (else the answer itself): "
+                f"--prompts {prompts} is easyvqa's rule; leave it out"
+            )
+        return taskfile_structure(tasks, Filters(options.min_examples, options.min_answer_examples))
+
+    def folder(self, options: UniverseOptions, tasks: TaskFile) -> Path:
+        """`<home>/taskfile/<stem>-<first 12 hex digits of the file's sha256>`."""
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", tasks.path.stem).strip("-.") or "tasks"
+        return options.folder(self.name) / f"{stem}-{tasks.sha256[:12]}"
+
+    # -------------------------------------------------------------------------------------------------- prepare
+
+    def request(self, options: UniverseOptions, tasks: TaskFile) -> dict[str, Any]:
+        """What a preparation depends on; a cached one is reused only if its manifest records the same."""
+        chosen = route(options)
+        out: dict[str, Any] = {
+            "universe": self.name,
+            "format": FORMAT,
+            "task_file_sha256": tasks.sha256,
+            "encoder": chosen,
+            "images_root": str(options.images_root) if options.images_root is not None else None,
+        }
+        if chosen == "embedded":
+            out.update(text_encoder=DEFAULT_TEXT_ENCODER, seed=options.seed, tower_epochs=options.tower_epochs)
+        elif chosen == "transformers":
+            out["model"] = str(options.model)
+        else:
+            out["features_file_sha256"] = file_sha256(Path(str(options.features_file)))
+        return out
+
+    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+        tasks = self.task_file(options)
+        self._structure(tasks, options, "answer")  # every task can be trained and scored, before anything is done
+        folder = self.folder(options, tasks)
+        request = self.request(options, tasks)
+        if not options.force and (manifest := manifest_matches(folder, request)):
+            return {**manifest, "cached": True}
+        start = time.perf_counter()
+        texts, questions, blame = _texts(tasks)
+        n_examples = sum(len(t.examples) for t in tasks.tasks)
+        images = list(first_uses(tasks))
+        emit(callbacks, Note(f"{tasks.path}: {len(tasks.tasks)} tasks, {n_examples} examples, {len(images)} images"))
+        image_blame = first_uses(tasks)
+        tower: dict[str, Path] = {}
+        if request["encoder"] == "features":
+            found = read_precomputed(Path(str(options.features_file)), images, texts, questions, blame, image_blame)
+            text_table, image_table, tokens, shared = found.texts, found.images, found.tokens, found.shared_space
+        else:
+            paths = image_paths(tasks, options.images_root)  # every image exists, before any is encoded
+            if request["encoder"] == "embedded":  # easyvqa's tower, prepared under this home (cached after once)
+                easyvqa = EasyVQA()
+                easyvqa.prepare(dataclasses.replace(options, force=False), callbacks)
+                tower = easyvqa.encoder_parts(options).files
+            encoders = self._build(request, tower, options.device)
+            text_table = FeatureTable(texts, torch.cat(in_batches(encoders.texts, texts, blame, "texts", callbacks)))
+            rows = in_batches(encoders.question_tokens, questions, blame, "question tokens", callbacks)
+            tokens = TokenTable.from_rows(questions, [r for chunk in rows for r in chunk])
+
+            def encode(keys: list[str]) -> torch.Tensor:
+                return encoders.images([paths[k] for k in keys])
+
+            image_table = FeatureTable(images, torch.cat(in_batches(encode, images, image_blame, "images", callbacks)))
+            shared = True  # MiniLM and the tower trained into its space; a dual encoder's two towers
+        if text_table.dim != image_table.dim:
+            raise HyperguideError(
+                f"the text features have dimension {text_table.dim} and the image features {image_table.dim}: "
+                "the adapter scores images against answer texts, so they must be one space"
+            )
+        (folder / MANIFEST).unlink(missing_ok=True)  # the old preparation is no longer trusted
+        text_table.save(folder / TEXT_FEATURES)
+        image_table.save(folder / IMAGE_FEATURES)
+        if tokens is not None:
+            tokens.save(folder / QUESTION_TOKENS_FILE)
+        else:
+            (folder / QUESTION_TOKENS_FILE).unlink(missing_ok=True)
+        for name, source in tower.items():
+            shutil.copyfile(source, folder / name)
+        manifest = {
+            "request": request,
+            "universe": self.name,
+            "task_file": str(tasks.path),
+            "tasks": len(tasks.tasks),
+            "examples": n_examples,
+            "images": len(image_table),
+            "texts": len(text_table),
+            "question_tokens": tokens is not None,
+            "text_dim": text_table.dim,
+            "image_dim": image_table.dim,
+            "shared_space": shared,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        write_json(folder / MANIFEST, manifest)
+        return {**manifest, "cached": False}
+
+    # ----------------------------------------------------------------------------------------------------- load
+
+    def manifest(self, options: UniverseOptions, tasks: TaskFile) -> dict[str, Any]:
+        """The manifest of the task file's preparation; refused if there is none, or if the options ask for another
+        route than the one it was prepared with."""
+        folder = self.folder(options, tasks)
+        path = folder / MANIFEST
+        again = f"hyperguide prepare taskfile --tasks {tasks.path}"
+        if not path.is_file():
+            raise HyperguideError(
+                f"the task file {tasks.path} (sha256 {tasks.sha256[:12]}...) is not prepared under {folder.parent}: "
+                f"run `{again}` first (a file changed since it was prepared is prepared again)"
+            )
+        manifest = check_manifest(
+            read_json(path, what="universe manifest"),
+            path,
+            {"request": dict, "text_dim": int, "image_dim": int},
+            f"prepare it again with `{again}`",
+        )
+        recorded = manifest["request"].get("encoder")
+        if recorded not in ROUTES or manifest["request"].get("universe") != self.name:
+            raise HyperguideError(f"universe manifest {path} is not a taskfile preparation: prepare it again")
+        if _asked(options) and route(options) != recorded:
+            raise HyperguideError(
+                f"{tasks.path} was prepared with --encoder {recorded}, not {route(options)}: prepare it again with "
+                "the encoder you want (`hyperguide prepare taskfile --tasks ... --encoder ...`), or leave the encoder "
+                "flags out to use the prepared one"
+            )
+        return manifest
+
+    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+        tasks = self.task_file(options)
+        universe = self._structure(tasks, options, prompts)
+        manifest = self.manifest(options, tasks)
+        folder = self.folder(options, tasks)
+        universe.text_features = FeatureTable.load(folder / TEXT_FEATURES, dim=manifest["text_dim"])
+        universe.image_features = FeatureTable.load(folder / IMAGE_FEATURES, dim=manifest["image_dim"])
+        if manifest.get("question_tokens"):
+            universe.question_tokens = TokenTable.load(folder / QUESTION_TOKENS_FILE)
+        universe.shared_space = bool(manifest.get("shared_space"))
+        universe.info.update(encoder=manifest["request"]["encoder"], prepared=str(folder))
+        return universe
+
+    # ------------------------------------------------------------------------------------------------- encoders
+
+    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+        return self.encoders_from_parts(self.encoder_parts(options), device=options.device, prompts=prompts)
+
+    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+        """embedded: MiniLM's name and the prepared tower's two files; transformers: the model's folder or hub id.
+        Precomputed features have no encoders: refused, saying so."""
+        tasks = self.task_file(options)
+        request = self.manifest(options, tasks)["request"]
+        if request["encoder"] == "features":
+            raise HyperguideError(
+                f"{tasks.path} was prepared from precomputed features (--features-file): there is no encoder for a "
+                "new question or image, so generate and export need the embedded or transformers route; `hyperguide "
+                "tasks` can still score tasks whose texts and images the prepared features hold"
+            )
+        folder = self.folder(options, tasks)
+        if request["encoder"] == "embedded":
+            return EncoderParts(
+                {"route": "embedded", "text_encoder": str(request.get("text_encoder", DEFAULT_TEXT_ENCODER))},
+                {name: folder / name for name in TOWER_FILES},
+            )
+        return EncoderParts({"route": "transformers", "clip_model": str(request["model"])})
+
+    def encoders_from_parts(self, parts: EncoderParts, *, device: str, prompts: str) -> Encoders:
+        return self._build(parts.reference, parts.files, device)
+
+    def _build(self, reference: dict[str, Any], files: dict[str, Path], device: str) -> Encoders:
+        """The encoders of an embedded or transformers preparation."""
+        kind = reference.get("route", reference.get("encoder"))
+        if kind == "embedded":
+            tower = load_tower_files(files[TOWER_FILES[0]], files[TOWER_FILES[1]])
+            text = TextEncoder(str(reference.get("text_encoder", DEFAULT_TEXT_ENCODER)), device=device)
+            return EasyVQAEncoders(text, tower, "answer")
+        if kind == "transformers":
+            return ClipEncoders(ClipEncoder(str(reference.get("clip_model", reference.get("model"))), device=device))
+        raise HyperguideError(f"the taskfile encoders' reference {reference} names no route (embedded, transformers)")
+
+
+def _texts(tasks: TaskFile) -> tuple[list[str], list[str], dict[str, str]]:
+    """Every question and answer prompt of the file (prompts: the task's, else its answers), its questions, and
+    where each text is first used."""
+    blame: dict[str, str] = {}
+    for task in tasks.tasks:
+        blame.setdefault(task.question, f"{tasks.where(task)}: field 'question'")
+        field = "prompts" if task.prompts is not None else "answers"
+        for text in task.prompts if task.prompts is not None else task.answers:
+            blame.setdefault(text, f"{tasks.where(task)}: field {field!r}")
+    questions = list(dict.fromkeys(t.question for t in tasks.tasks))
+    return list(blame), questions, blame
