@@ -16,6 +16,7 @@ pin down is left out). Each task draws a fixed sample of about 60 images (seeded
 across its answers as the images allow. Images are written `easy-vqa:train/12`: the installed package's image.
 
     python examples/groups/make_tasks.py                 # writes examples/groups/tasks.jsonl
+    hyperguide prepare taskfile --tasks examples/groups/tasks.jsonl
     hyperguide bench taskfile --tasks examples/groups/tasks.jsonl --quick
 """
 
