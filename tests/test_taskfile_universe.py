@@ -339,6 +339,14 @@ def test_precomputed_features_feed_a_run_exactly_what_the_synthetic_universe_doe
         assert got[row]["k_shot"] == want[row]["k_shot"], row
 
 
+def test_a_runs_default_folder_is_named_by_the_task_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks, features = synthetic_as_files(tmp_path)
+    assert main(["prepare", "taskfile", "--tasks", str(tasks), "--features-file", str(features), "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "chance", "taskfile", "--tasks", str(tasks), "--quick", "--quiet"]) == 0
+    assert (tmp_path / "runs" / "taskfile-synthetic-random-quick" / "config.json").is_file()
+
+
 BAD_FEATURES: list[tuple[str, Any, str]] = [
     (
         "missing",

@@ -223,7 +223,10 @@ def _run_config(args: argparse.Namespace, methods: tuple[str, ...] | None = None
 
 def _out(args: argparse.Namespace, config: Any, prefix: str = "") -> Path:
     quick = "-quick" if args.quick else ""
-    return args.out or Path("runs") / f"{prefix}{config.universe}-{config.split}{quick}"
+    universe = config.universe
+    if universe == "taskfile" and getattr(args, "tasks", None) is not None:  # one folder per task file
+        universe = f"taskfile-{Path(args.tasks).stem}"
+    return args.out or Path("runs") / f"{prefix}{universe}-{config.split}{quick}"
 
 
 def _seeds_hint(args: argparse.Namespace) -> None:
@@ -420,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         "costs); --set overrides any knob of it.",
     )
     bench.add_argument("universe", help=f"task universe: {_universe_names()}")
-    _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]")
+    _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]; taskfile: bench-taskfile-<stem>-...")
     bench.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
     bench.add_argument(
         "--headline-from",
@@ -706,6 +709,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             if key in tower:
                 print(f"  image tower zero-shot {key.replace('_', ' ')}: {tower[key]:.2f}%")
         print(f"  image tower training: {tower.get('train_seconds', 0):.0f} s")
+    if "folder" in manifest:  # taskfile: where, and what
+        counts = ", ".join(f"{manifest[k]:,} {k}" for k in ("tasks", "examples", "images", "texts") if k in manifest)
+        print(f"  {counts}; {manifest['request']['encoder']} features of dimension {manifest['image_dim']}")
+        print(f"  into {manifest['folder']}")
     return 0
 
 

@@ -40,7 +40,7 @@ from hyperguide.encoders.image_tower import load_tower_files
 from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, Note, emit
-from hyperguide.io import file_sha256, read_json, write_json
+from hyperguide.io import file_sha256, read_json, sweep_temporaries, write_json
 from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, manifest_matches
 from hyperguide.universes.easyvqa import TOWER_FILES, EasyVQA, EasyVQAEncoders
 from hyperguide.universes.metavqa import ClipEncoders
@@ -128,7 +128,8 @@ class TaskFileUniverse:
         folder = self.folder(options, tasks)
         request = self.request(options, tasks)
         if not options.force and (manifest := manifest_matches(folder, request)):
-            return {**manifest, "cached": True}
+            return {**manifest, "folder": str(folder), "cached": True}
+        sweep_temporaries(folder)  # what a killed preparation of this file left
         start = time.perf_counter()
         texts, questions, blame = _texts(tasks)
         n_examples = sum(len(t.examples) for t in tasks.tasks)
@@ -184,7 +185,7 @@ class TaskFileUniverse:
             "seconds": round(time.perf_counter() - start, 1),
         }
         write_json(folder / MANIFEST, manifest)
-        return {**manifest, "cached": False}
+        return {**manifest, "folder": str(folder), "cached": False}
 
     # ----------------------------------------------------------------------------------------------------- load
 
