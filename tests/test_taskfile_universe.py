@@ -40,7 +40,9 @@ def write_jsonl(path: Path, tasks: list[dict[str, Any]]) -> Path:
 
 
 def nothing_prepared(home: Path) -> bool:
-    return not list((home / "taskfile").glob("*/manifest.json"))
+    """No taskfile folder at all, and the easyvqa preparation (where there is one) as `fake_easyvqa` left it."""
+    easyvqa = home / "easyvqa" / "manifest.json"
+    return not (home / "taskfile").exists() and (not easyvqa.is_file() or "note" not in easyvqa.read_text())
 
 
 def fake_easyvqa(home: Path) -> None:
@@ -113,7 +115,9 @@ def test_a_task_with_no_query_side_is_refused_not_skipped(tmp_path: Path, capsys
     }
     path = write_jsonl(tmp_path / "t.jsonl", [ok, lone])
     assert main(["stats", "taskfile", "--tasks", str(path)]) == 2
-    assert re.search(r"t.jsonl, task 2 \('lone\?'\): no query example once its examples", capsys.readouterr().err)
+    assert re.search(
+        r"t.jsonl, task 2 \('lone\?'\): its query examples give 0 answer\(s\) \[\] once split", capsys.readouterr().err
+    )
 
 
 def test_a_jsonl_file_is_streamed_and_hashed_as_its_bytes(tmp_path: Path) -> None:
@@ -239,12 +243,14 @@ def test_the_example_family_runs_at_quick_settings(tmp_path: Path, isolated_home
 
 
 def clip_tasks(tmp_path: Path, images: list[tuple[str, Path]]) -> Path:
-    """Six two-answer tasks over the fixture's five images (several sizes and modes), paths relative."""
-    for _, path in images:
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+    """Six two-answer tasks of eight images, copies of the fixture's five (several sizes and modes) under eight names
+    each (an image is in a task once), paths relative."""
+    for copy in range(8):
+        for _, path in images:
+            (tmp_path / f"c{copy}-{path.name}").write_bytes(path.read_bytes())
     tasks = []
     for t in range(6):
-        examples = [{"image": images[(t + i) % 5][1].name, "answer": "ab"[i % 2]} for i in range(8)]
+        examples = [{"image": f"c{i}-{images[(t + i) % 5][1].name}", "answer": "ab"[i % 2]} for i in range(8)]
         tasks.append(
             {
                 "question": f"is thing {t} on the left?",
@@ -267,7 +273,7 @@ def test_the_transformers_route_with_a_tiny_local_clip(
     options = UniverseOptions(tasks=tasks)
     universe = load_universe("taskfile", options)
     clip = ClipEncoder(model_dir)
-    path = tmp_path / images[3][1].name
+    path = tmp_path / f"c0-{images[3][1].name}"
     want = clip.image_features(clip.load_pixels(path)[None])[0]
     assert torch.allclose(universe.image_features.get([path.name])[0], want, atol=1e-5)  # type: ignore[union-attr]
     assert torch.allclose(universe.task(0).answer_emb, clip.encode_texts(["left 0", "right 0"]), atol=1e-5)
@@ -280,7 +286,9 @@ def test_the_transformers_route_with_a_tiny_local_clip(
     )
     assert made.probabilities is not None and made.weights.shape[0] == 1
     # Another route than the prepared one is refused, not silently swapped.
-    with pytest.raises(HyperguideError, match=r"was prepared with --encoder transformers, not embedded"):
+    with pytest.raises(
+        HyperguideError, match=r"was prepared with --encoder transformers --model .*tiny-clip.*, not embedded"
+    ):
         load_universe("taskfile", UniverseOptions(tasks=tasks, encoder="embedded"))
 
 
@@ -344,10 +352,16 @@ def test_a_runs_default_folder_is_named_by_the_task_file(tmp_path: Path, monkeyp
     assert main(["prepare", "taskfile", "--tasks", str(tasks), "--features-file", str(features), "--quiet"]) == 0
     monkeypatch.chdir(tmp_path)
     assert main(["train", "chance", "taskfile", "--tasks", str(tasks), "--quick", "--quiet"]) == 0
-    assert (tmp_path / "runs" / "taskfile-synthetic-random-quick" / "config.json").is_file()
+    sha8 = hashlib.sha256(tasks.read_bytes()).hexdigest()[:8]
+    assert (tmp_path / "runs" / f"taskfile-synthetic-{sha8}-random-quick" / "config.json").is_file()
 
 
 BAD_FEATURES: list[tuple[str, Any, str]] = [
+    (
+        "beyond float32",
+        lambda t: t.__setitem__("image/img3", torch.full((16,), 1e300, dtype=torch.float64)),
+        r"tensor 'image/img3' \(for .*\) holds NaN or infinity in float32",
+    ),
     (
         "missing",
         lambda t: t.pop("image/img3"),
@@ -357,22 +371,23 @@ BAD_FEATURES: list[tuple[str, Any, str]] = [
     (
         "shape",
         lambda t: t.__setitem__("text/attribute 0 has value 0", torch.zeros(2, 16)),
-        r"tensor 'text/attribute 0 has value 0' has shape \[2, 16\], expected \(D,\)",
+        r"tensor 'text/attribute 0 has value 0' \(for .*synthetic.jsonl, task 1 .*field 'prompts'\) "
+        r"has shape \[2, 16\], expected \(D,\)",
     ),
     (
         "dimension",
         lambda t: t.__setitem__("image/img3", torch.zeros(15)),
-        r"tensor 'image/img3' has dimension 15, but",
+        r"tensor 'image/img3' \(for .*example \d+: image 'img3'\) has dimension 15, but",
     ),
     (
         "nan",
         lambda t: t.__setitem__("image/img3", torch.full((16,), math.nan)),
-        r"tensor 'image/img3' holds NaN or infinity",
+        r"tensor 'image/img3' \(for .*image 'img3'\) holds NaN or infinity",
     ),
     (
         "integers",
         lambda t: t.__setitem__("image/img3", torch.zeros(16, dtype=torch.int64)),
-        r"tensor 'image/img3' is I64, not floating point",
+        r"tensor 'image/img3' \(for .*image 'img3'\) is I64, not floating point",
     ),
 ]
 
@@ -474,3 +489,223 @@ def test_bad_task_files_and_images_are_refused_by_name_and_nothing_is_written(
     assert "is not prepared under" in capsys.readouterr().err
     with pytest.raises(HyperguideError, match=r"--prompts declarative is easyvqa's rule; leave it out"):
         load_universe("taskfile", UniverseOptions(tasks=path), prompts="declarative")
+
+
+# -------------------------------------------------------------------------------- what a universe task needs
+
+
+def two_answers(question: str, images: list[str], answers: str = "ab") -> dict[str, Any]:
+    return {
+        "question": question,
+        "answers": list(answers),
+        "examples": [{"image": i, "answer": answers[n % len(answers)]} for n, i in enumerate(images)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            {
+                "question": "q?",
+                "answers": ["a", "b", "c"],
+                "examples": [{"image": f"{i}.png", "answer": "ab"[i % 2]} for i in range(8)],
+            },
+            r"task 2 \('q\?'\): answer 'c' has no example",
+        ),
+        (
+            {
+                "question": "q?",
+                "answers": ["a", "b"],
+                "examples": [{"image": f"{i}.png", "answer": "a"} for i in range(6)]
+                + [{"image": "x.png", "answer": "b"}],
+            },
+            r"task 2 \('q\?'\): its query examples give 1 answer\(s\) \['a'\]",
+        ),
+        (
+            {
+                "question": "q?",
+                "answers": ["a", "b"],
+                "examples": [{"image": f"{i}.png", "answer": "ab"[i % 2], "split": "query"} for i in range(6)],
+            },
+            r"its support examples give 0 answer\(s\)",
+        ),
+        (
+            two_answers("q?", ["1.png", "2.png", "3.png", "1.png"]),
+            r"task 2 \('q\?'\), example 4: image '1.png' is already example 1 of this task",
+        ),
+        (two_answers("ok?", [f"x{i}.png" for i in range(8)]), r"task 2 \('ok\?'\): asks the question of task 1"),
+    ],
+    ids=["unused answer", "one answer on the query side", "no support side", "an image twice", "a repeated question"],
+)
+def test_a_task_that_cannot_be_trained_and_scored_is_refused(tmp_path: Path, bad: dict[str, Any], message: str) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", [two_answers("ok?", [f"{i}.png" for i in range(8)]), bad])
+    with pytest.raises(HyperguideError, match=message):
+        taskfile_structure(read_task_file(path, default_split=None))
+
+
+def test_the_70_30_rule_is_meta_vqas(tmp_path: Path) -> None:
+    """`split_examples` against `metavqa_rules.build_task`, the rule easyvqa's and Meta-VQA's tasks are built by."""
+    from hyperguide.data.metavqa_rules import build_task
+
+    rng = random.Random(0)
+    answer_images = {a: [f"{a}{i}" for i in range(rng.randint(1, 15))] for a in ("x", "y", "z")}
+    task = {
+        "question": "q?",
+        "answers": list(answer_images),
+        "examples": [{"image": i, "answer": a} for a, ims in answer_images.items() for i in ims],
+    }
+    entry = read_task_file(write_jsonl(tmp_path / "t.jsonl", [task]), default_split=None).tasks[0]
+    support, query = split_examples(entry.examples, entry.answers)
+    want = build_task(answer_images)
+    assert [[e.image, e.answer] for e in support] == want["train"] and [[e.image, e.answer] for e in query] == want[
+        "test"
+    ]
+
+
+def test_compositional_and_concepts_splits_hold_out_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "stats",
+                "taskfile",
+                "--tasks",
+                str(GROUPS),
+                "--split",
+                "compositional",
+                "--held-out",
+                "warm",
+                "cool",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["meta_test_tasks"] == 8 and stats["meta_train_tasks"] == 35
+    assert (
+        main(
+            [
+                "stats",
+                "taskfile",
+                "--tasks",
+                str(GROUPS),
+                "--split",
+                "concepts",
+                "--held-out",
+                "warm",
+                "round+corners",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert [s["meta_test_tasks"] for s in json.loads(capsys.readouterr().out)["fold_sizes"]] == [4, 27]
+
+
+# ---------------------------------------------------------------------------------------- caches and routes
+
+
+def test_a_preparation_is_reused_until_an_image_or_the_encoder_changes(
+    tmp_path: Path, model_dir: Path, images: list[tuple[str, Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = clip_tasks(tmp_path, images)
+    prepare = ["prepare", "taskfile", "--tasks", str(tasks), "--model", str(model_dir), "--quiet"]
+    assert main(prepare) == 0 and "prepared" in capsys.readouterr().out
+    assert main(prepare) == 0 and "reused cached preparation" in capsys.readouterr().out
+    assert main([*prepare, "--force"]) == 0 and "reused" not in capsys.readouterr().out
+    before = load_universe("taskfile", UniverseOptions(tasks=tasks)).image_features
+    changed = tmp_path / f"c0-{images[0][1].name}"
+    Image.new("RGB", (48, 40), "red").save(changed)  # the same name, other pixels
+    assert main(prepare) == 0 and "reused" not in capsys.readouterr().out
+    after = load_universe("taskfile", UniverseOptions(tasks=tasks)).image_features
+    assert before is not None and after is not None
+    assert not torch.equal(before.get([changed.name]), after.get([changed.name]))
+    kept = f"c1-{images[1][1].name}"
+    assert torch.equal(before.get([kept]), after.get([kept]))
+    other = tmp_path / "other-model"
+    other.mkdir()
+    with pytest.raises(
+        HyperguideError,
+        match=r"prepared with --encoder transformers --model .*tiny-clip.*, not transformers --model .*other-model",
+    ):
+        load_universe("taskfile", UniverseOptions(tasks=tasks, model=str(other)))
+
+
+def test_a_hub_id_not_in_the_local_cache_is_refused_offline(tmp_path: Path, images: list[tuple[str, Path]]) -> None:
+    tasks = clip_tasks(tmp_path, images)
+    with pytest.raises(HyperguideError, match=r"cannot load CLIP model 'nobody/no-such-model' offline"):
+        prepare_universe("taskfile", UniverseOptions(tasks=tasks, model="nobody/no-such-model"))
+
+
+def make_tiny_siglip(folder: Path, clip: Path) -> Path:
+    """A randomly initialised SiglipModel (no text projection: it pools its last position) with the tiny CLIP's
+    tokenizer files: a dual encoder that is not CLIP."""
+    from transformers import SiglipConfig, SiglipModel
+
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "preprocessor_config.json"):
+        (folder / name).write_bytes((clip / name).read_bytes())
+    vocab = len(json.loads((clip / "vocab.json").read_text()))
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    torch.manual_seed(0)
+    config = SiglipConfig(
+        text_config=dict(
+            vocab_size=vocab,
+            max_position_embeddings=40,
+            pad_token_id=vocab - 1,
+            bos_token_id=vocab - 2,
+            eos_token_id=vocab - 1,
+            **layers,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **layers),
+    )
+    SiglipModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_dual_encoder_that_is_not_clip(tmp_path: Path, model_dir: Path, images: list[tuple[str, Path]]) -> None:
+    """A tiny SigLIP: its features do not depend on the batch (texts padded to its full length), each question's
+    pooled feature is its one token, and a run trains on it."""
+    from hyperguide.encoders.clip import ClipEncoder
+
+    siglip = make_tiny_siglip(tmp_path / "siglip", model_dir)
+    encoder = ClipEncoder(siglip)
+    assert encoder.dim == 32 and encoder.padding == "max_length"
+    alone, batched = encoder.encode_texts(["left 0"]), encoder.encode_texts(["left 0", "a much longer text than that"])
+    assert torch.allclose(alone[0], batched[0], atol=1e-5)
+    tasks = clip_tasks(tmp_path, images)
+    assert main(["prepare", "taskfile", "--tasks", str(tasks), "--model", str(siglip), "--quiet"]) == 0
+    universe = load_universe("taskfile", UniverseOptions(tasks=tasks))
+    task = universe.task(0)
+    assert task.question_tokens is not None and task.question_tokens.shape == (1, 32)
+    assert torch.allclose(task.question_tokens[0], task.question_emb)
+    out = tmp_path / "run"
+    assert main(["bench", "taskfile", "--tasks", str(tasks), "--quick", "--quiet", "--out", str(out), *BASELINE]) == 0
+
+
+def test_easyvqa_prepared_with_other_settings_is_not_replaced(tmp_path: Path, isolated_home: Path) -> None:
+    pytest.importorskip("easy_vqa")
+    fake_easyvqa(isolated_home)
+    manifest = (isolated_home / "easyvqa" / "manifest.json").read_bytes()
+    tasks = groups_subset(tmp_path / "groups.jsonl")
+    with pytest.raises(HyperguideError, match=r"easyvqa is prepared in .* with other settings than these \(--seed 3"):
+        prepare_universe("taskfile", UniverseOptions(tasks=tasks, seed=3))
+    assert (isolated_home / "easyvqa" / "manifest.json").read_bytes() == manifest and nothing_prepared(isolated_home)
+
+
+def test_missing_tokens_and_a_missing_features_file_are_named(tmp_path: Path, isolated_home: Path) -> None:
+    from safetensors.torch import load_file
+
+    tasks, features = synthetic_as_files(tmp_path)
+    tensors = load_file(str(features))
+    question = next(k for k in tensors if k.startswith("tokens/")).removeprefix("tokens/")
+    del tensors[f"tokens/{question}"]  # some questions have tokens: then every one must
+    save_file(tensors, str(features))
+    with pytest.raises(
+        HyperguideError, match=r"no tensor 'tokens/.*' \(1 needed keys are missing\), which .*field 'question' needs"
+    ):
+        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=features))
+    with pytest.raises(HyperguideError, match=r"--features-file .*nope.safetensors is not a file"):
+        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=tmp_path / "nope.safetensors"))
+    assert nothing_prepared(isolated_home)

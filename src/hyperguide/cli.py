@@ -224,8 +224,10 @@ def _run_config(args: argparse.Namespace, methods: tuple[str, ...] | None = None
 def _out(args: argparse.Namespace, config: Any, prefix: str = "") -> Path:
     quick = "-quick" if args.quick else ""
     universe = config.universe
-    if universe == "taskfile" and getattr(args, "tasks", None) is not None:  # one folder per task file
-        universe = f"taskfile-{Path(args.tasks).stem}"
+    if universe == "taskfile" and getattr(args, "tasks", None) is not None and Path(args.tasks).is_file():
+        from hyperguide.io import file_sha256
+
+        universe = f"taskfile-{Path(args.tasks).stem}-{file_sha256(args.tasks)[:8]}"  # one folder per task file
     return args.out or Path("runs") / f"{prefix}{universe}-{config.split}{quick}"
 
 
@@ -423,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         "costs); --set overrides any knob of it.",
     )
     bench.add_argument("universe", help=f"task universe: {_universe_names()}")
-    _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]; taskfile: bench-taskfile-<stem>-...")
+    _run_args(bench, out_default="runs/bench-<universe>-<split>[-quick]; taskfile: bench-taskfile-<stem>-<sha8>-...")
     bench.add_argument("--quiet", action="store_true", help="no progress bars inside a stage")
     bench.add_argument(
         "--headline-from",

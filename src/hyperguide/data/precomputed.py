@@ -76,9 +76,9 @@ def read_precomputed(
             needed += [TOKENS + q for q in questions] if has_tokens else []
             blame = {IMAGE: image_blame, TEXT: text_blame, TOKENS: text_blame}
             dim = _check_specs(path, shapes, needed, blame)
-            image_table = _table(f, path, IMAGE, images, dim)
-            text_table = _table(f, path, TEXT, texts, dim)
-            tokens = _tokens(f, path, questions, dim) if has_tokens else None
+            image_table = _table(f, path, IMAGE, images, dim, image_blame)
+            text_table = _table(f, path, TEXT, texts, dim, text_blame)
+            tokens = _tokens(f, path, questions, dim, text_blame) if has_tokens else None
     except (SafetensorError, OSError) as e:
         raise HyperguideError(f"features file {path} is not a readable safetensors file: {e}") from None
     return Precomputed(image_table, text_table, tokens, _shared_space(path, metadata))
@@ -103,37 +103,43 @@ def _check_specs(
     dim = None
     for key in needed:
         shape, dtype = shapes[key]
+        prefix, _, rest = key.partition("/")
+        where = f"features file {path}: tensor {key!r} (for {blame[prefix + '/'].get(rest, 'the tasks')})"
         if dtype not in FLOATS:
-            raise HyperguideError(f"features file {path}: tensor {key!r} is {dtype}, not floating point")
+            raise HyperguideError(f"{where} is {dtype}, not floating point")
         want = 2 if key.startswith(TOKENS) else 1
         if len(shape) != want or 0 in shape:
             form = "(L >= 1, D)" if want == 2 else "(D,)"
-            raise HyperguideError(f"features file {path}: tensor {key!r} has shape {list(shape)}, expected {form}")
+            raise HyperguideError(f"{where} has shape {list(shape)}, expected {form}")
         if dim is None:
             dim = shape[-1]
         if shape[-1] != dim:
             raise HyperguideError(
-                f"features file {path}: tensor {key!r} has dimension {shape[-1]}, but {needed[0]!r} has {dim}: images, "
-                "texts and tokens must share one dimension (the adapter scores images against answer texts)"
+                f"{where} has dimension {shape[-1]}, but {needed[0]!r} has {dim}: images, texts and tokens must share "
+                "one dimension (the adapter scores images against answer texts)"
             )
     if dim is None:
         raise HyperguideError(f"features file {path}: the tasks need no feature")
     return dim
 
 
-def _finite(path: Path, key: str, value: torch.Tensor) -> torch.Tensor:
+def _finite(path: Path, key: str, value: torch.Tensor, blame: Mapping[str, str]) -> torch.Tensor:
+    """`value` as float32, refused if anything in it is NaN or infinite there (a float64 beyond float32's range
+    included)."""
+    value = value.float()
     if not bool(torch.isfinite(value).all()):
-        raise HyperguideError(f"features file {path}: tensor {key!r} holds NaN or infinity")
-    return value.float()
+        needed = blame.get(key.partition("/")[2], "the tasks")
+        raise HyperguideError(f"features file {path}: tensor {key!r} (for {needed}) holds NaN or infinity in float32")
+    return value
 
 
-def _table(f: object, path: Path, prefix: str, keys: Sequence[str], dim: int) -> FeatureTable:
+def _table(f: object, path: Path, prefix: str, keys: Sequence[str], dim: int, blame: Mapping[str, str]) -> FeatureTable:
     values = torch.empty(len(keys), dim)
     for row, key in enumerate(keys):
-        values[row] = _finite(path, prefix + key, f.get_tensor(prefix + key))  # type: ignore[attr-defined]
+        values[row] = _finite(path, prefix + key, f.get_tensor(prefix + key), blame)  # type: ignore[attr-defined]
     return FeatureTable(keys, values, source=f"{path} ({prefix}...)")
 
 
-def _tokens(f: object, path: Path, questions: Sequence[str], dim: int) -> TokenTable:
-    rows = [_finite(path, TOKENS + q, f.get_tensor(TOKENS + q)) for q in questions]  # type: ignore[attr-defined]
+def _tokens(f: object, path: Path, questions: Sequence[str], dim: int, blame: Mapping[str, str]) -> TokenTable:
+    rows = [_finite(path, TOKENS + q, f.get_tensor(TOKENS + q), blame) for q in questions]  # type: ignore[attr-defined]
     return TokenTable.from_rows(questions, rows, source=f"{path} ({TOKENS}...)")

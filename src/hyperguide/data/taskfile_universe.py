@@ -10,9 +10,10 @@ Meta-VQA's filters are options, off by default (every task of your file is kept 
 - `min_answer_examples` N: an answer with fewer than N examples is dropped with its examples (Meta-VQA: 2);
 - `min_examples` N: a task with fewer than N examples (after dropping answers) is dropped (Meta-VQA: 21).
 A task the filters leave with fewer than two answers is dropped too; every dropped task is listed with why in
-`universe.info["dropped"]`. A task that cannot be trained or scored is refused, never skipped: one whose split leaves
-no support or no query example (an answer's lone example goes to support: two examples of an answer reach the query
-side), named with its number, question and what to change.
+`universe.info["dropped"]`. A task that cannot be trained or scored is refused, never skipped, named with its number,
+question and what to change: one whose split leaves fewer than two answers on its support or its query side (an
+answer's lone example goes to support: two examples of an answer reach both sides), one listing an answer no example
+gives, one holding an image twice, and one asking the question of an earlier task (a task is its question).
 """
 
 from __future__ import annotations
@@ -70,16 +71,38 @@ def _filtered(task: TaskEntry, filters: Filters) -> tuple[TaskEntry | None, str]
     return TaskEntry(task.number, task.question, answers, prompts, examples, task.kind), ""
 
 
+def _check_examples(tasks: TaskFile, task: TaskEntry) -> None:
+    """Every answer has an example, and no image is in the task twice (on both sides it would leak the label
+    into k-shot; with two answers it contradicts itself)."""
+    unused = [a for a in task.answers if not any(e.answer == a for e in task.examples)]
+    if unused:
+        raise HyperguideError(
+            f"{tasks.where(task)}: answer {unused[0]!r} has no example: a task's answers are the ones its examples "
+            "give (a listed answer that never occurs is scored against nothing); remove it from 'answers' or give "
+            "it examples"
+        )
+    seen: dict[str, int] = {}
+    for number, example in enumerate(task.examples, 1):
+        first = seen.setdefault(example.image, number)
+        if first != number:
+            raise HyperguideError(
+                f"{tasks.where(task, number)}: image {example.image!r} is already example {first} of this task: an "
+                "image is in a task once (twice, it would be scored where it was adapted on, or labelled twice)"
+            )
+
+
 def task_spec(tasks: TaskFile, task: TaskEntry) -> TaskSpec:
-    """One task of the file as the universe's task; refused (named) if a side is empty."""
+    """One task of the file as the universe's task; refused (named) if it cannot be meta-trained and scored."""
+    _check_examples(tasks, task)
     support, query = split_examples(task.examples, task.answers)
     for side, found in (("support", support), ("query", query)):
-        if not found:
+        answered = sorted({e.answer for e in found})
+        if len(answered) < 2:
             raise HyperguideError(
-                f"{tasks.where(task)}: no {side} example once its examples are split (a given 'split', else 70/30 "
-                "per answer, where an answer's lone example goes to support): a universe's task needs both sides "
-                "(meta-training adapts on support examples and scores query ones); give it more examples, or "
-                "'split' on some"
+                f"{tasks.where(task)}: its {side} examples give {len(answered)} answer(s) {answered} once split (a "
+                "given 'split', else 70/30 per answer, where an answer's lone example goes to support): a universe's "
+                "task needs two answers or more on each side (meta-training adapts on support examples and scores "
+                "query ones, and one answer alone is no choice); give it more examples, or 'split' on some"
             )
     label = {a: i for i, a in enumerate(task.answers)}
     return TaskSpec(
@@ -99,7 +122,15 @@ def taskfile_structure(tasks: TaskFile, filters: Filters | None = None) -> Unive
     specs: list[TaskSpec] = []
     kept: list[TaskEntry] = []
     dropped: list[dict[str, object]] = []
+    asked: dict[str, int] = {}
     for task in tasks.tasks:
+        first = asked.setdefault(task.question, task.number)
+        if first != task.number:
+            raise HyperguideError(
+                f"{tasks.where(task)}: asks the question of task {first}: a universe's task is its question (the "
+                "weights come from the question alone, so two tasks asking it would be one task trained two ways, or "
+                "a meta-test question seen in meta-training); merge them, or word them apart"
+            )
         entry, why = _filtered(task, filters)
         if entry is None:
             dropped.append({"task": task.number, "question": task.question, "why": why})

@@ -111,6 +111,10 @@ class ClipEncoder:
             self.mean = tuple(config.get("image_mean", self.mean))
             self.std = tuple(config.get("image_std", self.std))
         self.preprocessing = f"{PREPROCESSING},size={self.image_size},mean={list(self.mean)},std={list(self.std)}"
+        # SigLIP pools its last position and was trained on texts padded to the full length: padded to the batch's
+        # longest, a text's feature would depend on its batch. CLIP pools its end token, so padding does not matter.
+        siglip = str(getattr(self.model.config, "model_type", "")).startswith("siglip")
+        self.padding: bool | str = "max_length" if siglip else True
 
     @property
     def dim(self) -> int:
@@ -124,7 +128,7 @@ class ClipEncoder:
         reads is refused (`check_lengths`), never cut."""
         check_lengths(self.tokenizer, texts, self.max_length, self.name)
         batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(texts), padding=self.padding, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
 

@@ -19,6 +19,8 @@ same `--tasks FILE`; a file changed since it was prepared is another file, and i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import re
 import shutil
 import time
@@ -28,13 +30,15 @@ from typing import Any
 
 import torch
 
+from hyperguide.data.easyvqa_images import read_image
 from hyperguide.data.features import MANIFEST, FeatureTable
+from hyperguide.data.images import decode_image
 from hyperguide.data.precomputed import read_precomputed
 from hyperguide.data.taskfile import TaskFile, first_uses, image_paths, read_task_file
 from hyperguide.data.taskfile_universe import NAME, Filters, taskfile_structure
 from hyperguide.data.tasks import Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
-from hyperguide.encoders.batches import in_batches
+from hyperguide.encoders.batches import BATCH, in_batches
 from hyperguide.encoders.clip import ClipEncoder
 from hyperguide.encoders.image_tower import load_tower_files
 from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
@@ -82,7 +86,8 @@ class TaskFileUniverse:
     def task_file(self, options: UniverseOptions) -> TaskFile:
         if options.tasks is None:
             raise HyperguideError(
-                "universe 'taskfile' needs --tasks FILE: a .json or .jsonl task file (docs/own-tasks.md)"
+                "universe 'taskfile' needs --tasks FILE: the .json or .jsonl task file of your family, the one a run "
+                "of it was trained on (docs/own-tasks.md)"
             )
         return read_task_file(options.tasks, default_split=None)
 
@@ -98,55 +103,62 @@ class TaskFileUniverse:
         return taskfile_structure(tasks, Filters(options.min_examples, options.min_answer_examples))
 
     def folder(self, options: UniverseOptions, tasks: TaskFile) -> Path:
-        """`<home>/taskfile/<stem>-<first 12 hex digits of the file's sha256>`."""
+        """`<home>/taskfile/<stem>-<12 hex digits>`: a digest of the file's bytes and of the folder its relative image
+        paths start from, so that two copies of a file over other images never share a preparation."""
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", tasks.path.stem).strip("-.") or "tasks"
-        return options.folder(self.name) / f"{stem}-{tasks.sha256[:12]}"
+        key = hashlib.sha256(f"{tasks.sha256}\n{images_base(options, tasks)}".encode()).hexdigest()
+        return options.folder(self.name) / f"{stem}-{key[:12]}"
 
     # -------------------------------------------------------------------------------------------------- prepare
 
-    def request(self, options: UniverseOptions, tasks: TaskFile) -> dict[str, Any]:
-        """What a preparation depends on; a cached one is reused only if its manifest records the same."""
+    def request(self, options: UniverseOptions, tasks: TaskFile, paths: dict[str, Path]) -> dict[str, Any]:
+        """What a preparation depends on; a cached one is reused only if its manifest records the same: the task
+        file, the route and its encoder (a local model folder resolved) or features file (its sha256), and the
+        images (each one's path, size and modification time) that an encoder reads."""
         chosen = route(options)
         out: dict[str, Any] = {
             "universe": self.name,
             "format": FORMAT,
             "task_file_sha256": tasks.sha256,
+            "images_base": str(images_base(options, tasks)),
             "encoder": chosen,
-            "images_root": str(options.images_root) if options.images_root is not None else None,
         }
+        if chosen == "features":
+            out["features_file_sha256"] = file_sha256(features_file(options))
+            return out
         if chosen == "embedded":
             out.update(text_encoder=DEFAULT_TEXT_ENCODER, seed=options.seed, tower_epochs=options.tower_epochs)
-        elif chosen == "transformers":
-            out["model"] = str(options.model)
         else:
-            out["features_file_sha256"] = file_sha256(Path(str(options.features_file)))
+            out["model"] = model_name(options)
+        out["images_sha256"] = _images_digest(paths)
         return out
 
     def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         tasks = self.task_file(options)
         self._structure(tasks, options, "answer")  # every task can be trained and scored, before anything is done
+        chosen = route(options)
+        # every image exists (an encoder's route), before anything is encoded; a features file names them
+        paths = {} if chosen == "features" else image_paths(tasks, options.images_root)
         folder = self.folder(options, tasks)
-        request = self.request(options, tasks)
+        request = self.request(options, tasks, paths)
         if not options.force and (manifest := manifest_matches(folder, request)):
             return {**manifest, "folder": str(folder), "cached": True}
         sweep_temporaries(folder)  # what a killed preparation of this file left
         start = time.perf_counter()
         texts, questions, blame = _texts(tasks)
-        n_examples = sum(len(t.examples) for t in tasks.tasks)
-        images = list(first_uses(tasks))
-        emit(callbacks, Note(f"{tasks.path}: {len(tasks.tasks)} tasks, {n_examples} examples, {len(images)} images"))
         image_blame = first_uses(tasks)
+        images = list(image_blame)
+        n_examples = sum(len(t.examples) for t in tasks.tasks)
+        emit(callbacks, Note(f"{tasks.path}: {len(tasks.tasks)} tasks, {n_examples} examples, {len(images)} images"))
         tower: dict[str, Path] = {}
-        if request["encoder"] == "features":
-            found = read_precomputed(Path(str(options.features_file)), images, texts, questions, blame, image_blame)
+        if chosen == "features":
+            found = read_precomputed(features_file(options), images, texts, questions, blame, image_blame)
             text_table, image_table, tokens, shared = found.texts, found.images, found.tokens, found.shared_space
         else:
-            paths = image_paths(tasks, options.images_root)  # every image exists, before any is encoded
-            if request["encoder"] == "embedded":  # easyvqa's tower, prepared under this home (cached after once)
-                easyvqa = EasyVQA()
-                easyvqa.prepare(dataclasses.replace(options, force=False), callbacks)
-                tower = easyvqa.encoder_parts(options).files
-            encoders = self._build(request, tower, options.device)
+            _check_images(chosen, paths, image_blame, callbacks)  # each decodes (64x64 for the tower), first
+            if chosen == "embedded":
+                tower = _easyvqa_tower(options, callbacks)
+            encoders = self._build(_parts(request, tower), options.device)
             text_table = FeatureTable(texts, torch.cat(in_batches(encoders.texts, texts, blame, "texts", callbacks)))
             rows = in_batches(encoders.question_tokens, questions, blame, "question tokens", callbacks)
             tokens = TokenTable.from_rows(questions, [r for chunk in rows for r in chunk])
@@ -154,7 +166,9 @@ class TaskFileUniverse:
             def encode(keys: list[str]) -> torch.Tensor:
                 return encoders.images([paths[k] for k in keys])
 
-            image_table = FeatureTable(images, torch.cat(in_batches(encode, images, image_blame, "images", callbacks)))
+            batch = BATCH if chosen == "embedded" else options.batch_size  # a large model's memory: --batch-size
+            encoded = in_batches(encode, images, image_blame, "images", callbacks, batch)
+            image_table = FeatureTable(images, torch.cat(encoded))
             shared = True  # MiniLM and the tower trained into its space; a dual encoder's two towers
         if text_table.dim != image_table.dim:
             raise HyperguideError(
@@ -209,12 +223,14 @@ class TaskFileUniverse:
         recorded = manifest["request"].get("encoder")
         if recorded not in ROUTES or manifest["request"].get("universe") != self.name:
             raise HyperguideError(f"universe manifest {path} is not a taskfile preparation: prepare it again")
-        if _asked(options) and route(options) != recorded:
-            raise HyperguideError(
-                f"{tasks.path} was prepared with --encoder {recorded}, not {route(options)}: prepare it again with "
-                "the encoder you want (`hyperguide prepare taskfile --tasks ... --encoder ...`), or leave the encoder "
-                "flags out to use the prepared one"
-            )
+        if _asked(options):
+            asked, prepared = _route_named(options), _route_recorded(manifest["request"])
+            if asked != prepared:
+                raise HyperguideError(
+                    f"{tasks.path} was prepared with --encoder {prepared}, not {asked}: prepare it again with the "
+                    "encoder you want (`hyperguide prepare taskfile --tasks ... --encoder ...`), or leave the encoder "
+                    "flags out to use the prepared one"
+                )
         return manifest
 
     def load(self, options: UniverseOptions, prompts: str) -> Universe:
@@ -247,26 +263,106 @@ class TaskFileUniverse:
                 "tasks` can still score tasks whose texts and images the prepared features hold"
             )
         folder = self.folder(options, tasks)
-        if request["encoder"] == "embedded":
-            return EncoderParts(
-                {"route": "embedded", "text_encoder": str(request.get("text_encoder", DEFAULT_TEXT_ENCODER))},
-                {name: folder / name for name in TOWER_FILES},
-            )
-        return EncoderParts({"route": "transformers", "clip_model": str(request["model"])})
+        return _parts(
+            request, {name: folder / name for name in TOWER_FILES} if request["encoder"] == "embedded" else {}
+        )
 
     def encoders_from_parts(self, parts: EncoderParts, *, device: str, prompts: str) -> Encoders:
-        return self._build(parts.reference, parts.files, device)
+        return self._build(parts, device)
 
-    def _build(self, reference: dict[str, Any], files: dict[str, Path], device: str) -> Encoders:
-        """The encoders of an embedded or transformers preparation."""
-        kind = reference.get("route", reference.get("encoder"))
+    def _build(self, parts: EncoderParts, device: str) -> Encoders:
+        """The encoders of an embedded or transformers preparation (`_parts`)."""
+        kind = parts.reference.get("route")
         if kind == "embedded":
-            tower = load_tower_files(files[TOWER_FILES[0]], files[TOWER_FILES[1]])
-            text = TextEncoder(str(reference.get("text_encoder", DEFAULT_TEXT_ENCODER)), device=device)
-            return EasyVQAEncoders(text, tower, "answer")
+            tower = load_tower_files(parts.file(TOWER_FILES[0]), parts.file(TOWER_FILES[1]))
+            return EasyVQAEncoders(TextEncoder(parts.name("text_encoder"), device=device), tower, "answer")
         if kind == "transformers":
-            return ClipEncoders(ClipEncoder(str(reference.get("clip_model", reference.get("model"))), device=device))
-        raise HyperguideError(f"the taskfile encoders' reference {reference} names no route (embedded, transformers)")
+            return ClipEncoders(ClipEncoder(parts.name("clip_model"), device=device))
+        raise HyperguideError(
+            f"the taskfile encoders' reference {parts.reference} names no route (embedded, transformers)"
+        )
+
+
+def _parts(request: dict[str, Any], tower: dict[str, Path]) -> EncoderParts:
+    """A preparation's encoders as parts: embedded, MiniLM's name and the tower's two files; transformers, the model."""
+    if request["encoder"] == "embedded":
+        return EncoderParts({"route": "embedded", "text_encoder": str(request["text_encoder"])}, tower)
+    return EncoderParts({"route": "transformers", "clip_model": str(request["model"])})
+
+
+def images_base(options: UniverseOptions, tasks: TaskFile) -> Path:
+    """Where relative image paths start: `--images-root`, else the task file's folder, made absolute."""
+    return Path(os.path.abspath(options.images_root if options.images_root is not None else tasks.path.parent))
+
+
+def features_file(options: UniverseOptions) -> Path:
+    path = Path(str(options.features_file))
+    if not path.is_file():
+        raise HyperguideError(f"--features-file {path} is not a file: give the safetensors file of your features")
+    return path
+
+
+def model_name(options: UniverseOptions) -> str:
+    """`--model` as recorded: a local folder made absolute (so a run or a bundle finds it from anywhere), else the
+    hub id as given (it must be in the local cache)."""
+    model = str(options.model)
+    return os.path.abspath(model) if Path(model).is_dir() else model
+
+
+def _route_named(options: UniverseOptions) -> str:
+    """The route the options name, with its model or its features file's sha256 (to compare with a preparation's)."""
+    chosen = route(options)
+    if chosen == "transformers":
+        return f"transformers --model {model_name(options)}"
+    if chosen == "features":
+        return f"features (a file of sha256 {file_sha256(features_file(options))[:12]}...)"
+    return chosen
+
+
+def _route_recorded(request: dict[str, Any]) -> str:
+    if request["encoder"] == "transformers":
+        return f"transformers --model {request.get('model')}"
+    if request["encoder"] == "features":
+        return f"features (a file of sha256 {str(request.get('features_file_sha256'))[:12]}...)"
+    return str(request["encoder"])
+
+
+def _images_digest(paths: dict[str, Path]) -> str:
+    """A sha256 of every image's name, file, size and modification time: an image changed on disk is seen."""
+    digest = hashlib.sha256()
+    for raw in sorted(paths):
+        stat = paths[raw].stat()
+        digest.update(f"{raw}\0{paths[raw]}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_images(chosen: str, paths: dict[str, Path], blame: dict[str, str], callbacks: Sequence[Callback]) -> None:
+    """Every image decodes (and, for easyvqa's tower, is 64x64), named with its first use if not: before anything
+    is prepared or loaded."""
+    emit(callbacks, Note(f"checking {len(paths)} images"))
+    for raw, path in paths.items():
+        try:
+            read_image(path) if chosen == "embedded" else decode_image(path)
+        except HyperguideError as e:
+            raise HyperguideError(f"{blame[raw]}: {e}") from None
+
+
+def _easyvqa_tower(options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Path]:
+    """easyvqa's image tower files, from the easyvqa universe prepared under this home: prepared now if it is not,
+    refused if it is prepared with other settings (preparing it again would replace it under its runs)."""
+    easyvqa = EasyVQA()
+    options = dataclasses.replace(options, force=False)
+    folder = options.folder(easyvqa.name)
+    request = easyvqa.request(options)
+    if (folder / MANIFEST).is_file() and manifest_matches(folder, request) is None:
+        raise HyperguideError(
+            f"the embedded encoders use easyvqa's image tower, and easyvqa is prepared in {folder} with other settings "
+            f"than these (--seed {options.seed}, --tower-epochs {options.tower_epochs}): preparing it again would "
+            "replace it under the runs trained on it; give the --seed and --tower-epochs it was prepared with, or "
+            "another --home"
+        )
+    easyvqa.prepare(options, callbacks)
+    return easyvqa.encoder_parts(options).files
 
 
 def _texts(tasks: TaskFile) -> tuple[list[str], list[str], dict[str, str]]:
