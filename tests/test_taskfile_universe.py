@@ -285,6 +285,14 @@ def test_the_transformers_route_with_a_tiny_local_clip(
         out, ["is thing 9 on the left?"], [["a", "b"]], method="cond-multitask", images=[path], options=options
     )
     assert made.probabilities is not None and made.weights.shape[0] == 1
+    # Another task file's features are not the run's: generate and export say so, instead of embedding wrongly.
+    lines = tasks.read_text().splitlines()
+    other = write_jsonl(tmp_path / "other.jsonl", [json.loads(line) for line in lines[1:]])
+    assert main(["prepare", "taskfile", "--tasks", str(other), "--model", str(model_dir), "--quiet"]) == 0
+    with pytest.raises(HyperguideError, match=r"is not the data run .* was trained on .* and the --tasks FILE"):
+        generate(
+            out, ["q?"], [["a", "b"]], method="cond-multitask", images=[path], options=UniverseOptions(tasks=other)
+        )  # noqa: E501
     # Another route than the prepared one is refused, not silently swapped.
     with pytest.raises(
         HyperguideError, match=r"was prepared with --encoder transformers --model .*tiny-clip.*, not embedded"

@@ -51,6 +51,7 @@ from hyperguide.generate import (
     check_trained,
     generator_row,
     known_tasks,
+    prepared_data,
     run_generator,
 )
 from hyperguide.io import (
@@ -141,7 +142,7 @@ def export_generator(
     row = generator_row(method or best_conditional_row(run_dir), config)
     seed = config.seeds[0] if seed is None else seed
     check_trained(row, config, folder, seed, fold)
-    check_row(row, config, folder, seed, fold)
+    check_row(row, config, folder, seed, fold, prepared_data(config, folder, options))
     parts = universe_encoder_parts(config.universe, options)
     encoders = encoders_from_parts(config.universe, parts, device=options.device, prompts=config.prompts)
     dim = int(encoders.texts([PROBE]).shape[1])

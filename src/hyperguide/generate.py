@@ -42,8 +42,8 @@ from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.rows import Row, find_row, parse_row
 from hyperguide.run.folder import RunFolder
 from hyperguide.run.own_tasks import run_folds
-from hyperguide.run.stages import adapter_shape_for, load_row_shaped
-from hyperguide.universes import Encoders, UniverseOptions, load_universe_structure, universe_encoders
+from hyperguide.run.stages import adapter_shape_for, check_trained_on, load_row_shaped
+from hyperguide.universes import Encoders, UniverseOptions, load_universe, load_universe_structure, universe_encoders
 
 FEATURES_KEY = "features"
 # The largest L2 norm of a features row given to `generate`: easyvqa's image tower gives norms of 2 to 43. Far above,
@@ -260,14 +260,23 @@ def run_generator(
     row = generator_row(method or best_conditional_row(run_dir), config)
     chosen = config.seeds[0] if seed is None else seed
     check_trained(row, config, RunFolder(run_dir), chosen, fold)
+    data = prepared_data(config, RunFolder(run_dir), options)
     known = known_tasks(config, options)
     encoders = universe_encoders(config.universe, options, prompts=config.prompts)
 
     def load(feature_dim: int, question_dim: int) -> Method:
         shape = adapter_shape_for(feature_dim, config)
-        return load_row_shaped(row, shape, question_dim, config, RunFolder(run_dir), chosen, fold).method.eval()
+        return load_row_shaped(row, shape, question_dim, config, RunFolder(run_dir), chosen, fold, data).method.eval()
 
     return Generator(row.name, config.universe, encoders, known, load)
+
+
+def prepared_data(config: RunConfig, folder: RunFolder, options: UniverseOptions) -> str:
+    """The fingerprint of the run's universe as prepared here, refused unless the run was trained on it: its
+    encoders would embed questions and images in a space the run never saw (a task file other than the run's,
+    easyvqa prepared again with another seed)."""
+    universe = load_universe(config.universe, options, prompts=config.prompts)
+    return check_trained_on(universe, folder, config, options.folder(config.universe))
 
 
 def _one_input(images: Sequence[str | Path] | None, features: torch.Tensor | str | Path | None) -> None:

@@ -205,8 +205,8 @@ def read_task_file(path: str | Path, *, default_split: Side | None = "query") ->
     if not path.is_file():
         raise HyperguideError(f"task file not found: {path}")
     digest = hashlib.sha256()
-    if path.suffix == ".jsonl":
-        objects: Iterator[Any] | list[Any] = _jsonl_objects(path, digest)
+    if path.suffix == ".jsonl":  # every line is read as JSON before any task is checked: a syntax error first
+        objects = list(_jsonl_objects(path, digest))
     else:
         data = path.read_bytes()
         digest.update(data)

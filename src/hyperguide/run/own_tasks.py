@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 
-from hyperguide.checkpoint import read_metadata
 from hyperguide.config import RunConfig
 from hyperguide.config.precision import precision
 from hyperguide.data.features import MANIFEST, FeatureTable
@@ -52,7 +51,7 @@ from hyperguide.report.own_tasks import UNTAGGED, KindResults, TaskInfo, TaskRes
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.evaluate import Setting, score_row, summarize_row
 from hyperguide.run.folder import CONFIG, RESULTS, RunFolder
-from hyperguide.run.stages import load_row, row_stages
+from hyperguide.run.stages import check_trained_on, load_row
 from hyperguide.universes import UNIVERSES, Encoders, UniverseOptions, load_universe, universe_encoders
 
 FORMAT = "hyperguide.own_tasks/1"
@@ -121,17 +120,6 @@ class TableEncoders:
 
     def has_image(self, key: str) -> bool:
         return key in self.images_table
-
-
-def _run_data(folder: RunFolder, config: RunConfig) -> set[str]:
-    """The universe fingerprints that the run's checkpoints record as their training data."""
-    found: set[str] = set()
-    for stage in row_stages(table_rows(config)):
-        for path in sorted((folder.path / stage).glob("seed*-fold*.json")):
-            data = read_metadata(path.with_suffix("")).get("fingerprint", {}).get("data")
-            if isinstance(data, str):
-                found.add(data)
-    return found
 
 
 def _encoders(
@@ -205,16 +193,7 @@ def prepare_tasks(
     out_dir = check_features_dir(default_features_dir(task_file) if out is None else Path(out), options.home)
 
     universe = load_universe(config.universe, options, prompts=config.prompts)
-    data = universe.fingerprint()
-    trained_on = _run_data(run, config)
-    if not trained_on:
-        raise HyperguideError(f"{run.path} has no trained checkpoint: train the run first (hyperguide train or bench)")
-    if data not in trained_on:
-        raise HyperguideError(
-            f"the {config.universe} universe prepared in {options.folder(config.universe)} is not the data run "
-            f"{run.path} was trained on (their fingerprints differ), so its encoders are not the run's; give the "
-            "--home (and --seed) the run was trained with"
-        )
+    data = check_trained_on(universe, run, config, options.folder(config.universe))
     encoders = _encoders(config, options, universe, callbacks)
     images = _image_inputs(tasks, encoders, root)
     prompts = _prompts(tasks, encoders)

@@ -54,7 +54,7 @@ from hyperguide.checkpoint import (
 from hyperguide.config import HyperLDMConfig, RunConfig, apply_overrides, to_dict, training_keys, training_view
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.splits import TaskSplit
-from hyperguide.data.tasks import Task
+from hyperguide.data.tasks import Task, Universe
 from hyperguide.diffusion.noise import Noise
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import evaluate_method
@@ -77,7 +77,7 @@ from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.models.regressor import LatentRegressor
 from hyperguide.models.vae import WeightVAE
-from hyperguide.rows import BASE, POINTER, POINTER_SETTING, ROWS, Row, RowSpec, row_spec
+from hyperguide.rows import BASE, POINTER, POINTER_SETTING, ROWS, Row, RowSpec, row_spec, table_rows
 from hyperguide.run.folder import RunFolder
 from hyperguide.train.loop import NonFiniteLoss, Probing
 
@@ -746,6 +746,36 @@ def load_row(
     """The row's model for `tasks` (their feature and question sizes), every trained part loaded from its stage's
     checkpoint: `load_row_shaped`."""
     return load_row_shaped(row, adapter_shape(tasks, config), question_dim(tasks), config, folder, seed, fold, data)
+
+
+def trained_data(folder: RunFolder, config: RunConfig) -> set[str]:
+    """The universe fingerprints that the run's checkpoints record as their training data."""
+    found: set[str] = set()
+    for stage in row_stages(table_rows(config)):
+        for path in sorted((folder.path / stage).glob("seed*-fold*.json")):
+            data = read_metadata(path.with_suffix("")).get("fingerprint", {}).get("data")
+            if isinstance(data, str):
+                found.add(data)
+    return found
+
+
+def check_trained_on(universe: Universe, folder: RunFolder, config: RunConfig, prepared: Path) -> str:
+    """The fingerprint of `universe` (prepared in `prepared`), refused unless the run's checkpoints were trained on
+    it: the encoders of another preparation (another seed, another task file) embed what the run never saw."""
+    data = universe.fingerprint()
+    trained_on = trained_data(folder, config)
+    if not trained_on:
+        raise HyperguideError(
+            f"{folder.path} has no trained checkpoint: train the run first (hyperguide train or bench)"
+        )
+    if data not in trained_on:
+        also = " and the --tasks FILE" if config.universe == "taskfile" else ""
+        raise HyperguideError(
+            f"the {config.universe} universe prepared in {prepared} is not the data run {folder.path} was trained "
+            f"on (their fingerprints differ), so its encoders are not the run's; give the --home (and --seed){also} "
+            "the run was trained with"
+        )
+    return data
 
 
 def check_row(row: Row, config: RunConfig, folder: RunFolder, seed: int, fold: int, data: str | None = None) -> None:
