@@ -78,7 +78,7 @@ def test_examples_without_a_split_go_70_30_per_answer_and_given_ones_stay(tmp_pa
     assert {e.split for e in read_task_file(path).tasks[0].examples} == {"query", "support"}
 
 
-def test_filters_drop_and_say_why(tmp_path: Path) -> None:
+def test_filters_drop_and_say_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def task(q: str, counts: dict[str, int]) -> dict[str, Any]:
         examples = [{"image": f"{q}{a}{i}.png", "answer": a} for a, n in counts.items() for i in range(n)]
         return {"question": q, "answers": list(counts), "examples": examples}
@@ -100,6 +100,8 @@ def test_filters_drop_and_say_why(tmp_path: Path) -> None:
     assert dropped == {"b?": "4 examples, fewer than 5", "c?": "fewer than two answers with >= 2 examples"}
     with pytest.raises(HyperguideError, match=r"--min-examples must be >= 0"):
         Filters(min_examples=-1)
+    assert main(["stats", "taskfile", "--tasks", str(path), "--min-examples", "5", "--min-answer-examples", "2"]) == 0
+    assert "task 2 ('b?'): 4 examples, fewer than 5" in capsys.readouterr().out
 
 
 def test_a_task_with_no_query_side_is_refused_not_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

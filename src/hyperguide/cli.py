@@ -726,7 +726,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
     universe = load_universe_structure(args.universe, _options(args))
     splits = make_splits(universe, args.split, folds=args.folds, held_out=args.held_out)
     stats = universe_stats(universe, splits, args.fold)
+    found = universe.info.get("dropped")  # taskfile: the tasks the filters dropped, with why
+    dropped: list[dict[str, Any]] = found if isinstance(found, list) else []
+    if isinstance(found, list):
+        stats["dropped"] = dropped
     print(json.dumps(stats) if args.json else format_stats(stats))
+    if dropped and not args.json:
+        print(f"dropped by the filters: {len(dropped)} task(s)")
+        for entry in dropped:
+            print(f"  task {entry['task']} ({entry['question']!r}): {entry['why']}")
     return 0
 
 
