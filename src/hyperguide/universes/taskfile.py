@@ -8,12 +8,15 @@ ways, chosen at `prepare` (`--encoder`, inferred from the other flags when not g
                    CLIP, SigLIP and the like), loaded with local_files_only=True, never downloaded
     features       your own features (`--features-file FILE.safetensors`; `data/precomputed.py` says its keys)
 
-`prepare` checks every task and every image before it writes anything into `<home>/taskfile/<stem>-<sha12>/`, a
-folder of the task file's bytes (its sha256): `text_features.safetensors`, `image_features.safetensors`,
-`question_tokens.safetensors` (where the route has token states), the image tower's two files (embedded), and
-`manifest.json` last. Features are computed for every task of the file, so the filters (`--min-examples`,
+`prepare` checks every task and every image (each decodes) before it prepares or writes anything into
+`<home>/taskfile/<stem>-<key12>/`, a folder keyed by the task file's bytes and the folder its relative image paths
+start from (`folder`): `text_features.safetensors`, `image_features.safetensors`, `question_tokens.safetensors`
+(where the route has token states), the image tower's two files (embedded), and `manifest.json` last. A preparation
+is reused while its `request` is the same (the file, the route and its model or features file, each image's path,
+size and modification time). Features are computed for every task of the file, so the filters (`--min-examples`,
 `--min-answer-examples`) may change without preparing again. Every command that loads the universe is given the
-same `--tasks FILE`; a file changed since it was prepared is another file, and is refused until it is prepared.
+same `--tasks FILE`; a file changed since it was prepared is another file, and is refused until it is prepared; a
+load that names another route, model or features file than the prepared one is refused.
 """
 
 from __future__ import annotations
