@@ -457,30 +457,16 @@ def test_bad_task_files_and_images_are_refused_by_name_and_nothing_is_written(
 
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     Image.new("RGB", (32, 32)).save(tmp_path / "small.png")
-    refused(
-        [*good[:6], {"image": "nope.png", "answer": "a"}],
-        r"t.jsonl, task 2 \('bad\?'\), example 7: image 'nope.png' does not exist",
-    )
-    refused(
-        [*good[:6], {"image": "broken.png", "answer": "a"}],
-        r"task 2 \('bad\?'\), example 7: image 'broken.png'.*does not decode",
-    )
-    refused(
-        [*good[:6], {"image": "small.png", "answer": "a"}],
-        r"task 2 \('bad\?'\), example 7: image 'small.png'.*32x32 pixels, expected 64x64",
-    )
-    refused(
-        [*good[:6], {"image": "easy-vqa:train/99999", "answer": "a"}],
-        r"example 7: image 'easy-vqa:train/99999' is not an image of the installed easy-vqa",
-    )
-    refused(
-        [*good[:6], {"image": "../outside.png", "answer": "a"}],
-        r"example 7: image '../outside.png' lies outside the images root",
-    )
-    refused(
-        [*good[:6], {"image": "easy-vqa:train/1", "answer": "c"}],
-        r"task 2 \('bad\?'\), example 7: answer 'c' is not one of the task's answers",
-    )
+    bad_examples = [
+        ("nope.png", "a", r"t.jsonl, task 2 \('bad\?'\), example 7: image 'nope.png' does not exist"),
+        ("broken.png", "a", r"task 2 \('bad\?'\), example 7: image 'broken.png'.*does not decode"),
+        ("small.png", "a", r"task 2 \('bad\?'\), example 7: image 'small.png'.*32x32 pixels, expected 64x64"),
+        ("easy-vqa:train/99999", "a", r"example 7: image 'easy-vqa:train/99999' is not an image of the installed"),
+        ("../outside.png", "a", r"example 7: image '../outside.png' lies outside the images root"),
+        ("easy-vqa:train/1", "c", r"task 2 \('bad\?'\), example 7: answer 'c' is not one of the task's answers"),
+    ]
+    for image, answer, message in bad_examples:
+        refused([*good[:6], {"image": image, "answer": answer}], message)
     refused(
         good,
         r"--model is read by --encoder transformers, not by --encoder features",
