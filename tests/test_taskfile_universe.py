@@ -40,20 +40,24 @@ def write_jsonl(path: Path, tasks: list[dict[str, Any]]) -> Path:
 
 
 def nothing_prepared(home: Path) -> bool:
-    """No taskfile folder at all, and the easyvqa preparation (where there is one) as `fake_easyvqa` left it."""
+    """No taskfile folder at all, and the easyvqa preparation (where there is one) the manifest `fake_easyvqa` wrote."""
     easyvqa = home / "easyvqa" / "manifest.json"
-    return not (home / "taskfile").exists() and (not easyvqa.is_file() or "note" not in easyvqa.read_text())
+    return not (home / "taskfile").exists() and (not easyvqa.is_file() or read_json(easyvqa) == fake_manifest(home))
+
+
+def fake_manifest(home: Path) -> dict[str, Any]:
+    from hyperguide.universes.easyvqa import EasyVQA
+
+    return {"request": EasyVQA().request(UniverseOptions(home=home)), "text_dim": 384, "image_dim": 384}
 
 
 def fake_easyvqa(home: Path) -> None:
     """A prepared easyvqa under `home` (stand-in features, the real MiniLM, an untrained tower) whose manifest
     records the request a default preparation makes, so the embedded route reuses its tower."""
     from hyperguide.io import write_json
-    from hyperguide.universes.easyvqa import EasyVQA
 
     _fake_easyvqa_home(home / "easyvqa")
-    request = EasyVQA().request(UniverseOptions(home=home))
-    write_json(home / "easyvqa" / "manifest.json", {"request": request, "text_dim": 384, "image_dim": 384})
+    write_json(home / "easyvqa" / "manifest.json", fake_manifest(home))
 
 
 # ------------------------------------------------------------------------------------------------- structure
