@@ -291,6 +291,12 @@ def shown(command: list[str]) -> str:
     return " ".join("<LOAD>" if part == LOAD else part for part in command)
 
 
+def portable(text: str, work: Path) -> str:
+    """`text` without this machine's paths, as the results file records it: the interpreter's folder dropped
+    (`python`, `hyperguide`), the work folder as `<work>`."""
+    return text.replace(f"{Path(sys.executable).parent}/", "").replace(str(work), "<work>")
+
+
 def measure(name: str, command: list[str], env: dict[str, str], logs: Path, timeout: float) -> dict[str, Any]:
     """Run `command` in a fresh process started by a small launcher (LAUNCHER); its wall seconds, its own peak RSS
     and CPU seconds (the launcher's os.wait4), and the last line of its stdout."""
@@ -399,6 +405,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         runs = {name: measure(name, cmd, env, logs, args.timeout) for name, cmd in commands.items()}
         runs["load"]["detail"] = json.loads(runs["load"]["last_line"])
+        for run in runs.values():
+            run["command"], run["last_line"] = portable(run["command"], work), portable(run["last_line"], work)
         prepared = [p for p in (home / "taskfile").iterdir() if p.is_dir()]
         row_bytes = 4 * args.dim
         sizes = {
