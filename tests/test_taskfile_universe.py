@@ -558,49 +558,22 @@ def test_the_70_30_rule_is_meta_vqas(tmp_path: Path) -> None:
     entry = read_task_file(write_jsonl(tmp_path / "t.jsonl", [task]), default_split=None).tasks[0]
     support, query = split_examples(entry.examples, entry.answers)
     want = build_task(answer_images)
-    assert [[e.image, e.answer] for e in support] == want["train"] and [[e.image, e.answer] for e in query] == want[
-        "test"
-    ]
+    assert [[e.image, e.answer] for e in support] == want["train"]
+    assert [[e.image, e.answer] for e in query] == want["test"]
 
 
-def test_compositional_and_concepts_splits_hold_out_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        main(
-            [
-                "stats",
-                "taskfile",
-                "--tasks",
-                str(GROUPS),
-                "--split",
-                "compositional",
-                "--held-out",
-                "warm",
-                "cool",
-                "--json",
-            ]
+def test_compositional_and_concepts_splits_hold_out_words(capsys: pytest.CaptureFixture[str]) -> None:
+    def stats(split: str, *held_out: str) -> dict[str, Any]:
+        assert (
+            main(["stats", "taskfile", "--tasks", str(GROUPS), "--split", split, "--held-out", *held_out, "--json"])
+            == 0
         )
-        == 0
-    )
-    stats = json.loads(capsys.readouterr().out)
-    assert stats["meta_test_tasks"] == 8 and stats["meta_train_tasks"] == 35
-    assert (
-        main(
-            [
-                "stats",
-                "taskfile",
-                "--tasks",
-                str(GROUPS),
-                "--split",
-                "concepts",
-                "--held-out",
-                "warm",
-                "round+corners",
-                "--json",
-            ]
-        )
-        == 0
-    )
-    assert [s["meta_test_tasks"] for s in json.loads(capsys.readouterr().out)["fold_sizes"]] == [4, 27]
+        out: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return out
+
+    compositional = stats("compositional", "warm", "cool")
+    assert compositional["meta_test_tasks"] == 8 and compositional["meta_train_tasks"] == 35
+    assert [s["meta_test_tasks"] for s in stats("concepts", "warm", "round+corners")["fold_sizes"]] == [4, 27]
 
 
 # ---------------------------------------------------------------------------------------- caches and routes
