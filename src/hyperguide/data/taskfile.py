@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -293,6 +293,18 @@ def image_paths(tasks: TaskFile, images_root: Path | None) -> dict[str, Path]:
         for number, example in enumerate(task.examples, 1):
             if example.image not in out:
                 out[example.image] = image_path(example.image, base, tasks.where(task, number))
+    return out
+
+
+def text_uses(tasks: TaskFile, prompts: Sequence[Sequence[str]], field: str = "prompts") -> dict[str, str]:
+    """{question or answer prompt: where it is first used, `FILE, task N ('...'): field 'question'`}, in the file's
+    order; `prompts[i]` are task i's answer prompts, named as `field` where the task gives none of its own."""
+    out: dict[str, str] = {}
+    for task, task_prompts in zip(tasks.tasks, prompts, strict=True):
+        out.setdefault(task.question, f"{tasks.where(task)}: field 'question'")
+        named = "prompts" if task.prompts is not None else field
+        for text in task_prompts:
+            out.setdefault(text, f"{tasks.where(task)}: field {named!r}")
     return out
 
 

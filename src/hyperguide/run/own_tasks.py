@@ -37,7 +37,7 @@ import torch
 from hyperguide.config import RunConfig
 from hyperguide.config.precision import precision
 from hyperguide.data.features import MANIFEST, FeatureTable
-from hyperguide.data.taskfile import TaskEntry, TaskFile, first_uses, image_paths, read_task_file
+from hyperguide.data.taskfile import TaskEntry, TaskFile, first_uses, image_paths, read_task_file, text_uses
 from hyperguide.data.tasks import Task, TaskSpec, Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
 from hyperguide.encoders.batches import in_batches
@@ -200,11 +200,7 @@ def prepare_tasks(
     n_examples = sum(len(t.examples) for t in tasks.tasks)
     emit(callbacks, Note(f"{tasks.path}: {len(tasks.tasks)} tasks, {n_examples} examples, {len(images)} images"))
 
-    blame: dict[str, str] = {}
-    for task, task_prompts in zip(tasks.tasks, prompts, strict=True):
-        blame.setdefault(task.question, f"{tasks.where(task)}: field 'question'")
-        for p in task_prompts:
-            blame.setdefault(p, f"{tasks.where(task)}: field 'prompts'")
+    blame = text_uses(tasks, prompts)
     texts = list(blame)
     questions = list(dict.fromkeys(t.question for t in tasks.tasks))
     text_features = torch.cat(in_batches(encoders.texts, texts, blame, "task texts", callbacks))

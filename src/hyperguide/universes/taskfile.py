@@ -37,7 +37,7 @@ from hyperguide.data.easyvqa_images import read_image
 from hyperguide.data.features import MANIFEST, FeatureTable
 from hyperguide.data.images import decode_image
 from hyperguide.data.precomputed import read_precomputed
-from hyperguide.data.taskfile import TaskFile, first_uses, image_paths, read_task_file
+from hyperguide.data.taskfile import TaskFile, first_uses, image_paths, read_task_file, text_uses
 from hyperguide.data.taskfile_universe import NAME, Filters, taskfile_structure
 from hyperguide.data.tasks import Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
@@ -371,11 +371,6 @@ def _easyvqa_tower(options: UniverseOptions, callbacks: Sequence[Callback]) -> d
 def _texts(tasks: TaskFile) -> tuple[list[str], list[str], dict[str, str]]:
     """Every question and answer prompt of the file (prompts: the task's, else its answers), its questions, and
     where each text is first used."""
-    blame: dict[str, str] = {}
-    for task in tasks.tasks:
-        blame.setdefault(task.question, f"{tasks.where(task)}: field 'question'")
-        field = "prompts" if task.prompts is not None else "answers"
-        for text in task.prompts if task.prompts is not None else task.answers:
-            blame.setdefault(text, f"{tasks.where(task)}: field {field!r}")
+    blame = text_uses(tasks, [t.prompts if t.prompts is not None else t.answers for t in tasks.tasks], "answers")
     questions = list(dict.fromkeys(t.question for t in tasks.tasks))
     return list(blame), questions, blame
