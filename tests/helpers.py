@@ -13,8 +13,8 @@ from hyperguide.config import CollectConfig, EvalConfig, HyperLDMConfig, MethodC
 from hyperguide.data.tasks import Task
 from hyperguide.meta.methods import Method
 from hyperguide.rows import parse_row
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import load_row
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.loading import load_row
 from hyperguide.universes import UniverseOptions, prepare_universe
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)  # the tiny CLIP's preprocessing

@@ -24,9 +24,9 @@ from hyperguide.events import RowStarted, StageStarted
 from hyperguide.report.markdown import best_of, render_markdown, render_table, row_kind
 from hyperguide.report.plots import FIT_CURVES, GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots
 from hyperguide.run.bench import run_bench
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.progress import ProgressBoard
 from hyperguide.run.train import training_plan
+from hyperguide.trained.folder import RunFolder
 from tests.results_match import differences, without_wall_clock
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,9 +17,9 @@ from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.rows import parse_row
 from hyperguide.run.evaluate import question_controls
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import load_row
 from hyperguide.run.train import splits_of
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.loading import load_row
 
 
 def _task(question: str, answers: tuple[str, ...], seed: int, dim: int = 6, n: int = 8) -> Task:

@@ -22,8 +22,8 @@ from hyperguide.errors import HyperguideError
 from hyperguide.generate import generate
 from hyperguide.io import file_sha256, read_json, read_tensors
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.train import train_run
+from hyperguide.trained.folder import RunFolder
 from hyperguide.universes import UniverseOptions, load_universe
 from tests.helpers import tiny_metavqa
 

@@ -13,8 +13,8 @@ from hyperguide.cli import main
 from hyperguide.errors import HyperguideError
 from hyperguide.generate import generate
 from hyperguide.io import read_json, read_tensors
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.train import train_run
+from hyperguide.trained.folder import RunFolder
 from hyperguide.universes import UniverseOptions, load_universe
 from tests.helpers import tiny_metavqa
 

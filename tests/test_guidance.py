@@ -31,9 +31,9 @@ from hyperguide.meta.losses import symmetric_info_nce, vae_loss
 from hyperguide.models.vae import WeightVAE
 from hyperguide.rows import parse_row, table_rows
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import STAGES
 from hyperguide.run.train import resolve_config, train_run
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.stage_table import stage_table
 from tests.helpers import TINY, load_trained
 
 GUIDANCE_METHODS = (
@@ -78,7 +78,7 @@ def guided_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, di
 def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, dict]) -> None:
     out, seconds, results = guided_run
     # no retrieval row, and no -pointer row (they need a universe whose questions and images share a space)
-    trained = {s for s in STAGES if s != "question-bank" and not s.endswith("-pointer")}
+    trained = {s for s in stage_table() if s != "question-bank" and not s.endswith("-pointer")}
     assert trained | {"uncond-hnet-maml", "cond-multitask"} == set(seconds)
     assert all(v > 0 for v in seconds.values())
     for stage in trained:  # every part trained and stored once per seed, shared by the rows that use it
@@ -107,7 +107,7 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
         json.loads(line) for line in (out / "hyperldm-hnet" / "seed0-fold0.metrics.jsonl").read_text().splitlines()
     ]
     assert sum("fit_train_acc" in r for r in curve) == 6  # the stage's fit probes (RunConfig.probes)
-    trained = {s for s in STAGES if s not in ("latents", "question-bank") and not s.endswith("-pointer")}
+    trained = {s for s in stage_table() if s not in ("latents", "question-bank") and not s.endswith("-pointer")}
     for stage in trained:  # every training stage probes its fit while it trains
         lines = (out / stage / "seed0-fold0.metrics.jsonl").read_text().splitlines()
         assert sum(any(k.startswith("fit_") for k in json.loads(line)) for line in lines) == 6, stage

@@ -16,8 +16,8 @@ from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import chance_scores, k_shot_task, majority_scores
 from hyperguide.eval.stats import compare, paired_difference, summarize, t_interval
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.train import train_run
+from hyperguide.trained.folder import RunFolder
 from tests.helpers import TINY
 
 

@@ -19,9 +19,9 @@ from hyperguide.data.taskfile import read_task_file
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.io import read_json
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.own_tasks import FORMAT, check_features_dir, check_report_dir, read_task_features
 from hyperguide.run.train import train_run
+from hyperguide.trained.folder import RunFolder
 from hyperguide.universes import UniverseOptions, load_universe
 from tests.helpers import load_trained
 

@@ -136,7 +136,7 @@ def test_checkpoints_written_before_the_pointer_keep_their_fingerprints() -> Non
     from dataclasses import replace
 
     from hyperguide.config import training_view
-    from hyperguide.run.stages import digest
+    from hyperguide.trained.stage_table import digest
 
     method = MethodConfig()
     assert "pointer_rows" not in training_view(method)

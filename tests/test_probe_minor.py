@@ -13,7 +13,7 @@ from hyperguide.checkpoint import read_metadata
 from hyperguide.cli import main
 from hyperguide.config import RunConfig, TrainConfig
 from hyperguide.errors import HyperguideError, HyperguideWarning
-from hyperguide.run.stages import divergence_hint
+from hyperguide.run.stages.ensure import divergence_hint
 from hyperguide.universes import UniverseOptions, load_universe
 from tests.helpers import small_bench
 from tests.test_trust import copy_run, error_of, results

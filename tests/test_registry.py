@@ -26,9 +26,10 @@ from hyperguide.report.markdown import render_markdown, row_kind
 from hyperguide.report.plots import GAMMA_SWEEP, write_plots
 from hyperguide.rows import ROWS, BuildContext, RowSpec, register, row_spec, table_rows, unregister
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import adapter_shape, question_dim, stage
 from hyperguide.run.train import train_run
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.loading import adapter_shape, question_dim
+from hyperguide.trained.stage_table import stage
 from hyperguide.universes import UNIVERSES, UniverseOptions, load_universe
 from hyperguide.universes.base import Encoders, no_encoders
 from tests.helpers import TINY

@@ -648,8 +648,9 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
     from dataclasses import replace
 
     from hyperguide.config import RunConfig, training_keys
-    from hyperguide.run.folder import RunFolder
-    from hyperguide.run.stages import STAGES, StageOutput, StageSpec, shaping_keys, stage_fingerprint
+    from hyperguide.trained import stage_table
+    from hyperguide.trained.folder import RunFolder
+    from hyperguide.trained.stage_table import CHAIN_STAGES, StageSpec, shaping_keys, stage_fingerprint
 
     assert shaping_keys("hyperldm-hvae") == [
         "collect", "folds", "held_out", "hvae", "hyperldm", "method", "probes", "prompts", "split", "train",
@@ -657,7 +658,8 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
     ]  # fmt: skip
     # a stage added without saying what shapes it is shaped by every section but the evaluation-only ones (and
     # `precision`, which every stage's fingerprint carries apart, below)
-    monkeypatch.setitem(STAGES, "toy", StageSpec("toy", ("latents",), lambda ctx, g: StageOutput(), "a toy"))
+    toy = StageSpec("toy", ("latents",), "tests.test_trust:no_body", "a toy")
+    monkeypatch.setattr(stage_table, "CHAIN_STAGES", (*CHAIN_STAGES, toy))
     assert shaping_keys("toy") == sorted(set(training_keys(RunConfig)) - {"precision"})
 
     def fingerprint(config: RunConfig) -> dict[str, str]:

@@ -67,8 +67,8 @@ from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.report.model_card import render_model_card
 from hyperguide.rows import Row
-from hyperguide.run.folder import GENERATOR_FORMAT, RESULTS, RunFolder
-from hyperguide.run.stages import adapter_shape_for, build_row, check_row, row_parts
+from hyperguide.trained.folder import GENERATOR_FORMAT, RESULTS, RunFolder
+from hyperguide.trained.loading import adapter_shape_for, build_row, check_row, row_parts
 from hyperguide.universes import EncoderParts, UniverseOptions, encoders_from_parts, universe_encoder_parts
 
 FORMAT = GENERATOR_FORMAT  # a run folder's reader knows it too, to say what a bundle given as a run is
@@ -130,7 +130,7 @@ def export_generator(
     """Write row `method` (default: the run's best question-conditioned row) of the run, trained with `seed`
     (default: the run's first) on `fold`, as a bundle in `out`, a new or empty folder; returns `out`.
 
-    The run's checkpoints are checked first (`run.stages.check_row`); `options` says where the run's universe is
+    The run's checkpoints are checked first (`trained.loading.check_row`); `options` says where the run's universe is
     prepared (its encoders' files and its own questions come from there). The folder appears whole or not at all:
     it is written beside `out` and renamed into place once it loads (`_temporary_folder`); a failure to write names
     the file's path in `out`."""

@@ -35,13 +35,13 @@ def _universes_epilog() -> str:
 
 def _train_epilog() -> str:
     from hyperguide.rows import ROWS
-    from hyperguide.run.stages import STAGE_GROUPS, STAGES
+    from hyperguide.trained.stage_table import stage_groups, stage_table
 
     lines = ["methods (a method that sweeps a value is one table row per value, NAME@VALUE):"]
     lines += [f"  {name:<20} {spec.summary}" for name, spec in ROWS.items()]
     lines += ["stages (each brings the stages it needs):"]
-    lines += [f"  {name:<20} {spec.summary} (needs {', '.join(spec.deps)})" for name, spec in STAGES.items()]
-    lines += [f"  {name:<20} = {', '.join(group)}" for name, group in STAGE_GROUPS.items()]
+    lines += [f"  {name:<20} {spec.summary} (needs {', '.join(spec.deps)})" for name, spec in stage_table().items()]
+    lines += [f"  {name:<20} = {', '.join(group)}" for name, group in stage_groups().items()]
     return "\n".join(lines)
 
 
@@ -518,8 +518,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hyperguide.config.precision import check_precision
     from hyperguide.distributed import joined, world
     from hyperguide.run.bench import run_bench, summary_line
-    from hyperguide.run.folder import RunFolder
     from hyperguide.trackers import tracking
+    from hyperguide.trained.folder import RunFolder
     from hyperguide.universes import load_universe
 
     config = _run_config(args)
@@ -546,9 +546,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from hyperguide.config.precision import check_precision
     from hyperguide.distributed import joined, world
-    from hyperguide.run.folder import RunFolder
     from hyperguide.run.train import resolve_targets, train_run
     from hyperguide.trackers import tracking
+    from hyperguide.trained.folder import RunFolder
     from hyperguide.universes import load_universe
 
     names = [m.strip() for m in getattr(args, "methods", "collect").split(",") if m.strip()]
@@ -610,7 +610,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from hyperguide.distributed import joined, world
     from hyperguide.report.markdown import best_of, caption, render_table
     from hyperguide.run.evaluate import evaluate_run
-    from hyperguide.run.folder import RunFolder
+    from hyperguide.trained.folder import RunFolder
     from hyperguide.universes import load_universe
 
     folder = RunFolder(args.run_dir)

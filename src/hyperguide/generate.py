@@ -17,7 +17,7 @@ questions into weights and predictions. `run_generator` opens one on a run folde
 with `hyperguide.bundle.load_generator`, with the same weights bit for bit.
 
 Everything is checked before it is used: the method's checkpoints carry the fingerprint the run's config.json
-expects and their recorded sha256 (`run.stages.load_row_shaped`); features are a finite float (N >= 1, D) tensor
+expects and their recorded sha256 (`trained.loading.load_row_shaped`); features are a finite float (N >= 1, D) tensor
 whose rows' L2 norms are at most `MAX_FEATURE_NORM`; answers are distinct; a question or answer longer than the text
 encoder reads is refused, never cut.
 """
@@ -40,9 +40,8 @@ from hyperguide.io import read_tensors, write_json, write_tensors
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 from hyperguide.rows import Row, find_row, parse_row
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.own_tasks import run_folds
-from hyperguide.run.stages import adapter_shape_for, check_trained_on, load_row_shaped
+from hyperguide.trained.folder import RunFolder, run_folds
+from hyperguide.trained.loading import adapter_shape_for, check_trained_on, load_row_shaped
 from hyperguide.universes import Encoders, UniverseOptions, load_universe, load_universe_structure, universe_encoders
 
 FEATURES_KEY = "features"

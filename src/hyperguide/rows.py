@@ -23,32 +23,17 @@ from hyperguide.config import RunConfig, apply_overrides
 from hyperguide.data.tasks import Task
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.evaluate import Scores, chance_scores, majority_scores
+from hyperguide.guides import BUILTIN_GUIDES, HYPERCLIP, HYPERLDM, REGRESSOR
+from hyperguide.guides.spec import GUIDES, SPACE_NAMES, GuideBuilder, GuideSpec, add_guide, remove_guide
+from hyperguide.guides.spec import KINDS as KINDS  # the row registry's interface, declared with the guides
+from hyperguide.guides.spec import BuildContext as BuildContext
+from hyperguide.guides.spec import RowKind as RowKind
 from hyperguide.meta import methods
 from hyperguide.meta.guided import GuidedMethod, ZeroShot, latent_space
-from hyperguide.meta.hyperclip import build_hyperclip, hyperclip_guidance
-from hyperguide.meta.hyperldm import build_hyperldm, hyperldm_sampler
 from hyperguide.meta.methods import Method
-from hyperguide.meta.regressor import build_regressor, regressor_zero_shot
 from hyperguide.meta.retrieval import QuestionBank, hyperclip_retrieval, nearest_question
 from hyperguide.meta.spaces import LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
-from hyperguide.models.hyperldm import HyperLDM
-
-RowKind = Literal["bound", "reference", "baseline", "ablation", "guidance"]
-KINDS: tuple[RowKind, ...] = ("bound", "reference", "baseline", "ablation", "guidance")
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What a row's model is built from: the adapter's shape, the question embedding's size, the run's config, the
-    row's swept value (None for a row that does not sweep) and the seed of its sampler (guidance rows)."""
-
-    shape: AdapterShape
-    question_dim: int
-    config: RunConfig
-    value: float | None = None
-    sample_seed: int = 0
-
 
 Builder = Callable[[BuildContext], Method]
 
@@ -219,63 +204,128 @@ def _method(cls: type[Method]) -> Builder:
     return lambda ctx: cls(ctx.shape, ctx.question_dim, ctx.config.method)
 
 
-GuideBuilder = Callable[[BuildContext, LatentSpace], nn.Module]
-
-
-def _guided(space: SpaceKind, guide: GuideBuilder, zero_shot: Callable[[BuildContext], ZeroShot]) -> Builder:
-    """A guidance row: the space of `space` over the HNet of `uncond-hnet-maml`, the guide network(s) `guide` builds
-    (a `nn.ModuleList` for several, each from its own stage), and the zero-shot procedure."""
+def _guided(
+    space: SpaceKind,
+    parts: Sequence[GuideBuilder],
+    zero_shot: Callable[[BuildContext], ZeroShot],
+    lead: GuideSpec | None = None,
+) -> Builder:
+    """A guidance row: the space of `space` over the HNet of `uncond-hnet-maml`, the guide networks `parts` build (a
+    `nn.ModuleList` for several, each from its own stage), and the zero-shot procedure. The guide `lead` says whether
+    the row answers with an ensemble and reads the support set (neither for None)."""
 
     def build(ctx: BuildContext) -> Method:
         cfg = ctx.config
         latents = latent_space(space, methods.UncondHNetMAML(ctx.shape, ctx.question_dim, cfg.method), cfg.hvae)
-        built = guide(ctx, latents)
-        diffuses = isinstance(built[0] if isinstance(built, nn.ModuleList) else built, HyperLDM)
+        built = [part(ctx, latents) for part in parts]
         return GuidedMethod(
             ctx.shape,
             ctx.question_dim,
             cfg.method,
             space=latents,
-            guide=built,
+            guide=built[0] if len(built) == 1 else nn.ModuleList(built),
             zero_shot=zero_shot(ctx),
-            uses_support=diffuses and _few_shot_guided(cfg),
+            uses_support=lead is not None and lead.few_shot(cfg),
             sample_seed=ctx.sample_seed,
-            members=cfg.hyperldm.ensemble if diffuses else 1,
+            members=1 if lead is None else lead.members(cfg),
         )
 
     return build
 
 
-def _hyperclip(ctx: BuildContext, space: LatentSpace) -> nn.Module:
-    return build_hyperclip(space, ctx.question_dim, ctx.config.hyperclip)
+BASE = "uncond-hnet-maml"  # the HNet every guidance row's latent space starts from
+ATTENTION = "-attention"
 
 
-def _hyperldm(ctx: BuildContext, space: LatentSpace) -> nn.Module:
-    return build_hyperldm(space.latent_dim, ctx.question_dim, ctx.config.hyperldm)
+def _space_stages(space: SpaceKind) -> tuple[str, ...]:
+    """The stages a row over `space` reads its latent space from: the HNet, and the HVAE over it."""
+    return (BASE, "hvae") if space == "hvae" else (BASE,)
 
 
-def _hyperldm_and_hyperclip(ctx: BuildContext, space: LatentSpace) -> nn.Module:
-    return nn.ModuleList([_hyperldm(ctx, space), _hyperclip(ctx, space)])
+def guide_row(space: SpaceKind, guides: Sequence[GuideSpec]) -> RowSpec:
+    """The row `SPACE+G1+G2...` of `guides` over `space`, zero-shot by the first guide's procedure, which also gives
+    its kind, summary, sweep and whether it is the paper's and uses the support set's labels."""
+    lead = guides[0]
+    return RowSpec(
+        "+".join((space, *(g.name for g in guides))),
+        lead.kind,
+        lead.summary.format(space=SPACE_NAMES[space]),
+        build=_guided(space, [g.build for g in guides], lead.zero_shot, lead),
+        stages=(*_space_stages(space), *(g.stage_name(space) for g in guides)),
+        reads_question=True,
+        uses_labels=lead.few_shot,
+        sweep=lead.sweep,
+        paper=lead.paper,
+    )
 
 
-def _regressor(ctx: BuildContext, space: LatentSpace) -> nn.Module:
-    return build_regressor(space.latent_dim, ctx.question_dim, ctx.config.regressor)
+def attention_variant(spec: RowSpec, guides: Sequence[GuideSpec]) -> RowSpec:
+    """`spec`, a row over the HNet's latents, reading the question through attention over its tokens: each guide's
+    stage becomes its `-attention` stage, with its section's `question=attention`."""
+    renamed = {g.stage_name("hnet"): g.stage_name("hnet", attention=True) for g in guides}
+    what = "the question through attention over its tokens"
+    return variant(spec, ATTENTION, tuple(g.attention_setting for g in guides), renamed, what)
+
+
+def _rows_of(guide: GuideSpec) -> list[RowSpec]:
+    return [guide_row(space, (guide,)) for space in guide.spaces]
+
+
+def _attention_rows_of(guide: GuideSpec) -> list[RowSpec]:
+    if not (guide.attention and "hnet" in guide.spaces):
+        return []
+    return [attention_variant(ROWS[f"hnet+{guide.name}"], (guide,))]
+
+
+# The question's embedding as a direction in the image space (models/pointer.py): rows whose generator points some
+# hidden units along it, for words no meta-train question used. Asked for by name until measured on the full
+# protocol (they need a universe whose questions and images share a space).
+#
+# The guidance rows keep the HNet unconditional in its latent and give it the pointer as a decoder input: weights =
+# HNet(z) + P(code(z), q) (`UncondHNetMAML.weights`). The latent then spans programs ("detect the concept, this
+# polarity, this threshold"), the question supplies the direction, and guidance picks the program from the question.
+# Their stages are the guidance chain over that HNet (`trained.stage_table`'s `POINTER_CHAIN`), each named
+# NAME-pointer.
+POINTER = "-pointer"
+POINTER_SETTING = "method.pointer_rows=4"
+_POINTED = "4 hidden units point along the question"
+
+
+def pointer_variant(spec: RowSpec) -> RowSpec:
+    """`spec` with the pointer: a meta-trained row becomes its own stage; a guidance row's stages (the HNet's chain
+    and its guides') become their pointer stages. Asked for by name (not in the default table)."""
+    guided = spec.kind in ("guidance", "ablation") and spec.stages[:1] == (BASE,)
+    renamed = {s: s + POINTER for s in spec.stages} if guided else None
+    what = f"the HNet's {_POINTED} with gains from its code" if guided else _POINTED
+    pointed = replace(variant(spec, POINTER, (POINTER_SETTING,), renamed, what), default=False)
+    return replace(pointed, needs_shared_space=True, reads_question=True)
+
+
+def register_guide(guide: GuideSpec) -> GuideSpec:
+    """Register a guidance model: its rows (with their `-attention` and `-pointer` variants), and through its spec
+    its stages, stage group and report columns (`hyperguide.guides.spec`)."""
+    add_guide(guide)
+    rows = [*_rows_of(guide), *_attention_rows_of(guide)]
+    for spec in rows:
+        register(spec)
+    for spec in rows:
+        register(pointer_variant(spec))
+    return guide
+
+
+def unregister_guide(name: str) -> None:
+    """Remove a guide and every row over its stages."""
+    guide = GUIDES.get(name)
+    if guide is None:
+        return
+    own = set(guide.stage_names())
+    for row in [n for n, spec in ROWS.items() if {s.removesuffix(POINTER) for s in spec.stages} & own]:
+        unregister(row)
+    remove_guide(name)
 
 
 def _question_bank(ctx: BuildContext, space: LatentSpace) -> nn.Module:
     return QuestionBank(space.latent_dim, ctx.question_dim)
-
-
-def _sampler(ctx: BuildContext) -> ZeroShot:
-    return hyperldm_sampler(ctx.config.hyperldm, 1.0 if ctx.value is None else ctx.value)
-
-
-def _ascent(ctx: BuildContext) -> ZeroShot:
-    return hyperclip_guidance(ctx.config.hyperclip)
-
-
-def _regression(ctx: BuildContext) -> ZeroShot:
-    return regressor_zero_shot
 
 
 def _nearest(ctx: BuildContext) -> ZeroShot:
@@ -286,15 +336,8 @@ def _retrieved(ctx: BuildContext) -> ZeroShot:
     return hyperclip_retrieval
 
 
-def _few_shot_guided(config: RunConfig) -> bool:
-    return config.hyperldm.few_shot_scale > 0
-
-
-def _gammas(config: RunConfig) -> Sequence[float]:
-    return config.hyperldm.gammas
-
-
-BASE = "uncond-hnet-maml"  # the HNet every guidance row's latent space starts from
+for _guide in BUILTIN_GUIDES:
+    add_guide(_guide)
 
 for _spec in (
     RowSpec("chance", "bound", "100/K: the accuracy of guessing among a task's K answers", score=chance_scores,
@@ -317,71 +360,40 @@ for _spec in (
             build=_method(methods.CondHNetMAML), stages=("cond-hnet-maml",), reads_question=True),
     RowSpec("oracle", "bound", "an adapter fine-tuned on the task's full support set", build=_method(methods.Oracle),
             uses_labels=True, bound="upper"),
-    RowSpec("hnet+hyperclip", "guidance", "HyperCLIP guidance in the HNet's latent space",
-            build=_guided("hnet", _hyperclip, _ascent), stages=(BASE, "hyperclip-hnet"), reads_question=True),
-    RowSpec("hvae+hyperclip", "guidance", "HyperCLIP guidance in the HVAE's latent space",
-            build=_guided("hvae", _hyperclip, _ascent), stages=(BASE, "hvae", "hyperclip-hvae"), reads_question=True),
-    RowSpec("hnet+hyperldm", "guidance", "HyperLDM samples in the HNet's latent space at guidance scale @G",
-            build=_guided("hnet", _hyperldm, _sampler), stages=(BASE, "hyperldm-hnet"), reads_question=True,
-            uses_labels=_few_shot_guided, sweep=_gammas),
-    RowSpec("hvae+hyperldm", "guidance", "HyperLDM samples in the HVAE's latent space at guidance scale @G",
-            build=_guided("hvae", _hyperldm, _sampler), stages=(BASE, "hvae", "hyperldm-hvae"), reads_question=True,
-            uses_labels=_few_shot_guided, sweep=_gammas),
-    RowSpec("hnet+hyperldm+hyperclip", "guidance",
-            "HyperLDM samples at scale @G with HyperCLIP as the classifier of classifier guidance",
-            build=_guided("hnet", _hyperldm_and_hyperclip, _sampler), stages=(BASE, "hyperldm-hnet", "hyperclip-hnet"),
-            reads_question=True, uses_labels=_few_shot_guided, sweep=_gammas, paper=False),
-    RowSpec("hnet+regressor", "ablation", "an MLP from the question to the HNet latent, trained by regression",
-            build=_guided("hnet", _regressor, _regression), stages=(BASE, "regressor-hnet"), reads_question=True,
-            paper=False),
+    # the built-in guides' rows (`guides.builtin`), with rows that combine or reuse their stages
+    *_rows_of(HYPERCLIP),
+    *_rows_of(HYPERLDM),
+    replace(guide_row("hnet", (HYPERLDM, HYPERCLIP)), paper=False,
+            summary="HyperLDM samples at scale @G with HyperCLIP as the classifier of classifier guidance"),
+    *_rows_of(REGRESSOR),
     RowSpec("nearest-question", "reference",
             "retrieval: the adapted latent of the meta-train task whose question embedding is nearest",
-            build=_guided("hnet", _question_bank, _nearest), stages=(BASE, "question-bank"), reads_question=True,
+            build=_guided("hnet", [_question_bank], _nearest), stages=(BASE, "question-bank"), reads_question=True,
             paper=False),
     RowSpec("hyperclip-retrieval", "reference", "retrieval: the meta-train latent HyperCLIP scores highest",
-            build=_guided("hnet", _hyperclip, _retrieved), stages=(BASE, "hyperclip-hnet"), reads_question=True,
-            paper=False),
+            build=_guided("hnet", [HYPERCLIP.build], _retrieved), stages=(BASE, HYPERCLIP.stage_name("hnet")),
+            reads_question=True, paper=False),
 ):  # fmt: skip
     register(_spec)
 
 # The question read through attention over its tokens instead of the pooled vector: the same rows, their own stages.
-ATTENTION = "-attention"
-for _name, _overrides, _stages in (
-    ("cond-multitask", ("method.question=attention",), None),
-    ("cond-multitask-film", ("method.question=attention",), None),
-    ("hnet+hyperclip", ("hyperclip.question=attention",), {"hyperclip-hnet": "hyperclip-hnet-attention"}),
-    ("hnet+hyperldm", ("hyperldm.question=attention",), {"hyperldm-hnet": "hyperldm-hnet-attention"}),
-    ("hnet+hyperldm+hyperclip", ("hyperldm.question=attention", "hyperclip.question=attention"),
-     {"hyperldm-hnet": "hyperldm-hnet-attention", "hyperclip-hnet": "hyperclip-hnet-attention"}),
-    ("hnet+regressor", ("regressor.question=attention",), {"regressor-hnet": "regressor-hnet-attention"}),
-):  # fmt: skip
-    register(variant(ROWS[_name], ATTENTION, _overrides, _stages, "the question through attention over its tokens"))
-
-# The question's embedding as a direction in the image space (models/pointer.py): rows whose generator points some
-# hidden units along it, for words no meta-train question used. Asked for by name until measured on the full
-# protocol (they need a universe whose questions and images share a space).
-#
-# The guidance rows keep the HNet unconditional in its latent and give it the pointer as a decoder input: weights =
-# HNet(z) + P(code(z), q) (`UncondHNetMAML.weights`). The latent then spans programs ("detect the concept, this
-# polarity, this threshold"), the question supplies the direction, and guidance picks the program from the question.
-# Their stages are the guidance chain over that HNet (`run/stages.py`'s `POINTER_CHAIN`), each named NAME-pointer.
-POINTER = "-pointer"
-POINTER_SETTING = "method.pointer_rows=4"
-_POINTED = "4 hidden units point along the question"
-for _name, _own in (
-    ("cond-multitask", None),
-    ("cond-multitask-film", None),
-    ("cond-multitask-attention", None),
-    ("cond-multitask-film-attention", None),
-    (BASE, None),
-    ("hnet+hyperclip", ("hyperclip-hnet",)),
-    ("hvae+hyperclip", ("hvae", "hyperclip-hvae")),
-    ("hnet+hyperldm", ("hyperldm-hnet",)),
-    ("hvae+hyperldm", ("hvae", "hyperldm-hvae")),
-    ("hnet+hyperldm-attention", ("hyperldm-hnet-attention",)),
-    ("hnet+regressor", ("regressor-hnet",)),
+for _name, _overrides in (("cond-multitask", "method"), ("cond-multitask-film", "method")):
+    register(variant(ROWS[_name], ATTENTION, (f"{_overrides}.question=attention",), None,
+                     "the question through attention over its tokens"))  # fmt: skip
+for _name, _guides in (
+    ("hnet+hyperclip", (HYPERCLIP,)),
+    ("hnet+hyperldm", (HYPERLDM,)),
+    ("hnet+hyperldm+hyperclip", (HYPERLDM, HYPERCLIP)),
+    ("hnet+regressor", (REGRESSOR,)),
 ):
-    _renamed = None if _own is None else {s: s + POINTER for s in (BASE, *_own)}
-    _what = _POINTED if _own is None else f"the HNet's {_POINTED} with gains from its code"
-    _pointed = replace(variant(ROWS[_name], POINTER, (POINTER_SETTING,), _renamed, _what), default=False)
-    register(replace(_pointed, needs_shared_space=True, reads_question=True))
+    register(attention_variant(ROWS[_name], _guides))
+
+for _name in (
+    "cond-multitask",
+    "cond-multitask-film",
+    "cond-multitask-attention",
+    "cond-multitask-film-attention",
+    BASE,
+    *(row.name for guide in BUILTIN_GUIDES for row in (*_rows_of(guide), *_attention_rows_of(guide))),
+):
+    register(pointer_variant(ROWS[_name]))

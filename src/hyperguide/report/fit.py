@@ -11,26 +11,10 @@ from typing import Any
 from hyperguide.eval.stats import ci_text, compare
 from hyperguide.report.headline import choose_headline
 from hyperguide.rows import find_row
+from hyperguide.trained.stage_table import stage_families, stage_table
 
 FIT_BAR = 95.0  # % a guidance row must score on its meta-train questions, and the HVAE gate (decoded / HNet(z))
-HVAE_STAGES = ("hvae",)
-STAGE_MEASURES: dict[str, tuple[tuple[str, str], ...]] = {  # stage prefix -> (measure, column title)
-    "hvae": (("hnet_acc", "HNet(z) acc"), ("decoded_acc", "Dec(mean Enc) acc"), ("gate_ratio", "gate: decoded / HNet")),
-    "hyperclip": (
-        ("retrieval_top1_agree", "own question first (agreeing tasks count)"),
-        ("retrieval_top1", "own question first (strict)"),
-        ("retrieval_mean_rank", "mean rank of own question"),
-        ("hard_negative_train", "hard negative, meta-train"),
-        ("hard_negative_test", "hard negative, meta-test"),
-    ),
-    "hyperldm": (
-        ("train_acc", "samples' acc on meta-train"),
-        ("own_cluster_agree", "own cluster (agreeing tasks count)"),
-        ("own_cluster", "own cluster (strict)"),
-        ("distance_in_spreads", "distance to nearest latent (within-task spreads)"),
-    ),
-    "regressor": (("train_acc", "acc on meta-train"),),
-}
+GATE = "gate_ratio"  # the HVAE's gate: decoded / HNet(z) accuracy, in %
 
 
 def _cell(stat: Mapping[str, Any] | None, spec: str = ".2f") -> str:
@@ -74,22 +58,23 @@ def render_fit_rows(results: Mapping[str, Any]) -> str:
 
 
 def render_fit_stages(results: Mapping[str, Any]) -> str:
-    """One table per kind of guidance stage with its fit measures (mean over seeds ± 95% CI)."""
+    """One table per family of stages (the HVAE's, each guide's: `trained.stage_table.stage_families`) with its fit
+    measures (mean over seeds ± 95% CI); the HVAE's with its gate."""
     stages = results.get("fit", {}).get("stages", {})
+    table = stage_table()
     parts: list[str] = []
-    for prefix, measures in STAGE_MEASURES.items():
-        names = [s for s in stages if s == prefix or s.startswith(prefix + "-")]
-        if not names:
+    for family, fit in stage_families().items():
+        measures = [(m.key, m.title) for m in fit if m.title is not None]
+        names = [s for s in stages if s in table and table[s].family == family]
+        if not names or not measures:
             continue
-        head = ["stage", *(title for _, title in measures)]
-        if prefix in HVAE_STAGES:
-            head.append(f"gate (>= {FIT_BAR:g}%)")
+        gated = any(key == GATE for key, _ in measures)
+        head = ["stage", *(title for _, title in measures), *([f"gate (>= {FIT_BAR:g}%)"] if gated else [])]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name in names:
             cells = [f"`{name}`", *(_cell(stages[name].get(key)) for key, _ in measures)]
-            if prefix in HVAE_STAGES and "gate_ratio" in stages[name]:
-                ratio = stages[name]["gate_ratio"]
-                passed = all(v >= FIT_BAR for v in ratio["per_seed"])
+            if gated and GATE in stages[name]:
+                passed = all(v >= FIT_BAR for v in stages[name][GATE]["per_seed"])
                 cells.append("met on every seed" if passed else "**not met**: the HVAE rows inherit an HVAE that "
                              "does not reproduce its training weights")  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")

@@ -37,10 +37,10 @@ from hyperguide.report.markdown import best_row, render_markdown
 from hyperguide.report.plots import write_plots
 from hyperguide.rows import table_rows
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.progress import ProgressBoard, Unit, clock
-from hyperguide.run.stages import digest, row_stages, stage_fingerprint, stage_identity
 from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan, write_config
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.stage_table import digest, row_stages, stage_fingerprint, stage_identity
 
 REPORT_FILES = ("results.md", "gamma_sweep.png", "k_shot.png", "per_task.png", "fit_curves.png")
 

@@ -33,19 +33,11 @@ from hyperguide.machine import machine_record
 from hyperguide.meta.guided import GuidedMethod
 from hyperguide.meta.methods import Method
 from hyperguide.rows import Row, table_rows
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import (
-    DEFAULT_CHAIN,
-    STAGES,
-    Chain,
-    LoadedRow,
-    StageContext,
-    load_row,
-    row_chain,
-    row_stages,
-    stage_config,
-)
+from hyperguide.run.stages import StageContext
 from hyperguide.run.train import splits_of, training_plan
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.loading import LoadedRow, load_row
+from hyperguide.trained.stage_table import DEFAULT_CHAIN, Chain, row_chain, row_stages, stage_config, stage_table
 
 Setting = str | None  # None: zero-shot; "1", "2", ..., "full": k-shot
 
@@ -335,16 +327,16 @@ def stage_fit(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit])
     seeds (folds averaged within a seed), for the stages of the run whose checkpoints exist."""
     out: dict[str, dict[str, Summary]] = {}
     for name in row_stages(table_rows(config)):
-        spec = STAGES.get(name)
+        spec = stage_table().get(name)
         if spec is None or not spec.fit:
             continue
-        per_seed: dict[str, list[float]] = {key: [] for key in spec.fit}
+        per_seed: dict[str, list[float]] = {key: [] for key in spec.fit_keys}
         for seed in config.seeds:
             stems = [
                 stem for split in splits if (stem := folder.stem(name, seed, split.fold)).with_suffix(".json").is_file()
             ]
             metas = [(stem, read_metadata(stem)) for stem in stems]
-            for key in spec.fit:
+            for key in spec.fit_keys:
                 values = [metadata_number(m, key, stem) for stem, m in metas if key in m]
                 if values:
                     per_seed[key].append(sum(values) / len(values))
@@ -359,7 +351,7 @@ def diagnostics(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit
     the run whose checkpoints exist."""
     out: dict[str, Any] = {}
     for name in row_stages(table_rows(config)):
-        spec = STAGES.get(name)
+        spec = stage_table().get(name)
         if spec is None or spec.diagnostic is None:
             continue
         d = spec.diagnostic

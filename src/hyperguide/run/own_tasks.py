@@ -21,7 +21,7 @@ inside the images root.
 the run's k-shot settings on the tasks with enough support examples. Each fold's model scores every task (none of
 them is a meta-train task of any fold); a task's score for a seed is the mean over the folds' models, and the rows
 are summarised over seeds by `run.evaluate.summarize_row`, as in the main results.json. Checkpoints are loaded by
-`run.stages.load_row` with their fingerprints checked, the data's being the prepared universe's. The report is
+`trained.loading.load_row` with their fingerprints checked, the data's being the prepared universe's. The report is
 written only where no run's files are (`check_report_dir`).
 """
 
@@ -50,8 +50,8 @@ from hyperguide.machine import machine_record
 from hyperguide.report.own_tasks import UNTAGGED, KindResults, TaskInfo, TaskResults, render_task_report
 from hyperguide.rows import Row, table_rows
 from hyperguide.run.evaluate import Setting, score_row, summarize_row
-from hyperguide.run.folder import CONFIG, RESULTS, RunFolder
-from hyperguide.run.stages import check_trained_on, load_row
+from hyperguide.trained.folder import CONFIG, RESULTS, RunFolder, run_folds
+from hyperguide.trained.loading import check_trained_on, load_row
 from hyperguide.universes import UNIVERSES, Encoders, UniverseOptions, load_universe, universe_encoders
 
 FORMAT = "hyperguide.own_tasks/1"
@@ -73,13 +73,6 @@ def default_report_dir(features_dir: str | Path, run_dir: str | Path) -> Path:
     features = Path(features_dir)
     stem = features.name.removesuffix(".features")
     return features.parent / f"{stem}-{Path(run_dir).resolve().name}-report"
-
-
-def run_folds(config: RunConfig) -> list[int]:
-    """The folds a run trains: kfold's, the tuning folds, or the one fold of random and compositional."""
-    if config.split == "concepts":
-        return list(range(config.tune_folds or len(config.held_out)))  # the run's config lists them (resolved)
-    return list(range(config.tune_folds or (config.folds if config.split == "kfold" else 1)))
 
 
 # ------------------------------------------------------------------------------------------------------- prepare

@@ -20,17 +20,10 @@ from hyperguide.distributed import share, world
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.rows import ROWS, method_names, method_of, table_rows
-from hyperguide.run.folder import RunFolder
-from hyperguide.run.stages import (
-    STAGE_GROUPS,
-    STAGES,
-    StageContext,
-    adapter_shape_for,
-    ensure_stage,
-    row_stages,
-    stage,
-    stage_order,
-)
+from hyperguide.run.stages import StageContext, ensure_stage
+from hyperguide.trained.folder import RunFolder
+from hyperguide.trained.loading import adapter_shape_for
+from hyperguide.trained.stage_table import row_stages, stage, stage_groups, stage_order, stage_table
 
 
 def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
@@ -115,18 +108,19 @@ def resolve_targets(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, .
     (`collect`, `hyperclip`, `hyperldm`). A stage brings the methods whose last stage it is."""
     methods: list[str] = []
     stages: list[str] = []
+    groups, table = stage_groups(), stage_table()
     for name in names:
         if name == "all":
             methods += list(ROWS)
-        elif name in STAGE_GROUPS or name in STAGES:
-            for s in STAGE_GROUPS.get(name, (name,)):
+        elif name in groups or name in table:
+            for s in groups.get(name, (name,)):
                 stages.append(s)
                 methods += [spec.name for spec in ROWS.values() if spec.stages and spec.stages[-1] == s]
         else:
             try:
                 methods.append(method_of(name).name)
             except HyperguideError as e:
-                raise HyperguideError(f"{e}; or a stage: {', '.join([*STAGE_GROUPS, *STAGES])}, or 'all'") from None
+                raise HyperguideError(f"{e}; or a stage: {', '.join([*groups, *table])}, or 'all'") from None
     return tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(stages))
 
 

@@ -93,6 +93,13 @@ class RunFolder:
         return from_dict(RunConfig, {**data, "methods": methods}, where=str(path))
 
 
+def run_folds(config: RunConfig) -> list[int]:
+    """The folds a run trains: kfold's, the tuning folds, or the one fold of random and compositional."""
+    if config.split == "concepts":
+        return list(range(config.tune_folds or len(config.held_out)))  # the run's config lists them (resolved)
+    return list(range(config.tune_folds or (config.folds if config.split == "kfold" else 1)))
+
+
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A config.json of an older version as this version writes it: `methods` listed table rows (`X@G`), which
     are now methods whose rows follow `hyperldm.gammas`; `train.log_every` did nothing and is gone."""
