@@ -176,3 +176,17 @@ def test_the_built_in_guides_declare_what_was_written_out_by_hand() -> None:
         "hyperclip-hnet-attention",
     )
     assert list(stage_families()) == ["hvae", "hyperclip", "hyperldm", "regressor"]
+
+
+def test_the_quick_preset_caps_every_built_in_guide() -> None:
+    """`--quick` runs every stage briefly: a guide whose section the quick preset does not cap would train at the
+    paper's length in a smoke run."""
+    from hyperguide.config import RunConfig
+    from hyperguide.config.presets import QUICK_PRESET, preset_path
+    from hyperguide.config.typed import read_config_file
+
+    quick = read_config_file(preset_path(QUICK_PRESET))
+    for guide in BUILTIN_GUIDES:
+        section = guide.config_section
+        assert section in quick, f"the quick preset does not cap {section}"
+        assert quick[section]["epochs"] < getattr(RunConfig(), section).epochs, section

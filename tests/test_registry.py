@@ -20,7 +20,9 @@ from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
-from hyperguide.meta.methods import Method
+from hyperguide.guides import GUIDES
+from hyperguide.meta.guided import latent_space
+from hyperguide.meta.methods import Method, UncondHNetMAML
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.report.markdown import render_markdown, row_kind
 from hyperguide.report.plots import GAMMA_SWEEP, write_plots
@@ -35,20 +37,20 @@ from hyperguide.universes.base import Encoders, no_encoders
 from tests.helpers import TINY
 
 TOY = "toy-question-shift"
-# The module each guidance-related stage saves (a stage's checkpoint must load into the row's part).
-STAGE_MODULES = {
-    "uncond-hnet-maml": "UncondHNetMAML",
-    "hvae": "WeightVAE",
-    "hyperclip-hnet": "HyperCLIP",
-    "hyperclip-hvae": "HyperCLIP",
-    "hyperldm-hnet": "HyperLDM",
-    "hyperldm-hvae": "HyperLDM",
-    "regressor-hnet": "LatentRegressor",
-    "hyperclip-hnet-attention": "HyperCLIP",
-    "hyperldm-hnet-attention": "HyperLDM",
-    "regressor-hnet-attention": "LatentRegressor",
-    "question-bank": "QuestionBank",
-}
+# The module each stage of the HNet's chain saves (a stage's checkpoint must load into the row's part); a guide's
+# stages save what its spec builds.
+CHAIN_MODULES = {"uncond-hnet-maml": "UncondHNetMAML", "hvae": "WeightVAE", "question-bank": "QuestionBank"}
+
+
+def saved_module(name: str, shape: AdapterShape, question_dim: int, config: RunConfig) -> str:
+    """The class a stage's checkpoint holds: the chain's, or its guide's network over its space."""
+    spec = stage(name)
+    if name in CHAIN_MODULES:
+        return CHAIN_MODULES[name]
+    assert spec.space is not None, name
+    base = UncondHNetMAML(shape, question_dim, config.method)
+    space = latent_space(spec.space, base, config.hvae)
+    return type(GUIDES[spec.family].build(BuildContext(shape, question_dim, config), space)).__name__
 
 
 class QuestionShift(Method):
@@ -138,7 +140,7 @@ def test_every_row_declares_what_its_model_does(few_shot_scale: float) -> None:
             assert method.trained_by in ("multitask", "maml") and method.trained_parts() == [method], row.name
         elif spec.stages:  # a guidance row: its parts, in the order of its stages, are what those stages save
             parts = method.trained_parts()
-            assert [type(p).__name__ for p in parts] == [STAGE_MODULES[s] for s in spec.stages], row.name
+            assert [type(p).__name__ for p in parts] == [saved_module(s, shape, dq, config) for s in spec.stages]
         for name in spec.stages:
             assert stage(name).name == name  # every stage resolves
     assert row_spec("hnet+hyperldm").labels_used(config) == (few_shot_scale > 0)
