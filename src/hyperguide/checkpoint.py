@@ -4,7 +4,7 @@ Never pickle: loading a checkpoint reads tensors and JSON only, so a file from e
 
 The JSON, written last, marks a checkpoint complete and records `sha256`, the hash of its tensors file, and
 `fingerprint`, what the checkpoint was made from ({name: hash}: the config sections that shape it, its data, the
-checkpoints it was trained from; the run decides which, `run/stages.py`). A checkpoint is trusted only when its
+checkpoints it was trained from; the run decides which, `trained.stage_table`). A checkpoint is trusted only when its
 fingerprint equals the one its use expects and its tensors file still has that hash (`checkpoint_problem`); its
 tensors never hold NaN or infinity (`io.write_tensors`, `io.read_tensors`).
 """

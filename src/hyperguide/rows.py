@@ -2,7 +2,7 @@
 
 A spec says what the row is (`kind`, `summary`), how its model is built (`build`, or `score` for a row that makes no
 weights), which training stages its trained parts come from (`stages`, in the order of `Method.trained_parts()`;
-a row whose one stage is its own name is meta-trained as a whole, see `run/stages.py`), whether it reads the
+a row whose one stage is its own name is meta-trained as a whole, see `trained.stage_table`), whether it reads the
 question, whether it uses support labels, and whether it sweeps a setting: a sweeping method is one table row per
 value, named `NAME@VALUE` (`hnet+hyperldm@1.5` is `hnet+hyperldm` sampled at guidance scale 1.5).
 
@@ -124,7 +124,7 @@ def variant(
     spec: RowSpec, suffix: str, overrides: Sequence[str], stages: Mapping[str, str] | None, what: str
 ) -> RowSpec:
     """`spec` with its own settings `overrides`, named NAME+suffix. A row meta-trained as a whole becomes its own
-    stage; a guidance row's stages are renamed by `stages` (old -> new), each of which `run/stages.py` must declare
+    stage; a guidance row's stages are renamed by `stages` (old -> new), each of which `trained.stage_table` must declare
     with the same overrides."""
     name = spec.name + suffix
     if spec.trained_as_a_whole:
