@@ -1,24 +1,28 @@
 """A guidance model is one registration: a toy guide (a linear map from the question to the latent, fitted in closed
-form by least squares) registered through `register_guide` alone is trained, evaluated and reported, and the
-built-in guides' declarations derive the stages, groups and report columns the project had written out by hand."""
+form by least squares) registered through `register_guide` alone is trained, evaluated and reported, by a stage body
+of its own or by the generic one through its trainer; and the built-in guides' declarations derive the stages,
+groups and report columns the project had written out by hand."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from hyperguide.cli import main
-from hyperguide.data.batch import TaskBatch
+from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.diffusion.noise import Noise
 from hyperguide.eval.fit import latent_scores, mean
+from hyperguide.events import Callback
 from hyperguide.guides import BUILTIN_GUIDES, GUIDES, BuildContext, GuideSpec, Measure
+from hyperguide.guides.spec import GENERIC_BODY, ZERO_SHOT_FIT
 from hyperguide.meta.guided import ZeroShot
 from hyperguide.meta.spaces import LatentSpace
 from hyperguide.report.markdown import render_markdown
@@ -26,6 +30,7 @@ from hyperguide.rows import ROWS, register_guide, unregister_guide
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.stages import StageContext, StageOutput
 from hyperguide.run.train import resolve_targets, train_run
+from hyperguide.train.loop import Probing
 from hyperguide.trained.folder import RunFolder
 from hyperguide.trained.stage_table import stage, stage_families, stage_groups, stage_table
 from tests.helpers import TINY
@@ -64,6 +69,27 @@ def train_toy_stage(ctx: StageContext, generator: torch.Generator) -> StageOutpu
     return StageOutput(model, metadata={"train_acc": fit})
 
 
+def least_squares_trainer(
+    space: LatentSpace,
+    latents: torch.Tensor,
+    questions: Questions,
+    config: None,
+    *,
+    generator: torch.Generator,
+    name: str,
+    device: str,
+    probing: Probing[Any] | None,
+    callbacks: Sequence[Callback],
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """The same closed form as a `GuideTrainer`, for the generic stage body (which measures the fit itself)."""
+    model = QuestionMap(int(questions.emb.shape[1]), space.latent_dim)
+    weight, bias = least_squares(questions.emb, space.from_hnet_latents(latents.mean(0))[0].detach())
+    with torch.no_grad():
+        model.map.weight.copy_(weight)
+        model.map.bias.copy_(bias)
+    return model.eval(), []
+
+
 def _build(ctx: BuildContext, space: LatentSpace) -> nn.Module:
     return QuestionMap(ctx.question_dim, space.latent_dim)
 
@@ -91,11 +117,34 @@ TOY = GuideSpec(
 )
 
 
+TRAINED = GuideSpec(
+    "toytrained",
+    build=_build,
+    zero_shot=_zero_shot,
+    trainer=least_squares_trainer,
+    summary="a least-squares map from the question to {space} latent, by the generic stage body",
+    stage_summary="the least-squares question map over {space} latents",
+    section="",
+    spaces=("hnet",),
+    attention=False,
+    kind="ablation",
+    paper=False,
+)
+
+
 @pytest.fixture
 def toy_guide() -> Iterator[GuideSpec]:
     register_guide(TOY)
     yield TOY
     unregister_guide(TOY.name)
+
+
+@pytest.fixture(params=[TOY, TRAINED], ids=["own-body", "generic-body"])
+def any_toy(request: pytest.FixtureRequest) -> Iterator[GuideSpec]:
+    guide: GuideSpec = request.param
+    register_guide(guide)
+    yield guide
+    unregister_guide(guide.name)
 
 
 def test_the_toy_least_squares_is_the_closed_form() -> None:
@@ -115,6 +164,13 @@ def test_registering_a_guide_derives_its_stages_group_rows_and_columns(toy_guide
     assert ROWS["hvae+toymap"].stages == ("uncond-hnet-maml", "hvae", "toymap-hvae")
     assert not ROWS["hnet+toymap-pointer"].default and "hnet+toymap-attention" not in ROWS  # attention=False
     assert stage_families()["toymap"] == TOY.fit
+    register_guide(TRAINED)
+    try:  # the generic stage body's guide: its fit is its zero-shot accuracy on the meta-train tasks
+        assert stage("toytrained-hnet").body == GENERIC_BODY and stage_families()["toytrained"] == (ZERO_SHOT_FIT,)
+        with pytest.raises(ValueError, match="not both"):
+            replace(TRAINED, train=f"{__name__}:train_toy_stage")
+    finally:
+        unregister_guide(TRAINED.name)
     assert resolve_targets(["toymap"]) == (("hnet+toymap", "hvae+toymap"), ("toymap-hnet", "toymap-hvae"))
 
 
@@ -126,26 +182,28 @@ def test_unregistering_a_guide_leaves_the_registries_as_they_were() -> None:
 
 
 @pytest.mark.integration
-def test_a_guide_registered_alone_trains_evaluates_and_reports(toy_guide: GuideSpec, tmp_path: Path) -> None:
+def test_a_guide_registered_alone_trains_evaluates_and_reports(any_toy: GuideSpec, tmp_path: Path) -> None:
     universe = synthetic_universe()
-    config = replace(TINY, methods=("chance", "uncond-hnet-maml", "hnet+toymap"), seeds=(0,))
+    row, own = f"hnet+{any_toy.name}", f"{any_toy.name}-hnet"
+    config = replace(TINY, methods=("chance", "uncond-hnet-maml", row), seeds=(0,))
     folder = RunFolder(tmp_path / "run")
     seconds = train_run(universe, config, folder)
-    assert set(seconds) == {"uncond-hnet-maml", "latents", "toymap-hnet"}
-    assert (folder.path / "toymap-hnet" / "seed0-fold0.safetensors").is_file()
+    assert set(seconds) == {"uncond-hnet-maml", "latents", own}
+    assert (folder.path / own / "seed0-fold0.safetensors").is_file()
 
     results = evaluate_run(universe, folder)
-    assert list(results["methods"]) == ["chance", "uncond-hnet-maml", "hnet+toymap"]
-    toy = results["methods"]["hnet+toymap"]
+    assert list(results["methods"]) == ["chance", "uncond-hnet-maml", row]
+    toy = results["methods"][row]
     chance = results["methods"]["chance"]["zero_shot"]["acc"]["mean"]
-    # fit first: the map reproduces its meta-train tasks' latents well enough to beat chance on them by far
-    fit = results["fit"]["stages"]["toymap-hnet"]["train_acc"]["mean"]
-    assert fit > chance + 20 and results["fit"]["rows"]["hnet+toymap"]["acc"]["mean"] == pytest.approx(fit, abs=1e-6)
+    # fit first: the map reproduces its meta-train tasks' latents well enough to beat chance on them by far, and
+    # the stage's own fit measure is its row's zero-shot accuracy on those tasks
+    fit = results["fit"]["stages"][own]["train_acc"]["mean"]
+    assert fit > chance + 20 and results["fit"]["rows"][row]["acc"]["mean"] == pytest.approx(fit, abs=1e-6)
     assert 0 <= toy["zero_shot"]["acc"]["mean"] <= 100 and toy["train_seconds"] > 0
 
     report = render_markdown(results, {})
-    assert "| `hnet+toymap` |" in report
-    assert "toy map: acc on meta-train" in report and "| `toymap-hnet` |" in report
+    assert f"| `{row}` |" in report and f"| `{own}` |" in report
+    assert all(m.title in report for m in any_toy.fit_measures if m.title)
 
 
 @pytest.mark.integration
@@ -186,7 +244,7 @@ def test_the_quick_preset_caps_every_built_in_guide() -> None:
     from hyperguide.config.typed import read_config_file
 
     quick = read_config_file(preset_path(QUICK_PRESET))
-    for guide in BUILTIN_GUIDES:
+    for guide in GUIDES.values():
         section = guide.config_section
         assert section in quick, f"the quick preset does not cap {section}"
         assert quick[section]["epochs"] < getattr(RunConfig(), section).epochs, section

@@ -7,7 +7,7 @@ TensorBoard and W&B, on request).
 
 | event | emitted by | when |
 |---|---|---|
-| `StageStarted`, `StageFinished` | `run.stages.ensure` | a stage of one (seed, fold) starts / has written its checkpoint |
+| `StageStarted`, `StageFinished` | `run.stages` | a stage of one (seed, fold) starts / has written its checkpoint |
 | `FitStarted`, `EpochEnded`, `StepEnded` | `train.loop.fit` | a loop starts / ends an epoch (with a record) / a step |
 | `Progress` | loops that are not training (latent collection, features) | after each unit of work |
 | `RowStarted`, `RowEvaluated` | `run.evaluate` | a table row's evaluation starts / ends |

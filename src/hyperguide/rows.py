@@ -124,8 +124,8 @@ def variant(
     spec: RowSpec, suffix: str, overrides: Sequence[str], stages: Mapping[str, str] | None, what: str
 ) -> RowSpec:
     """`spec` with its own settings `overrides`, named NAME+suffix. A row meta-trained as a whole becomes its own
-    stage; a guidance row's stages are renamed by `stages` (old -> new), each of which `trained.stage_table` must declare
-    with the same overrides."""
+    stage; a guidance row's stages are renamed by `stages` (old -> new), each of which `trained.stage_table` must
+    declare with the same overrides."""
     name = spec.name + suffix
     if spec.trained_as_a_whole:
         renamed: tuple[str, ...] = (name,)

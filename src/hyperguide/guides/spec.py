@@ -10,23 +10,31 @@ by `build`, trained by its stage body `train`, and turned into a task's latent b
 - its rows, `SPACE+NAME` per space, with their `-attention` and `-pointer` variants (`hyperguide.rows`);
 - its fit measures: the checkpoint fields results.json's `fit.stages` summarises and results.md's columns (`fit`).
 
-`train` names the stage body as `"module:function"` and is imported only when the stage trains, so that loading a
-trained row (`hyperguide generate`, `export`, the report) imports no training stage body (the import contract
-"Inference imports no runner", pyproject.toml).
+A guide is trained in one of two ways. Most give a `trainer` with the signature every built-in guide's has
+(`GuideTrainer`: the space, the adapted latents, the meta-train questions, the guide's config section, and the probe
+of its fit); the runner's generic stage body calls it and measures the guide's fit as the accuracy of its zero-shot
+weights on the meta-train tasks (`train_acc`). A guide with fit measures of its own names its own stage body in
+`train` instead (`"module:function"`, as the built-in guides do). Either is imported only when the stage trains, so
+that loading a trained row (`hyperguide generate`, `export`, the report) imports no training stage body (the import
+contract "Inference imports no runner", pyproject.toml).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import torch
 from torch import nn
 
 from hyperguide.config import RunConfig
+from hyperguide.data.batch import Questions
+from hyperguide.events import Callback
 from hyperguide.meta.guided import ZeroShot
 from hyperguide.meta.spaces import LatentSpace, SpaceKind
 from hyperguide.models.adapter import AdapterShape
+from hyperguide.train.loop import Probing
 
 RowKind = Literal["bound", "reference", "baseline", "ablation", "guidance"]
 KINDS: tuple[RowKind, ...] = ("bound", "reference", "baseline", "ablation", "guidance")
@@ -68,6 +76,30 @@ class Diagnostic:
     extra: Callable[[RunConfig], dict[str, Any]] = lambda config: {}
 
 
+class GuideTrainer(Protocol):
+    """A guide's training (`meta.regressor.train_regressor` has this signature): on the (A, N, Lz) adapted HNet
+    latents mapped into `space` and the N meta-train tasks' questions, with its config section (None for a guide that
+    reads none); returns the trained network (in eval mode) and its training records."""
+
+    def __call__(
+        self,
+        space: LatentSpace,
+        latents: torch.Tensor,
+        questions: Questions,
+        config: Any,
+        *,
+        generator: torch.Generator,
+        name: str,
+        device: str,
+        probing: Probing[Any] | None,
+        callbacks: Sequence[Callback],
+    ) -> tuple[nn.Module, list[dict[str, float]]]: ...
+
+
+GENERIC_BODY = "hyperguide.run.stages.guidance:train_guide_stage"  # trains a guide by its `trainer`
+ZERO_SHOT_FIT = Measure("train_acc", "zero-shot acc on meta-train")  # the generic body's fit measure
+
+
 def _never(config: RunConfig) -> bool:
     return False
 
@@ -83,15 +115,16 @@ class GuideSpec:
     name: str  # its stages are NAME-SPACE, its rows SPACE+NAME
     build: GuideBuilder  # the untrained guide network over a latent space
     zero_shot: Callable[[BuildContext], ZeroShot]  # the procedure that turns a question into a latent with it
-    train: str  # "module:function": the stage body `(StageContext, torch.Generator) -> StageOutput`
     summary: str  # its rows' one line; "{space}" stands for "the HNet's" or "the HVAE's"
     stage_summary: str  # its stages' one line, with "{space}" as in `summary`
+    trainer: GuideTrainer | None = None  # its training, run by the generic stage body
+    train: str = GENERIC_BODY  # or "module:function": its own stage body `(StageContext, Generator) -> StageOutput`
     section: str | None = None  # its config section, which shapes its stages (None: its name; "": it reads none)
     spaces: tuple[SpaceKind, ...] = ("hnet", "hvae")
     kind: RowKind = "guidance"
     paper: bool = True  # its rows are rows of the paper's table
     attention: bool = True  # its section's `question` knob reads tokens: an `-attention` variant over the HNet's
-    fit: tuple[Measure, ...] = ()
+    fit: tuple[Measure, ...] = ()  # its stage body's fit measures (the generic body's: `ZERO_SHOT_FIT`)
     diagnostic: Diagnostic | None = None
     sweep: Callable[[RunConfig], Sequence[float]] | None = None  # a sampler's swept guidance scale (`NAME@VALUE`)
     members: Callable[[RunConfig], int] = _one  # zero-shot latents per task, scored as an ensemble
@@ -102,10 +135,20 @@ class GuideSpec:
             raise ValueError(f"guide name {self.name!r} must be non-empty, without '@', ',' or '+'")
         if self.train.count(":") != 1:
             raise ValueError(f"guide {self.name!r}: train must name its stage body as 'module:function'")
+        if (self.train == GENERIC_BODY) == (self.trainer is None) or (self.trainer is not None and self.fit):
+            raise ValueError(
+                f"guide {self.name!r}: give a trainer (the generic stage body trains it and measures its zero-shot "
+                "fit), or train= its own stage body with its fit measures, not both"
+            )
         if not self.spaces:
             raise ValueError(f"guide {self.name!r}: give at least one latent space")
         if self.attention and not self.config_section:
             raise ValueError(f"guide {self.name!r}: an -attention variant needs a config section with a question knob")
+
+    @property
+    def fit_measures(self) -> tuple[Measure, ...]:
+        """What its stages record of their fit."""
+        return (ZERO_SHOT_FIT,) if self.trainer is not None else self.fit
 
     @property
     def config_section(self) -> str:

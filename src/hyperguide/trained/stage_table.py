@@ -139,7 +139,7 @@ def guide_stages(guide: GuideSpec) -> list[StageSpec]:
                 guide.train,
                 summary,
                 guide.diagnostic,
-                fit=guide.fit,
+                fit=guide.fit_measures,
                 shaped_by=guide.shaped_by,
                 overrides=(guide.attention_setting,) if attention else (),
                 space=space,

@@ -1,5 +1,7 @@
-"""The stage bodies of the built-in guides (`guides.builtin`): each trains its guide over the running stage's latent
-space (`StageContext.space_kind`), watching its fit on the meta-train tasks, and records its final fit measures."""
+"""The stage bodies of the guides: the generic one, which trains a guide by its `trainer` and measures its fit as the
+accuracy of its zero-shot weights on the meta-train tasks, and the built-in guides' own (`guides.builtin`). Each trains
+its guide over the running stage's latent space (`StageContext.space_kind`), watching its fit on the meta-train
+tasks, and records its final fit measures."""
 
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from hyperguide.config import HyperLDMConfig
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.tasks import Task
 from hyperguide.diffusion.noise import Noise
+from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.eval.fit import cluster_fit, latent_scores, mean
 from hyperguide.events import Note, emit
+from hyperguide.guides.spec import GUIDES, ZERO_SHOT_FIT, BuildContext, GuideSpec
+from hyperguide.meta.guided import GuidedMethod
 from hyperguide.meta.hyperclip import hard_negative_identification, retrieval, task_identification, train_hyperclip
 from hyperguide.meta.hyperldm import sample_latents, train_hyperldm
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
@@ -23,8 +28,45 @@ from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
 from hyperguide.models.regressor import LatentRegressor
 from hyperguide.run.stages.context import StageContext, StageOutput
+from hyperguide.trained.loading import question_dim
 
 PROBE_SAMPLE_STEPS = 100
+
+
+def _guide(ctx: StageContext) -> GuideSpec:
+    return GUIDES[ctx.running.family]
+
+
+def train_guide_stage(ctx: StageContext, generator: torch.Generator) -> StageOutput:
+    """A guide trained by its `trainer`; its fit is the accuracy of its zero-shot weights (one member, its
+    procedure's defaults) on the meta-train tasks' query sets."""
+    guide, space_kind = _guide(ctx), ctx.space_kind
+    trainer = guide.trainer
+    if trainer is None:
+        raise ValueError(f"guide {guide.name!r} has no trainer: its stages name their own body")
+    space, latents, questions = ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks)
+    build = BuildContext(ctx.shape, question_dim(ctx.tasks), ctx.config)
+
+    def measure(model: torch.nn.Module) -> dict[str, float]:
+        method = GuidedMethod(
+            build.shape,
+            build.question_dim,
+            ctx.config.method,
+            space=space,
+            guide=model,
+            zero_shot=guide.zero_shot(build),
+        ).to(ctx.device)
+        scores = evaluate_method(method, ctx.train_tasks, batch_size=ctx.config.eval.batch_size, device=ctx.device)
+        return {f"fit_{ZERO_SHOT_FIT.key}": mean(scores["acc"])}
+
+    section = getattr(ctx.config, guide.config_section) if guide.config_section else None
+    model, _ = trainer(
+        space, latents, questions, section, generator=generator, name=f"{guide.name}-{space_kind}", device=ctx.device,
+        probing=ctx.probing(measure), callbacks=ctx.callbacks,
+    )  # fmt: skip
+    return StageOutput(model, metadata={ZERO_SHOT_FIT.key: measure(model)[f"fit_{ZERO_SHOT_FIT.key}"]})
+
+
 HYPERLDM_PROBE = ("own_cluster_agree", "train_acc")  # the first is watched for the plateau
 
 
