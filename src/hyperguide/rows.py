@@ -303,7 +303,12 @@ def pointer_variant(spec: RowSpec) -> RowSpec:
 
 def register_guide(guide: GuideSpec) -> GuideSpec:
     """Register a guidance model: its rows (with their `-attention` and `-pointer` variants), and through its spec
-    its stages, stage group and report columns (`hyperguide.guides.spec`)."""
+    its stages, stage group and report columns (`hyperguide.guides.spec`). Its config section must be one of
+    `RunConfig`'s, with a `question` knob for its `-attention` variant."""
+    if guide.config_section and not hasattr(RunConfig(), guide.config_section):
+        raise ValueError(f"guide {guide.name!r}: RunConfig has no section {guide.config_section!r}")
+    if guide.attention:
+        apply_overrides(RunConfig(), [guide.attention_setting])  # raises unless its section reads tokens
     add_guide(guide)
     rows = [*_rows_of(guide), *_attention_rows_of(guide)]
     for spec in rows:
