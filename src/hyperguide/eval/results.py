@@ -32,6 +32,10 @@ from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json
 from hyperguide.machine import Machine
 
+REQUIRED_METRICS = ("acc", "bal_acc")  # every results.json has them; the report's headline and Δ are taken on them
+PER_TASK = "per_task_"  # a metric's zero-shot values per seed and meta-test task: per_task_<metric>
+RESERVED_KEYS = ("tasks",)  # what sits beside the metrics in a k-shot entry and a fit row
+
 
 class Summary(TypedDict):
     mean: float
