@@ -1,4 +1,5 @@
-"""Zero-shot and k-shot evaluation of a method on meta-test tasks: per-task accuracy and balanced accuracy.
+"""Zero-shot and k-shot evaluation of a method on meta-test tasks: per-task values of every registered metric
+(`eval.metrics.METRICS`).
 
 Zero-shot (docs/design.md §7): adapter weights from the question alone, scored on each task's query set.
 k-shot (§P8): keep the answers with at least k support examples (in support and query), keep tasks with at least
@@ -9,37 +10,50 @@ whole support set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from hyperguide.config import InnerLoop
 from hyperguide.data.batch import TaskBatch, collate
 from hyperguide.data.tasks import Task
-from hyperguide.eval.metrics import task_accuracy, task_balanced_accuracy
+from hyperguide.eval.metrics import METRICS, Predictions, from_logits, task_metrics
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
 from hyperguide.meta.methods import Method
 from hyperguide.models.adapter import AdapterShape, adapter_logits
 
-Scores = dict[str, list[float]]  # {"acc": per task, "bal_acc": per task}
+Scores = dict[str, list[float]]  # {metric: [value per task]}, every registered metric
+
+
+def no_scores() -> Scores:
+    """The scores of no task: an empty list per registered metric."""
+    return {name: [] for name in METRICS}
+
+
+def add_scores(scores: Scores, more: Mapping[str, Sequence[float] | torch.Tensor]) -> None:
+    """Append `more`'s per-task values (lists, or (B,) tensors) of each metric of `scores` to it."""
+    for name, values in scores.items():
+        extra = more[name]
+        values.extend(extra.tolist() if isinstance(extra, torch.Tensor) else extra)
+
+
+def task_count(scores: Scores) -> int:
+    """How many tasks the scores hold (each metric has one value per task)."""
+    return len(next(iter(scores.values()), []))
 
 
 @torch.no_grad()
 def score_weights(
     shape: AdapterShape, weights: torch.Tensor, batch: TaskBatch, members: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B,) accuracy and balanced accuracy of adapter weights (B, P), or of ensembles of `members` adapters per task
-    (B * members, P; their mean logits), on the batch's query sets."""
+) -> dict[str, torch.Tensor]:
+    """(B,) values of every registered metric of adapter weights (B, P), or of ensembles of `members` adapters per
+    task (B * members, P; their mean logits), on the batch's query sets."""
     lengths = batch.lengths("query")
     logits = adapter_logits(shape, weights, batch.query_x, batch.answer_emb, batch.answer_mask, lengths, members)
-    k = batch.answer_emb.shape[1]
-    return (
-        task_accuracy(logits, batch.query_y, batch.query_mask),
-        task_balanced_accuracy(logits, batch.query_y, batch.query_mask, k),
-    )
+    return task_metrics(from_logits(logits, batch.query_y, batch.query_mask))
 
 
-def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _score(method: Method, batch: TaskBatch, phi: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         return score_weights(method.shape, method.decoder(batch)(phi), batch, method.members)
 
@@ -86,8 +100,7 @@ def evaluate_method(
     if start is not None and len(start) != len(tasks):
         raise ValueError(f"start has {len(start)} rows for {len(tasks)} tasks")
     method.eval()
-    acc: list[float] = []
-    bal: list[float] = []
+    scores = no_scores()
     for begin in range(0, len(tasks), batch_size):
         batch = collate(tasks[begin : begin + batch_size]).to(device)
         if start is not None:
@@ -98,31 +111,37 @@ def evaluate_method(
         if finetune is not None:
             loss = support_loss_fn(method.shape, method.decoder(batch), batch, method.members)
             phi = adapt(loss, phi.detach(), finetune)
-        a, b = _score(method, batch, phi.detach())
-        acc.extend(a.tolist())
-        bal.extend(b.tolist())
-    return {"acc": acc, "bal_acc": bal}
+        add_scores(scores, _score(method, batch, phi.detach()))
+    return scores
+
+
+def constant_scores(tasks: Sequence[Task], answer: Callable[[Task], torch.Tensor]) -> Scores:
+    """The scores of answering every query example of a task with one distribution over its K answers,
+    `answer(task)` (K,), both stated and given (`eval.metrics.Predictions`), in double precision."""
+    scores = no_scores()
+    for t in tasks:
+        n = len(t.query_y)
+        q = answer(t).to(torch.float64).expand(1, n, t.n_answers)
+        add_scores(scores, task_metrics(Predictions(q, q, t.query_y[None], torch.ones(1, n, dtype=torch.bool))))
+    return scores
 
 
 def chance_scores(tasks: Sequence[Task]) -> Scores:
-    """The expected accuracy of uniform guessing among each task's K answers: 100/K, balanced too."""
-    values = [100.0 / t.n_answers for t in tasks]
-    return {"acc": values, "bal_acc": list(values)}
+    """Uniform guessing among each task's K answers: each stated and given with probability 1/K (accuracy and
+    balanced accuracy 100/K)."""
+    return constant_scores(tasks, lambda t: torch.full((t.n_answers,), 1.0 / t.n_answers, dtype=torch.float64))
 
 
 def majority_scores(tasks: Sequence[Task]) -> Scores:
-    """Every query answered with the support set's most frequent answer (ties to the lowest label). It uses support
-    labels, so it is a reference, never zero-shot."""
-    acc: list[float] = []
-    bal: list[float] = []
-    for t in tasks:
+    """Every query answered with the support set's most frequent answer (ties to the lowest label), stated with
+    certainty. It uses support labels, so it is a reference, never zero-shot."""
+
+    def majority(t: Task) -> torch.Tensor:
         counts = torch.bincount(t.support_y, minlength=t.n_answers)
-        majority = int(counts.argmax())  # argmax returns the first maximum: the lowest label among ties
-        correct = t.query_y == majority
-        acc.append(100.0 * float(correct.float().mean()))
-        present = torch.unique(t.query_y)
-        bal.append(100.0 * float((present == majority).any()) / len(present))
-    return {"acc": acc, "bal_acc": bal}
+        # argmax returns the first maximum: the lowest label among ties
+        return torch.nn.functional.one_hot(counts.argmax(), t.n_answers)
+
+    return constant_scores(tasks, majority)
 
 
 def k_shot_task(task: Task, k: int | None, generator: torch.Generator) -> Task | None:

@@ -10,7 +10,7 @@ import torch
 
 from hyperguide.data.batch import collate
 from hyperguide.data.tasks import Task
-from hyperguide.eval.evaluate import Scores, score_weights
+from hyperguide.eval.evaluate import Scores, add_scores, no_scores, score_weights
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 
 
@@ -18,16 +18,14 @@ from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 def latent_scores(
     space: LatentSpace, tasks: Sequence[Task], latents: torch.Tensor, *, batch_size: int = 32, device: str = "cpu"
 ) -> Scores:
-    """Per-task accuracy and balanced accuracy of the weights decode(latents[i], question i) on task i's query set."""
-    acc: list[float] = []
-    bal: list[float] = []
+    """Per-task values of every registered metric of the weights decode(latents[i], question i) on task i's query
+    set."""
+    scores = no_scores()
     for start in range(0, len(tasks), batch_size):
         batch = collate(tasks[start : start + batch_size]).to(device)
         weights = space.decode(latents[start : start + batch_size].to(device), batch.questions.emb)
-        a, b = score_weights(space.base.shape, weights, batch)
-        acc.extend(a.tolist())
-        bal.extend(b.tolist())
-    return {"acc": acc, "bal_acc": bal}
+        add_scores(scores, score_weights(space.base.shape, weights, batch))
+    return scores
 
 
 def mean(values: Sequence[float]) -> float:

@@ -1,16 +1,15 @@
 """The schema of `results.json`, typed: what `run.evaluate` writes and the report, the bench and `generate` read.
 
     {"universe", "split", "folds", "seeds", "test_tasks",
-     "methods": {row: {"zero_shot": {"acc": Summary, "bal_acc": Summary, "per_task_acc": [[per task] per seed],
-                                     "per_task_bal_acc": [[per task] per seed]},
-                       "k_shot": {k: {"acc": Summary, "bal_acc": Summary, "tasks": n}},
+     "methods": {row: {"zero_shot": {metric: Summary, "per_task_<metric>": [[per task] per seed]},
+                       "k_shot": {k: {metric: Summary, "tasks": n}},
                        "uses_support_labels": bool, "train_seconds": float,
-                       "controls": {"shuffled", "null", "question_effect", "null_effect": {"acc", "bal_acc"},
+                       "controls": {"shuffled", "null", "question_effect", "null_effect": {metric: Summary},
                                     "shuffled_tasks": n},                       # rows that read the question
                        "novelty": {"agreement_best", "copies", "distance_in_spreads", "agreement_nearest": Summary,
                                    "tasks": n}}},
      "diagnostics": {name: {...}},
-     "fit": {"rows": {row: {"acc": Summary, "bal_acc": Summary, "tasks": n}},      # zero-shot on meta-train tasks
+     "fit": {"rows": {row: {metric: Summary, "tasks": n}},                       # zero-shot on meta-train tasks
              "stages": {stage: {measure: Summary}},                               # each stage's own fit measures
              "curves": {stage: {measure: [{"seed", "fold", "step": [..], "value": [..]}]}}},   # fit over training
      "concept_folds": [{"concept", "tasks"}],                                     # split concepts only
@@ -20,17 +19,27 @@
 
 A Summary is {"mean", "ci95", "per_seed"}: per-seed values (each a mean over meta-test tasks), their mean and the
 half-width of their 95% Student-t interval (null with one seed: it does not exist). Accuracies are in percent.
+
+A metric is one of the registry `eval.metrics.METRICS`, in its order: `acc` and `bal_acc`, which every results.json
+has, then any other registered when the file was written. The reader checks and the report shows the metrics a file
+has (`metrics_of`), not those registered now: a file without a newer metric, or with one no longer registered, reads
+and renders.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json
 from hyperguide.machine import Machine
+
+REQUIRED_METRICS = ("acc", "bal_acc")  # every results.json has them; the report's headline and Δ are taken on them
+PER_TASK = "per_task_"  # a metric's zero-shot values per seed and meta-test task: per_task_<metric>
+RESERVED_KEYS = ("tasks",)  # what sits beside the metrics in a k-shot entry and a fit row
 
 
 class Summary(TypedDict):
@@ -39,7 +48,13 @@ class Summary(TypedDict):
     per_seed: list[float]
 
 
+MetricSummaries = dict[str, Summary]  # {metric: Summary}
+
+
 class ZeroShot(TypedDict):
+    """A Summary per metric and its values per seed and meta-test task (`per_task_<metric>`). The required metrics
+    are declared; each other metric adds its two keys of the same kind."""
+
     acc: Summary
     bal_acc: Summary
     per_task_acc: list[list[float]]  # [seed][meta-test task]
@@ -47,24 +62,21 @@ class ZeroShot(TypedDict):
 
 
 class KShot(TypedDict):
+    """A Summary per metric (the required ones declared, the others alike) and the tasks scored."""
+
     acc: Summary
     bal_acc: Summary
     tasks: int  # meta-test tasks that have k support examples for at least two answers
-
-
-class Effect(TypedDict):
-    acc: Summary
-    bal_acc: Summary
 
 
 class Controls(TypedDict):
     """A question-reading row's zero-shot scores with another task's question and with none (`eval.controls`), and
     the real score minus each, per seed, over seeds."""
 
-    shuffled: Effect
-    null: Effect
-    question_effect: Effect  # real - shuffled
-    null_effect: Effect  # real - null
+    shuffled: MetricSummaries
+    null: MetricSummaries
+    question_effect: MetricSummaries  # real - shuffled
+    null_effect: MetricSummaries  # real - null
     shuffled_tasks: int  # meta-test tasks (over folds) that took another task's question; the others took none
 
 
@@ -88,7 +100,8 @@ class RowResults(TypedDict):
 
 
 class RowFit(TypedDict):
-    """A row's zero-shot procedure on the meta-train tasks it was trained on (their questions, their query sets)."""
+    """A row's zero-shot procedure on the meta-train tasks it was trained on (their questions, their query sets): a
+    Summary per metric (the required ones declared, the others alike) and the tasks scored."""
 
     acc: Summary
     bal_acc: Summary
@@ -159,10 +172,21 @@ class Results(TypedDict):
 _REQUIRED = {
     "": ("universe", "split", "folds", "seeds", "test_tasks", "methods"),
     "row": ("zero_shot", "k_shot", "uses_support_labels"),
-    "zero_shot": ("acc", "bal_acc", "per_task_acc"),
-    "k_shot": ("acc", "bal_acc", "tasks"),
+    "zero_shot": (*REQUIRED_METRICS, "per_task_acc"),
+    "k_shot": (*REQUIRED_METRICS, "tasks"),
     "summary": ("mean", "ci95", "per_seed"),
 }
+
+
+def metric_keys(node: Mapping[str, Any]) -> list[str]:
+    """The metrics of a node of results.json that holds a Summary per metric (a zero-shot or k-shot entry, a fit
+    row, a control), in its order: its keys but the per-task values and the task count."""
+    return [k for k in node if k not in RESERVED_KEYS and not k.startswith(PER_TASK)]
+
+
+def metrics_of(results: Mapping[str, Any]) -> list[str]:
+    """The metrics a results.json (or a task report) has: those of its rows' zero-shot entries, in their order."""
+    return list(dict.fromkeys(m for entry in results["methods"].values() for m in metric_keys(entry["zero_shot"])))
 
 
 def _number(value: Any) -> bool:
@@ -198,16 +222,18 @@ def read_results(path: str | Path) -> Results:
     for row, entry in data["methods"].items():
         where = f"methods[{row!r}]"
         need(entry, "row", where)
-        need(entry["zero_shot"], "zero_shot", f"{where}.zero_shot")
-        for metric in ("acc", "bal_acc"):
-            summary(entry["zero_shot"][metric], f"{where}.zero_shot.{metric}")
-        per_task = entry["zero_shot"]["per_task_acc"]
-        ok = isinstance(per_task, list) and all(isinstance(s, list) and all(map(_number, s)) for s in per_task)
-        check(ok, f"{where}.zero_shot.per_task_acc", "lists of finite numbers (per seed, per task)", per_task)
+        zero_shot = entry["zero_shot"]
+        need(zero_shot, "zero_shot", f"{where}.zero_shot")
+        for metric in metric_keys(zero_shot):
+            summary(zero_shot[metric], f"{where}.zero_shot.{metric}")
+        for key in (k for k in zero_shot if k.startswith(PER_TASK)):
+            per_task = zero_shot[key]
+            ok = isinstance(per_task, list) and all(isinstance(s, list) and all(map(_number, s)) for s in per_task)
+            check(ok, f"{where}.zero_shot.{key}", "lists of finite numbers (per seed, per task)", per_task)
         check(isinstance(entry["k_shot"], dict), f"{where}.k_shot", "an object {k: results}", entry["k_shot"])
         for k, shot in entry["k_shot"].items():
             need(shot, "k_shot", f"{where}.k_shot[{k!r}]")
-            for metric in ("acc", "bal_acc"):
+            for metric in metric_keys(shot):
                 summary(shot[metric], f"{where}.k_shot[{k!r}].{metric}")
     folds = data.get("concept_folds", [])
     ok = isinstance(folds, list) and all(

@@ -13,7 +13,7 @@ from typing import Any
 from scipy import stats as scipy_stats
 
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.results import Summary
+from hyperguide.eval.results import PER_TASK, Summary
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> float | None:
@@ -51,16 +51,17 @@ def ci_text(value: float | None, spec: str = ".2f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def per_task_means(per_task_acc: Sequence[Sequence[float]]) -> list[float]:
-    """Zero-shot accuracy per meta-test task, averaged over seeds ([seed][task] -> [task])."""
-    return [sum(col) / len(col) for col in zip(*per_task_acc, strict=True)]
+def per_task_means(per_task: Sequence[Sequence[float]]) -> list[float]:
+    """A zero-shot metric per meta-test task, averaged over seeds ([seed][task] -> [task])."""
+    return [sum(col) / len(col) for col in zip(*per_task, strict=True)]
 
 
 def compare(results: Mapping[str, Any], a: str, b: str, metric: str = "acc") -> dict[str, dict[str, Any]]:
-    """Paired comparison of the zero-shot `metric` (acc or bal_acc) of rows a and b: over seeds (the mean over tasks
-    per seed) and over tasks (the mean over seeds per task). Positive means a is better."""
+    """Paired comparison of the zero-shot `metric` (one of the results', `eval.metrics.METRICS`) of rows a and b:
+    over seeds (the mean over tasks per seed) and over tasks (the mean over seeds per task). Positive means a scores
+    higher."""
     ma, mb = results["methods"][a]["zero_shot"], results["methods"][b]["zero_shot"]
-    key = f"per_task_{metric}"
+    key = f"{PER_TASK}{metric}"
     if key not in ma or key not in mb:
         raise HyperguideError(f"rows {a!r} and {b!r} cannot be compared in {metric}: no {key} in the results")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hyperguide.eval.results import metrics_of
 from hyperguide.eval.stats import ci_text
 
 
@@ -18,11 +19,20 @@ def _cell(stat: Mapping[str, Any] | None, spec: str = ".2f", signed: bool = Fals
 
 
 def render_controls(results: Mapping[str, Any]) -> str:
-    """One line per row with controls: acc with its own, a shuffled and no question, and the two effects."""
+    """One line per row with controls: acc with its own, a shuffled and no question, the question effect on each
+    metric and the no-question effect on acc."""
     rows = [(name, m) for name, m in results["methods"].items() if "controls" in m]
     if not rows:
         return ""
-    shuffled = rows[0][1]["controls"]["shuffled_tasks"]
+    shuffled, metrics = rows[0][1]["controls"]["shuffled_tasks"], metrics_of(results)
+    head = [
+        "method",
+        "own question",
+        "shuffled",
+        "no question",
+        *[f"question effect ({m})" for m in metrics],
+        "no-question effect (acc)",
+    ]
     lines = [
         f"Each row's zero-shot accuracy on the meta-test tasks asked with their own question, with another meta-test "
         f"task's question (a fixed derangement among tasks with the same answers: {shuffled} of "
@@ -31,9 +41,8 @@ def render_controls(results: Mapping[str, Any]) -> str:
         "loses accuracy when it gets another's. Tasks that agree on their shared images (paraphrases, a question "
         "and a narrower one) can be each other's partner, which keeps the effect a lower bound.",
         "",
-        "| method | own question | shuffled | no question | question effect (acc) | question effect (bal_acc) |"
-        " no-question effect (acc) |",
-        "|---|---|---|---|---|---|---|",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
     ]
     for name, m in rows:
         c = m["controls"]
@@ -42,8 +51,7 @@ def render_controls(results: Mapping[str, Any]) -> str:
             _cell(m["zero_shot"]["acc"]),
             _cell(c["shuffled"]["acc"]),
             _cell(c["null"]["acc"]),
-            _cell(c["question_effect"]["acc"], signed=True),
-            _cell(c["question_effect"]["bal_acc"], signed=True),
+            *[_cell(c["question_effect"].get(m), signed=True) for m in metrics],
             _cell(c["null_effect"]["acc"], signed=True),
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hyperguide.eval.results import metrics_of
 from hyperguide.eval.stats import ci_text, compare
 from hyperguide.report.headline import choose_headline
 from hyperguide.rows import find_row
@@ -34,15 +35,14 @@ def _rows(results: Mapping[str, Any], kind: str, *, paper_only: bool = False) ->
 
 
 def render_fit_rows(results: Mapping[str, Any]) -> str:
-    """Every row's zero-shot accuracy on its meta-train questions (their query sets) beside meta-test, and a flag on
-    guidance rows below `FIT_BAR` on meta-train."""
+    """Every row's zero-shot value of each metric on its meta-train questions (their query sets) beside meta-test,
+    and a flag on guidance rows whose accuracy on meta-train is below `FIT_BAR`."""
     fit = results.get("fit", {}).get("rows", {})
     if not fit:
         return ""
-    lines = [
-        "| method | meta-train acc | meta-train bal_acc | meta-test acc | meta-test bal_acc | fits |",
-        "|---|---|---|---|---|---|",
-    ]
+    metrics = metrics_of(results)
+    head = ["method", *[f"meta-train {m}" for m in metrics], *[f"meta-test {m}" for m in metrics], "fits"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, f in fit.items():
         test = results["methods"][row]["zero_shot"]
         found = find_row(row)
@@ -50,10 +50,8 @@ def render_fit_rows(results: Mapping[str, Any]) -> str:
         flag = ("yes" if f["acc"]["mean"] >= FIT_BAR else f"**no** (< {FIT_BAR:g}%)") if guided else ""
         if guided and found is not None and found.value == 0 and found.spec.sweep is not None:
             flag = "unconditional (γ = 0): reads no question"
-        lines.append(
-            f"| `{row}` | {_cell(f['acc'])} | {_cell(f['bal_acc'])} | {_cell(test['acc'])} | "
-            f"{_cell(test['bal_acc'])} | {flag} |"
-        )
+        cells = [f"`{row}`", *[_cell(f.get(m)) for m in metrics], *[_cell(test.get(m)) for m in metrics], flag]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -105,7 +103,7 @@ def best_guidance(results: Mapping[str, Any]) -> str | None:
 
 def render_claim(results: Mapping[str, Any]) -> str:
     """The headline guidance row against the headline baselines (the best of all, and the best of the paper's
-    table): paired differences of zero-shot acc and bal_acc over seeds and over tasks, per seed, and the share of the
+    table): paired differences of each zero-shot metric over seeds and over tasks, per seed, and the share of the
     gap to the oracle it closes; how the rows were chosen, and the meta-test best case apart."""
     headline = _headline(results)
     guidance = chosen(results, "guidance")
@@ -152,10 +150,10 @@ def _pair(results: Mapping[str, Any], guidance: str, baseline: str) -> list[str]
         "| metric | difference over seeds (n) | p | difference over tasks (n) | p | per seed, guidance - baseline |",
         "|---|---|---|---|---|---|",
     ]
-    for metric in ("acc", "bal_acc"):
+    for metric in metrics_of(results):
         try:
             d = compare(results, guidance, baseline, metric)
-        except Exception:  # an older results.json without per-task balanced accuracy
+        except Exception:  # an older results.json without per-task values of the metric
             continue
         s, t = d["over_seeds"], d["over_tasks"]
         ours, theirs = (methods[r]["zero_shot"][metric]["per_seed"] for r in (guidance, baseline))

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from hyperguide.eval.metrics import METRICS
+from hyperguide.eval.results import metrics_of
 from hyperguide.eval.stats import ci_text, compare
 from hyperguide.machine import describe
 from hyperguide.report.concepts import render_concepts
@@ -80,22 +82,29 @@ def ordered_rows(results: Mapping[str, Any]) -> list[str]:
 
 
 def render_table(results: Mapping[str, Any], reference: str | None) -> str:
-    """One row per method: zero-shot acc and bal_acc, k-shot acc, and the paired difference against `reference`."""
-    ks = k_settings(results)
+    """One row per method: each metric zero-shot, k-shot acc, and the paired difference of acc against
+    `reference`."""
+    ks, metrics = k_settings(results), metrics_of(results)
     diffs = differences(results, reference) if reference else {}
-    head = ["method", "zero-shot acc", "zero-shot bal_acc", *[f"{k}-shot acc" for k in ks]]
+    head = ["method", *[f"zero-shot {m}" for m in metrics], *[f"{k}-shot acc" for k in ks]]
     if reference:
         head.append(f"Δ acc vs `{reference}`")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ordered_rows(results):
         entry = results["methods"][row]
         zs = entry["zero_shot"]
-        cells = [_label(row, entry), _mean_ci(zs["acc"]), _mean_ci(zs["bal_acc"])]
+        cells = [_label(row, entry), *[_mean_ci(zs[m]) if m in zs else "" for m in metrics]]
         cells += [_mean_ci(entry["k_shot"][k]["acc"]) if k in entry["k_shot"] else "" for k in ks]
         if reference:
             cells.append("best baseline" if row == reference else _signed(diffs[row]["over_seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def metrics_legend(results: Mapping[str, Any]) -> str:
+    """What each metric of the results is (the registry's description; the bare name for one not registered)."""
+    described = [f"`{m}`: {METRICS[m].description}" if m in METRICS else f"`{m}`" for m in metrics_of(results)]
+    return "Metrics, per task: " + "; ".join(described) + "."
 
 
 def render_differences(results: Mapping[str, Any], reference: str) -> str:
@@ -189,7 +198,7 @@ def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str
     parts += [machine_line(results), ""]
     if what_it_tests(results):
         parts += [what_it_tests(results), ""]
-    parts += [render_table(results, reference), ""]
+    parts += [render_table(results, reference), "", metrics_legend(results), ""]
     if reference:
         parts += [
             f"Δ: the paired difference of zero-shot accuracy against `{reference}` "

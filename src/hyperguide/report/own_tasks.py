@@ -4,12 +4,12 @@
      "test_tasks": [question],                                                # the tasks' questions, in order
      "tasks": [{"question", "kind", "answers", "support", "query"}],          # in the task file's order
      "methods": {row: as results.json's methods[row]},                        # per_task_* follow "tasks"
-     "by_kind": {kind: {"tasks": n, "methods": {row: {"acc": Summary, "bal_acc": Summary}}}},
+     "by_kind": {kind: {"tasks": n, "methods": {row: {metric: Summary}}}},
      "skipped": {row: why}}                                                   # rows of the run left out
 
 It holds the keys of a run's results.json that `eval.results.read_results` checks, so `hyperguide compare
 REPORT_DIR ROW_A ROW_B` pairs two rows on the tasks. The main table is `report.markdown.render_table`'s, the same
-as a bench's; a second table gives each row's zero-shot accuracy and balanced accuracy per kind of task.
+as a bench's; a second table gives each row's zero-shot value of each metric per kind of task.
 """
 
 from __future__ import annotations
@@ -17,22 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
-from hyperguide.eval.results import RowResults, Summary
+from hyperguide.eval.results import MetricSummaries, RowResults, Summary, metrics_of
 from hyperguide.eval.stats import ci_text
 from hyperguide.machine import Machine
-from hyperguide.report.markdown import machine_line, ordered_rows, render_table
+from hyperguide.report.markdown import machine_line, metrics_legend, ordered_rows, render_table
 
 UNTAGGED = "untagged"  # the kind of a task whose file gives none
 
 
-class KindScores(TypedDict):
-    acc: Summary
-    bal_acc: Summary
-
-
 class KindResults(TypedDict):
     tasks: int
-    methods: dict[str, KindScores]
+    methods: dict[str, MetricSummaries]
 
 
 class TaskInfo(TypedDict):
@@ -76,18 +71,15 @@ def caption(results: Mapping[str, Any]) -> str:
 
 
 def render_by_kind(results: Mapping[str, Any]) -> str:
-    """One line per row: zero-shot accuracy and balanced accuracy on each kind of task."""
-    kinds = list(results["by_kind"])
-    head = [
-        "method",
-        *[f"{kind} ({results['by_kind'][kind]['tasks']}) {m}" for kind in kinds for m in ("acc", "bal_acc")],
-    ]
+    """One line per row: its zero-shot value of each metric on each kind of task."""
+    kinds, metrics = list(results["by_kind"]), metrics_of(results)
+    head = ["method", *[f"{kind} ({results['by_kind'][kind]['tasks']}) {m}" for kind in kinds for m in metrics]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ordered_rows(results):
         cells = [f"`{row}`"]
         for kind in kinds:
             scores = results["by_kind"][kind]["methods"][row]
-            cells += [_cell(scores["acc"]), _cell(scores["bal_acc"])]
+            cells += [_cell(scores[m]) if m in scores else "" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -96,7 +88,7 @@ def render_task_report(results: Mapping[str, Any]) -> str:
     """The whole results.md."""
     parts = [f"# Own tasks: {results['task_file']} on {results['run']}", "", caption(results), ""]
     parts += [machine_line(results), ""]
-    parts += [render_table(results, None), ""]
+    parts += [render_table(results, None), "", metrics_legend(results), ""]
     parts += ["## By kind of task", "", "Zero-shot, in %: the mean over seeds ± 95% CI (tasks per kind).", ""]
     parts += [render_by_kind(results), ""]
     if results["skipped"]:

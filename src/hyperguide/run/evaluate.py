@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -23,9 +23,31 @@ from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.distributed import barrier, gather, world
 from hyperguide.eval.controls import derangement, novelty, null_questions, shuffled_questions
-from hyperguide.eval.evaluate import Scores, evaluate_method, k_shot_tasks, zero_shot_phis, zero_shot_weights
+from hyperguide.eval.evaluate import (
+    Scores,
+    add_scores,
+    evaluate_method,
+    k_shot_tasks,
+    no_scores,
+    task_count,
+    zero_shot_phis,
+    zero_shot_weights,
+)
 from hyperguide.eval.fit import within_task_spread
-from hyperguide.eval.results import Controls, Curve, Effect, KShot, Novelty, Results, RowFit, RowResults, Summary
+from hyperguide.eval.metrics import METRICS
+from hyperguide.eval.results import (
+    PER_TASK,
+    Controls,
+    Curve,
+    KShot,
+    MetricSummaries,
+    Novelty,
+    Results,
+    RowFit,
+    RowResults,
+    Summary,
+    ZeroShot,
+)
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
 from hyperguide.io import write_json
@@ -70,7 +92,7 @@ def score_row(
             k = _k(setting)
             kept, chosen = k_shot_tasks(tasks, k, seed=1000 * seed + (k or 0))
         if not chosen:
-            out[setting] = {"acc": [], "bal_acc": []}
+            out[setting] = no_scores()
         elif method is None:
             assert row.spec.score is not None
             out[setting] = row.spec.score(chosen)
@@ -89,24 +111,17 @@ def score_row(
 def summarize_row(
     per_seed: Sequence[dict[Setting, Scores]], k_shots: Sequence[str], uses_labels: bool, train_seconds: float
 ) -> RowResults:
-    """One row's results.json entry from its per-seed scores (each pooled over folds): per setting the mean over
-    tasks per seed, summarised over seeds; the zero-shot per-task accuracies; k-shot settings with tasks only."""
-
-    def means(setting: Setting, metric: str) -> list[float]:
-        return [sum(s[setting][metric]) / len(s[setting][metric]) for s in per_seed if s[setting][metric]]
-
+    """One row's results.json entry from its per-seed scores (each pooled over folds): per setting and metric the
+    mean over tasks per seed, summarised over seeds; the zero-shot per-task values; k-shot settings with tasks only."""
     k_shot: dict[str, KShot] = {}
     for k in k_shots:
-        if any(s.get(k, {}).get("acc") for s in per_seed):
-            tasks = next(len(s[k]["acc"]) for s in per_seed if s[k]["acc"])
-            k_shot[k] = {"acc": summarize(means(k, "acc")), "bal_acc": summarize(means(k, "bal_acc")), "tasks": tasks}
+        scored = [s[k] for s in per_seed if task_count(s.get(k, {}))]
+        if scored:
+            k_shot[k] = cast(KShot, {**summarize_metrics(scored), "tasks": task_count(scored[0])})
+    zero_shot = summarize_metrics([s[None] for s in per_seed if task_count(s[None])])
+    per_task = {f"{PER_TASK}{m}": [s[None][m] for s in per_seed] for m in METRICS}
     return {
-        "zero_shot": {
-            "acc": summarize(means(None, "acc")),
-            "bal_acc": summarize(means(None, "bal_acc")),
-            "per_task_acc": [s[None]["acc"] for s in per_seed],
-            "per_task_bal_acc": [s[None]["bal_acc"] for s in per_seed],
-        },
+        "zero_shot": cast(ZeroShot, {**zero_shot, **per_task}),
         "k_shot": k_shot,
         "uses_support_labels": uses_labels,
         "train_seconds": train_seconds,
@@ -185,8 +200,9 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-def _effect(per_seed: Sequence[Scores]) -> Effect:
-    return {m: summarize([_mean(s[m]) for s in per_seed]) for m in ("acc", "bal_acc")}  # type: ignore[return-value]
+def summarize_metrics(per_seed: Sequence[Scores]) -> MetricSummaries:
+    """Per registered metric, its mean over tasks per seed, summarised over seeds."""
+    return {m: summarize([_mean(s[m]) for s in per_seed]) for m in METRICS}
 
 
 def summarize_controls(real: Sequence[Scores], controls: Sequence[dict[str, Scores]], donors: int) -> Controls:
@@ -194,16 +210,13 @@ def summarize_controls(real: Sequence[Scores], controls: Sequence[dict[str, Scor
     effect: minus null), over seeds."""
 
     def minus(name: str) -> list[Scores]:
-        return [
-            {m: [_mean(r[m]) - _mean(c[name][m])] for m in ("acc", "bal_acc")}
-            for r, c in zip(real, controls, strict=True)
-        ]
+        return [{m: [_mean(r[m]) - _mean(c[name][m])] for m in METRICS} for r, c in zip(real, controls, strict=True)]
 
     return {
-        "shuffled": _effect([c["shuffled"] for c in controls]),
-        "null": _effect([c["null"] for c in controls]),
-        "question_effect": _effect(minus("shuffled")),
-        "null_effect": _effect(minus("null")),
+        "shuffled": summarize_metrics([c["shuffled"] for c in controls]),
+        "null": summarize_metrics([c["null"] for c in controls]),
+        "question_effect": summarize_metrics(minus("shuffled")),
+        "null_effect": summarize_metrics(minus("null")),
         "shuffled_tasks": donors,
     }
 
@@ -248,9 +261,9 @@ def evaluate_row(
     train_seconds = 0.0
     donors = sum(d is not None for s in splits for d in derangement([tasks[i] for i in s.test]))
     for seed in config.seeds:
-        pooled: dict[Setting, Scores] = {s: {"acc": [], "bal_acc": []} for s in settings}
-        fit: Scores = {"acc": [], "bal_acc": []}
-        controls: dict[str, Scores] = {c: {"acc": [], "bal_acc": []} for c in ("shuffled", "null")}
+        pooled: dict[Setting, Scores] = {s: no_scores() for s in settings}
+        fit = no_scores()
+        controls = {c: no_scores() for c in ("shuffled", "null")}
         new: dict[str, list[float]] = {}
         for split in splits:
             loaded = None
@@ -260,25 +273,21 @@ def evaluate_row(
             test = [tasks[i] for i in split.test]
             scores = score_row(row, loaded, test, settings, config, seed, device)
             for setting, s in scores.items():
-                pooled[setting]["acc"].extend(s["acc"])
-                pooled[setting]["bal_acc"].extend(s["bal_acc"])
+                add_scores(pooled[setting], s)
             if conditional and loaded is not None:
                 for name, c in question_controls(loaded.method, test, config, device).items():
-                    controls[name]["acc"].extend(c["acc"])
-                    controls[name]["bal_acc"].extend(c["bal_acc"])
+                    add_scores(controls[name], c)
                 adapters = training_adapters(tasks, split, config, folder, seed, device, row_chain(row.spec))
                 if adapters is not None and not loaded.method.uses_support_for_zero_shot:
                     for key, values in generated_novelty(loaded.method, test, adapters, config, device).items():
                         new.setdefault(key, []).extend(values)
             if loaded is not None and not loaded.method.uses_support_for_zero_shot:
                 own = [tasks[i] for i in split.train]
-                scored = evaluate_method(loaded.method, own, batch_size=config.eval.batch_size, device=device)
-                fit["acc"].extend(scored["acc"])
-                fit["bal_acc"].extend(scored["bal_acc"])
+                add_scores(fit, evaluate_method(loaded.method, own, batch_size=config.eval.batch_size, device=device))
         per_seed.append(pooled)
-        if fit["acc"]:
+        if task_count(fit):
             fit_per_seed.append(fit)
-        if controls["shuffled"]["acc"]:
+        if task_count(controls["shuffled"]):
             controls_per_seed.append(controls)
         if new:
             novelty_per_seed.append(new)
@@ -289,11 +298,7 @@ def evaluate_row(
         results["novelty"] = summarize_novelty(novelty_per_seed)
     if not fit_per_seed:
         return results, None
-    return results, {
-        "acc": summarize([sum(f["acc"]) / len(f["acc"]) for f in fit_per_seed]),
-        "bal_acc": summarize([sum(f["bal_acc"]) / len(f["bal_acc"]) for f in fit_per_seed]),
-        "tasks": len(fit_per_seed[0]["acc"]),
-    }
+    return results, cast(RowFit, {**summarize_metrics(fit_per_seed), "tasks": task_count(fit_per_seed[0])})
 
 
 def fit_curves(folder: RunFolder, config: RunConfig, splits: Sequence[TaskSplit]) -> dict[str, dict[str, list[Curve]]]:

@@ -42,7 +42,9 @@ from hyperguide.data.tasks import Task, TaskSpec, Universe
 from hyperguide.data.tokens import QUESTION_TOKENS_FILE, TokenTable
 from hyperguide.encoders.batches import in_batches
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.results import RowResults
+from hyperguide.eval.evaluate import Scores
+from hyperguide.eval.metrics import METRICS
+from hyperguide.eval.results import PER_TASK, RowResults, metric_keys
 from hyperguide.eval.stats import summarize
 from hyperguide.events import Callback, Note, RowEvaluated, RowStarted, emit
 from hyperguide.io import atomic_path, file_sha256, read_json, write_json
@@ -451,10 +453,10 @@ def task_rows(
     return chosen, skipped
 
 
-def _mean_over_folds(scores: Sequence[Mapping[str, list[float]]]) -> dict[str, list[float]]:
+def _mean_over_folds(scores: Sequence[Scores]) -> Scores:
     return {
         metric: [sum(column) / len(column) for column in zip(*(s[metric] for s in scores), strict=True)]
-        for metric in ("acc", "bal_acc")
+        for metric in METRICS
     }
 
 
@@ -491,10 +493,11 @@ def _by_kind(infos: Sequence[TaskInfo], methods: Mapping[str, RowResults]) -> di
         index = [i for i, info in enumerate(infos) if info["kind"] == kind]
         out[kind] = {"tasks": len(index), "methods": {}}
         for row, entry in methods.items():
-            zero_shot = entry["zero_shot"]
-            acc = [sum(seed[i] for i in index) / len(index) for seed in zero_shot["per_task_acc"]]
-            bal = [sum(seed[i] for i in index) / len(index) for seed in zero_shot["per_task_bal_acc"]]
-            out[kind]["methods"][row] = {"acc": summarize(acc), "bal_acc": summarize(bal)}
+            zero_shot: Mapping[str, Any] = entry["zero_shot"]
+            out[kind]["methods"][row] = {
+                m: summarize([sum(seed[i] for i in index) / len(index) for seed in zero_shot[f"{PER_TASK}{m}"]])
+                for m in metric_keys(zero_shot)
+            }
     return out
 
 
