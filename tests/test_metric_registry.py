@@ -29,8 +29,8 @@ from hyperguide.eval.results import metrics_of, read_results
 from hyperguide.eval.stats import compare
 from hyperguide.report.markdown import render_markdown
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.folder import RunFolder
 from hyperguide.run.train import train_run
+from hyperguide.trained.folder import RunFolder
 from tests.helpers import TINY
 
 
