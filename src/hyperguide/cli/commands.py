@@ -194,9 +194,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from hyperguide.config import render, to_dict
-    from hyperguide.run.train import resolve_config
+    from hyperguide.run.train import expand_config
 
-    config = resolve_config(run_config(args))
+    config = expand_config(run_config(args))
     if args.json:
         print(json.dumps(to_dict(config), indent=1))
         return 0
