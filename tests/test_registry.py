@@ -217,6 +217,29 @@ def test_a_registered_universe_gets_the_flags_of_its_options(
     assert "--attributes = 4" in capsys.readouterr().out
 
 
+def test_a_universe_whose_options_no_flag_can_read_is_refused_when_registered() -> None:
+    from hyperguide.universes import register as register_universe
+
+    @dataclass(frozen=True)
+    class Listed(UniverseOptions):
+        sizes: list[int] = option(factory=list, help="sizes")
+
+    @dataclass(frozen=True)
+    class Clashing(UniverseOptions):
+        tasks: int = option(0, help="how many tasks")  # taskfile reads its --tasks as a path
+
+    refusals = [
+        (Listed, TypeError, r"Listed\.sizes: a flag cannot be read as list\[int\]"),
+        (Clashing, ValueError, r"option 'tasks' is read as int.*'taskfile' reads its"),
+    ]
+    for options, error, match in refusals:
+        source = SmallSynthetic()
+        source.Options = options
+        with pytest.raises(error, match=match):
+            register_universe(source)
+        assert source.name not in UNIVERSES
+
+
 # ------------------------------------------------------------------------------ run folders and train targets
 
 

@@ -20,7 +20,7 @@ from hyperguide.config import check_device
 from hyperguide.errors import HyperguideError
 from hyperguide.universes import UNIVERSES, OptionSpec, UniverseOptions, declared, source
 
-COMMON = "the universe (every universe's options)"
+COMMON_GROUP = "the universe (every universe's options)"
 _COMMON_NAMES = {f.name for f in dataclasses.fields(UniverseOptions)}
 
 
@@ -50,9 +50,9 @@ else:  # generic to the type checker only
 
 
 class _IntoCommandNamespace(_SubParsers):
-    """Sub-commands that parse into their command's namespace, as one parser would: argparse's own give each a
-    namespace of its own, whose defaults then undo the flags given before the universe's name, and of a list flag
-    (`--set`, `--log`) given on both sides keep one side."""
+    """Sub-commands that parse into their command's namespace, as one parser would. argparse's own parse into a
+    namespace of their own that then replaces the command's values: its defaults would undo the flags given before
+    the universe's name, and of a list flag (`--set`, `--log`) given on both sides one side would be lost."""
 
     def __call__(
         self,
@@ -68,14 +68,14 @@ class _IntoCommandNamespace(_SubParsers):
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """The flags of the options every universe reads (`--home`, `--seed`, `--device`)."""
-    _option_group(parser, COMMON, declared(UniverseOptions), _flags_of(parser))
+    _option_group(parser, COMMON_GROUP, declared(UniverseOptions), _flags_of(parser))
 
 
 def add_every_universe(parser: argparse.ArgumentParser) -> None:
     """The flags of every universe's options, for a command that finds its universe in a run folder: a flag that
     `parser` or an earlier universe has already is not added again."""
     taken = _flags_of(parser)
-    _option_group(parser, COMMON, declared(UniverseOptions), taken)
+    _option_group(parser, COMMON_GROUP, declared(UniverseOptions), taken)
     for name, universe in UNIVERSES.items():
         _option_group(parser, f"a run of {name}", declared(universe.Options), taken)
 
@@ -151,6 +151,8 @@ def options_listing(args: argparse.Namespace, name: str | None) -> str:
 
 
 def _lines(options: UniverseOptions, specs: list[OptionSpec]) -> list[str]:
+    """One line per option of `specs`: its flag, its value in `options`, its help, its default where it differs."""
+
     def shown(value: Any) -> str:
         return json.dumps(str(value) if isinstance(value, Path) else value)
 
