@@ -9,7 +9,7 @@ in a fresh process and records its wall time and peak resident set:
     stats      hyperguide stats taskfile --tasks F
     prepare    hyperguide prepare taskfile --tasks F --features-file X
     prepare (cached)   the same again (reads the task file and hashes the features file, finds the preparation)
-    load       python -c: load_universe("taskfile", UniverseOptions(tasks=F), prompts="answer"), then universe.task(i)
+    load       python -c: load_universe("taskfile", TaskFileOptions(tasks=F), prompts="answer"), then universe.task(i)
                for every task once (the rows of every support and query set, every answer's text, the tokens)
 
 The task file: one task a line, the question `what is the object number I in this picture?`, answers from a
@@ -73,9 +73,9 @@ LOAD = """
 import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from hyperguide.universes import UniverseOptions, load_universe
+from hyperguide.universes import TaskFileOptions, load_universe
 t1 = time.perf_counter()
-universe = load_universe("taskfile", UniverseOptions(tasks=Path(sys.argv[1])), prompts="answer")
+universe = load_universe("taskfile", TaskFileOptions(tasks=Path(sys.argv[1])), prompts="answer")
 t2 = time.perf_counter()
 rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rows = 0

@@ -15,7 +15,7 @@ from hyperguide.meta.methods import Method
 from hyperguide.rows import parse_row
 from hyperguide.trained.folder import RunFolder
 from hyperguide.trained.loading import load_row
-from hyperguide.universes import UniverseOptions, prepare_universe
+from hyperguide.universes import MetaVQAOptions, prepare_universe
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)  # the tiny CLIP's preprocessing
 
@@ -132,11 +132,11 @@ def write_fixture(root: Path, images) -> tuple[Path, Path]:
     return splits, coco
 
 
-def tiny_metavqa(root: Path, model_dir: Path, images) -> tuple[UniverseOptions, RunConfig, Path]:
+def tiny_metavqa(root: Path, model_dir: Path, images) -> tuple[MetaVQAOptions, RunConfig, Path]:
     """The fixture's metavqa universe prepared under `root` with the tiny CLIP of `model_dir`, a config of
     cond-multitask, hnet+hyperldm and oracle that trains on it in seconds, and one of its COCO images."""
     splits, coco = write_fixture(root, images)
-    options = UniverseOptions(
+    options = MetaVQAOptions(
         home=root / "home", splits_dir=splits, coco_root=coco, clip_model=str(model_dir), batch_size=2
     )
     prepare_universe("metavqa", options)

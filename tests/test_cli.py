@@ -22,9 +22,79 @@ def test_stats_kfold_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_universe_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stats", "imagenet"]) == 2
+    with pytest.raises(SystemExit) as exit:
+        main(["stats", "imagenet"])
+    assert exit.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown universe 'imagenet'" in err and "easyvqa" in err
+    assert "invalid choice: 'imagenet'" in err and "easyvqa" in err
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+UNIVERSE_FLAGS = {
+    "metavqa": ("--splits-dir", "--vqa-root", "--prompts-file", "--coco-root", "--clip-model", "--batch-size"),
+    "easyvqa": ("--tower-epochs",),
+    "taskfile": (
+        "--tasks",
+        "--images-root",
+        "--encoder",
+        "--model",
+        "--features-file",
+        "--min-examples",
+        "--batch-size",
+        "--tower-epochs",
+    ),  # its embedded route trains easyvqa's image tower
+}
+
+
+@pytest.mark.parametrize("command", [["train", "all"], ["collect"], ["bench"], ["prepare"], ["stats"], ["config"]])
+def test_a_command_shows_the_flags_of_the_universe_it_is_given_only(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    synthetic = _help([*command, "synthetic"], capsys)
+    assert "--home" in synthetic and "--seed" in synthetic and "--device" in synthetic  # every universe's
+    assert not [flag for flags in UNIVERSE_FLAGS.values() for flag in flags if flag in synthetic]
+    for universe, flags in UNIVERSE_FLAGS.items():
+        shown = _help([*command, universe], capsys)
+        assert all(flag in shown for flag in flags), (universe, shown)
+        others = [flag for name, more in UNIVERSE_FLAGS.items() if name != universe for flag in more]
+        assert not [flag for flag in others if flag in shown and flag not in flags], universe
+
+
+def test_a_command_of_a_run_takes_every_universes_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["eval", "RUN"], ["export", "RUN"], ["generate", "RUN", "Q?"], ["tasks", "prepare", "F"]):
+        shown = _help(command, capsys)
+        assert all(flag in shown for flags in UNIVERSE_FLAGS.values() for flag in flags), command
+
+
+def test_command_flags_go_before_or_after_the_universe() -> None:
+    from hyperguide.cli import build_parser
+
+    before = build_parser().parse_args(["train", "all", "--quick", "--set", "a=1", "--seed", "2", "synthetic"])
+    after = build_parser().parse_args(["train", "all", "synthetic", "--quick", "--set", "a=1", "--seed", "2"])
+    both = build_parser().parse_args(["train", "all", "--quick", "--set", "a=1", "synthetic", "--seed", "2"])
+    assert vars(before) == vars(after) == vars(both)
+    assert (after.quick, after.overrides, after.seed, after.universe) == (True, ["a=1"], 2, "synthetic")
+    split = build_parser().parse_args(["train", "all", "--set", "a=1", "synthetic", "--set", "b=2"])
+    assert split.overrides == ["a=1", "b=2"]  # a repeated flag keeps both sides, as one parser would
+
+
+def test_config_lists_every_universes_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "[universe] the options every universe reads" in out and "--home = " in out and "--seed = 0" in out
+    for universe, flags in UNIVERSE_FLAGS.items():
+        section = out.split(f"[universe {universe}]", 1)[1].split("\n\n", 1)[0]
+        assert all(f"{flag} = " in section for flag in flags), universe
+    assert "# images per CLIP forward pass (default 32)" in out  # an option's help line
+    assert main(["config", "taskfile", "--tasks", "mine.jsonl", "--min-examples", "21"]) == 0
+    out = capsys.readouterr().out
+    assert '--tasks = "mine.jsonl"' in out and "--min-examples = 21" in out and "(default 0)" in out
+    assert "[universe easyvqa]" not in out
 
 
 def test_bad_split_name_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:

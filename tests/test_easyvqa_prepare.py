@@ -9,7 +9,7 @@ import torch
 
 from hyperguide.cli import main
 from hyperguide.errors import HyperguideError
-from hyperguide.universes import UniverseOptions, load_universe, prepare_universe
+from hyperguide.universes import EasyVQAOptions, load_universe, prepare_universe
 from hyperguide.universes.base import manifest_matches
 
 
@@ -42,7 +42,7 @@ def test_crash_during_prepare_leaves_nothing_trusted(isolated_home: Path, monkey
 
     monkeypatch.setattr(easyvqa, "prepare_easyvqa_image_features", crash)
     with pytest.raises(KeyboardInterrupt):
-        prepare_universe("easyvqa", UniverseOptions(tower_epochs=1))
+        prepare_universe("easyvqa", EasyVQAOptions(tower_epochs=1))
     assert (isolated_home / "easyvqa" / "text_features.safetensors").is_file()  # finished work is on disk
     assert not (isolated_home / "easyvqa" / "manifest.json").exists()  # but not trusted
     with pytest.raises(HyperguideError, match="not prepared"):

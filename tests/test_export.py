@@ -24,14 +24,14 @@ from hyperguide.io import file_sha256, read_json, read_tensors
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.train import train_run
 from hyperguide.trained.folder import RunFolder
-from hyperguide.universes import UniverseOptions, load_universe
+from hyperguide.universes import MetaVQAOptions, UniverseOptions, load_universe
 from tests.helpers import tiny_metavqa
 
 QUESTION, ANSWERS = "What color is the dog?", ["red", "blue", "green"]  # not a task of the universe
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, images) -> tuple[Path, UniverseOptions, Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, images) -> tuple[Path, MetaVQAOptions, Path]:
     """An evaluated tiny run (cond-multitask and hnet+hyperldm, one seed), its universe options and an image."""
     root = tmp_path_factory.mktemp("export")
     options, config, image = tiny_metavqa(root, model_dir, images)

@@ -15,12 +15,12 @@ from hyperguide.generate import generate
 from hyperguide.io import read_json, read_tensors
 from hyperguide.run.train import train_run
 from hyperguide.trained.folder import RunFolder
-from hyperguide.universes import UniverseOptions, load_universe
+from hyperguide.universes import MetaVQAOptions, load_universe
 from tests.helpers import tiny_metavqa
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, images) -> tuple[Path, UniverseOptions, Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, images) -> tuple[Path, MetaVQAOptions, Path]:
     root = tmp_path_factory.mktemp("generate")
     options, config, image = tiny_metavqa(root, model_dir, images)
     run = root / "run"

@@ -31,7 +31,7 @@ from hyperguide.meta.losses import symmetric_info_nce, vae_loss
 from hyperguide.models.vae import WeightVAE
 from hyperguide.rows import parse_row, table_rows
 from hyperguide.run.evaluate import evaluate_run
-from hyperguide.run.train import resolve_config, train_run
+from hyperguide.run.train import expand_config, train_run
 from hyperguide.trained.folder import RunFolder
 from hyperguide.trained.stage_table import stage_table
 from tests.helpers import TINY, load_trained
@@ -197,7 +197,7 @@ def test_bad_guidance_row_names_are_rejected() -> None:
         with pytest.raises(HyperguideError, match=why):
             parse_row(bad)
     # a config lists methods; a row stands for its method, whose rows follow the sweep
-    assert resolve_config(RunConfig(methods=("hnet+hyperldm@1", "hnet+hyperldm"))).methods == ("hnet+hyperldm",)
+    assert expand_config(RunConfig(methods=("hnet+hyperldm@1", "hnet+hyperldm"))).methods == ("hnet+hyperldm",)
     with pytest.raises(HyperguideError, match="rows of the same name"):
         table_rows(replace(RunConfig(), hyperldm=HyperLDMConfig(gammas=(1.0, 1.0000001))))
 

@@ -263,10 +263,10 @@ def test_load_metavqa_checks_the_manifest_types(tmp_path: Path, change: dict, me
 
 def test_prepare_metavqa_without_coco_root_writes_nothing(isolated_home: Path, tmp_path: Path) -> None:
     """Probe N55: `prepare metavqa --vqa-root D` without --coco-root built and wrote the split files, then refused."""
-    from hyperguide.universes import UniverseOptions, prepare_universe
+    from hyperguide.universes import MetaVQAOptions, prepare_universe
     from tests.test_vqa_v2 import fixture_records, write_vqa
 
     write_vqa(tmp_path / "vqa", fixture_records(), subfolders=True)
     with pytest.raises(HyperguideError, match=r"metavqa features need the COCO 2014 images: pass --coco-root DIR"):
-        prepare_universe("metavqa", UniverseOptions(vqa_root=tmp_path / "vqa"))
+        prepare_universe("metavqa", MetaVQAOptions(vqa_root=tmp_path / "vqa"))
     assert not (isolated_home / "metavqa").exists()

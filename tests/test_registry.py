@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from hyperguide.run.train import train_run
 from hyperguide.trained.folder import RunFolder
 from hyperguide.trained.loading import adapter_shape, question_dim
 from hyperguide.trained.stage_table import stage
-from hyperguide.universes import UNIVERSES, UniverseOptions, load_universe
+from hyperguide.universes import UNIVERSES, UniverseOptions, UniverseSource, load_universe, option
 from hyperguide.universes.base import Encoders, no_encoders
 from tests.helpers import TINY
 
@@ -147,39 +147,100 @@ def test_every_row_declares_what_its_model_does(few_shot_scale: float) -> None:
     assert [s.bound for s in ROWS.values() if s.bound] == ["lower", "upper"]
 
 
-class SmallSynthetic:
-    """A universe of three attributes, registered by a test: one class and one `register` line."""
+@dataclass(frozen=True)
+class SmallOptions(UniverseOptions):
+    """The toy universe's own option, declared once: its flag, its help and its default come from here."""
+
+    attributes: int = option(2, help="how many attributes the generated tasks ask about (default 2)")
+
+
+class SmallSynthetic(UniverseSource[SmallOptions]):
+    """A universe of a few attributes with an option of its own, registered by a test: one class, its options and
+    one `register` line."""
 
     name = "small-synthetic"
-    summary = "12 generated tasks"
+    summary = "6 generated tasks per attribute"
+    Options = SmallOptions
 
-    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
-        return synthetic_universe(n_attributes=2, tasks_per_attribute=6, seed=options.seed)
+    def structure(self, options: SmallOptions, prompts: str) -> Universe:
+        return synthetic_universe(n_attributes=options.attributes, tasks_per_attribute=6, seed=options.seed)
 
-    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    def prepare(self, options: SmallOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         return {"universe": self.name, "cached": True}
 
-    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+    def load(self, options: SmallOptions, prompts: str) -> Universe:
         return self.structure(options, prompts)
 
-    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+    def encoders(self, options: SmallOptions, prompts: str) -> Encoders:
         raise no_encoders(self.name)
 
 
-def test_a_registered_universe_works_everywhere(tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def small_universe() -> Iterator[SmallSynthetic]:
     from hyperguide.universes import register as register_universe
 
-    register_universe(SmallSynthetic())
-    try:
-        assert main(["stats", "small-synthetic", "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["meta_train_tasks"] + 4 == 12
-        assert len(load_universe("small-synthetic").tasks) == 12
-        run = tmp_path / "run"
-        argv = ["bench", "small-synthetic", "--quick", "--seeds", "0", "--out", str(run), "--set", 'methods=["chance"]']
-        assert main(argv) == 0
-        assert json.loads((run / "results.json").read_text())["universe"] == "small-synthetic"
-    finally:
-        UNIVERSES.pop("small-synthetic")
+    source = SmallSynthetic()
+    register_universe(source)
+    yield source
+    UNIVERSES.pop(source.name)
+
+
+def test_a_registered_universe_works_everywhere(small_universe: SmallSynthetic, tmp_path: Path, capsys) -> None:
+    assert main(["stats", "small-synthetic", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["meta_train_tasks"] + 4 == 12
+    assert len(load_universe("small-synthetic").tasks) == 12
+    run = tmp_path / "run"
+    argv = ["bench", "small-synthetic", "--quick", "--seeds", "0", "--out", str(run), "--set", 'methods=["chance"]']
+    assert main(argv) == 0
+    assert json.loads((run / "results.json").read_text())["universe"] == "small-synthetic"
+
+
+def test_a_registered_universe_gets_the_flags_of_its_options(
+    small_universe: SmallSynthetic, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[SmallOptions] = []
+    structure = small_universe.structure
+
+    def recorded(options: SmallOptions, prompts: str) -> Universe:
+        given.append(options)
+        return structure(options, prompts)
+
+    monkeypatch.setattr(small_universe, "structure", recorded)
+    assert main(["stats", "small-synthetic", "--attributes", "3", "--seed", "1", "--json"]) == 0
+    assert given == [SmallOptions(attributes=3, seed=1)]  # the parsed values, in the universe's own options
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["meta_train_tasks"] + stats["meta_test_tasks"] == 18
+    with pytest.raises(SystemExit):
+        main(["stats", "small-synthetic", "--help"])
+    assert "--attributes ATTRIBUTES" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["stats", "synthetic", "--attributes", "3"])  # the option is the toy universe's alone
+    assert "unrecognized arguments: --attributes 3" in capsys.readouterr().err
+    assert main(["config", "small-synthetic", "--attributes", "4"]) == 0
+    assert "--attributes = 4" in capsys.readouterr().out
+
+
+def test_a_universe_whose_options_no_flag_can_read_is_refused_when_registered() -> None:
+    from hyperguide.universes import register as register_universe
+
+    @dataclass(frozen=True)
+    class Listed(UniverseOptions):
+        sizes: list[int] = option(factory=list, help="sizes")
+
+    @dataclass(frozen=True)
+    class Clashing(UniverseOptions):
+        tasks: int = option(0, help="how many tasks")  # taskfile reads its --tasks as a path
+
+    refusals = [
+        (Listed, TypeError, r"Listed\.sizes: a flag cannot be read as list\[int\]"),
+        (Clashing, ValueError, r"option 'tasks' is read as int.*'taskfile' reads its"),
+    ]
+    for options, error, match in refusals:
+        source = SmallSynthetic()
+        source.Options = options
+        with pytest.raises(error, match=match):
+            register_universe(source)
+        assert source.name not in UNIVERSES
 
 
 # ------------------------------------------------------------------------------ run folders and train targets

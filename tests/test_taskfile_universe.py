@@ -23,7 +23,7 @@ from hyperguide.data.taskfile import easyvqa_image, read_task_file
 from hyperguide.data.taskfile_universe import Filters, split_examples, taskfile_structure
 from hyperguide.errors import HyperguideError
 from hyperguide.io import read_json
-from hyperguide.universes import UniverseOptions, load_universe, prepare_universe, universe_encoders
+from hyperguide.universes import EasyVQAOptions, TaskFileOptions, load_universe, prepare_universe, universe_encoders
 from tests.test_own_tasks import _fake_easyvqa_home
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def nothing_prepared(home: Path) -> bool:
 def fake_manifest(home: Path) -> dict[str, Any]:
     from hyperguide.universes.easyvqa import EasyVQA
 
-    return {"request": EasyVQA().request(UniverseOptions(home=home)), "text_dim": 384, "image_dim": 384}
+    return {"request": EasyVQA().request(EasyVQAOptions(home=home)), "text_dim": 384, "image_dim": 384}
 
 
 def fake_easyvqa(home: Path) -> None:
@@ -175,7 +175,7 @@ def test_the_embedded_route_end_to_end_with_generate_and_export(
     tasks.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
 
     assert main(["prepare", "taskfile", "--tasks", str(tasks)]) == 0
-    options = UniverseOptions(tasks=tasks)
+    options = TaskFileOptions(tasks=tasks)
     universe = load_universe("taskfile", options)
     assert universe.shared_space and universe.question_tokens is not None and len(universe.tasks) == 8
     encoders = universe_encoders("taskfile", options)
@@ -276,7 +276,7 @@ def test_the_transformers_route_with_a_tiny_local_clip(
 
     tasks = clip_tasks(tmp_path, images)
     assert main(["prepare", "taskfile", "--tasks", str(tasks), "--model", str(model_dir), "--quiet"]) == 0
-    options = UniverseOptions(tasks=tasks)
+    options = TaskFileOptions(tasks=tasks)
     universe = load_universe("taskfile", options)
     clip = ClipEncoder(model_dir)
     path = tmp_path / f"c0-{images[3][1].name}"
@@ -297,13 +297,13 @@ def test_the_transformers_route_with_a_tiny_local_clip(
     assert main(["prepare", "taskfile", "--tasks", str(other), "--model", str(model_dir), "--quiet"]) == 0
     with pytest.raises(HyperguideError, match=r"is not the data run .* was trained on .* and the --tasks FILE"):
         generate(
-            out, ["q?"], [["a", "b"]], method="cond-multitask", images=[path], options=UniverseOptions(tasks=other)
+            out, ["q?"], [["a", "b"]], method="cond-multitask", images=[path], options=TaskFileOptions(tasks=other)
         )  # noqa: E501
     # Another route than the prepared one is refused, not silently swapped.
     with pytest.raises(
         HyperguideError, match=r"was prepared with --encoder transformers --model .*tiny-clip.*, not embedded"
     ):
-        load_universe("taskfile", UniverseOptions(tasks=tasks, encoder="embedded"))
+        load_universe("taskfile", TaskFileOptions(tasks=tasks, encoder="embedded"))
 
 
 # ----------------------------------------------------------------------------------------- precomputed route
@@ -344,7 +344,7 @@ def test_precomputed_features_feed_a_run_exactly_what_the_synthetic_universe_doe
     give the same tasks tensor for tensor and the same run results number for number."""
     tasks, features = synthetic_as_files(tmp_path)
     assert main(["prepare", "taskfile", "--tasks", str(tasks), "--features-file", str(features), "--quiet"]) == 0
-    mine, ref = load_universe("taskfile", UniverseOptions(tasks=tasks)), synthetic_universe()
+    mine, ref = load_universe("taskfile", TaskFileOptions(tasks=tasks)), synthetic_universe()
     assert not mine.shared_space and len(mine.tasks) == len(ref.tasks)
     for i in range(len(ref.tasks)):
         a, b = mine.task(i), ref.task(i)
@@ -419,7 +419,7 @@ def test_a_bad_features_file_is_refused_by_name_and_nothing_is_written(
     edit(tensors)
     save_file(tensors, str(features))
     with pytest.raises(HyperguideError, match=message):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=features))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, features_file=features))
     assert nothing_prepared(isolated_home)
 
 
@@ -428,12 +428,12 @@ def test_a_file_that_is_not_safetensors_and_bad_metadata_are_refused(tmp_path: P
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a tensor file")
     with pytest.raises(HyperguideError, match=r"features file .*junk.safetensors is not a readable safetensors file"):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=junk))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, features_file=junk))
     from safetensors.torch import load_file
 
     save_file(load_file(str(features)), str(features), metadata={"shared_space": "yes"})
     with pytest.raises(HyperguideError, match=r"metadata 'shared_space' must be 'true' or 'false', got 'yes'"):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=features))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, features_file=features))
     assert nothing_prepared(isolated_home)
 
 
@@ -488,7 +488,7 @@ def test_bad_task_files_and_images_are_refused_by_name_and_nothing_is_written(
     assert main(["bench", "taskfile", "--tasks", str(path), "--quick", "--quiet", "--out", str(tmp_path / "r")]) == 2
     assert "is not prepared under" in capsys.readouterr().err
     with pytest.raises(HyperguideError, match=r"--prompts declarative is easyvqa's rule; leave it out"):
-        load_universe("taskfile", UniverseOptions(tasks=path), prompts="declarative")
+        load_universe("taskfile", TaskFileOptions(tasks=path), prompts="declarative")
 
 
 # -------------------------------------------------------------------------------- what a universe task needs
@@ -587,11 +587,11 @@ def test_a_preparation_is_reused_until_an_image_or_the_encoder_changes(
     assert main(prepare) == 0 and "prepared" in capsys.readouterr().out
     assert main(prepare) == 0 and "reused cached preparation" in capsys.readouterr().out
     assert main([*prepare, "--force"]) == 0 and "reused" not in capsys.readouterr().out
-    before = load_universe("taskfile", UniverseOptions(tasks=tasks)).image_features
+    before = load_universe("taskfile", TaskFileOptions(tasks=tasks)).image_features
     changed = tmp_path / f"c0-{images[0][1].name}"
     Image.new("RGB", (48, 40), "red").save(changed)  # the same name, other pixels
     assert main(prepare) == 0 and "reused" not in capsys.readouterr().out
-    after = load_universe("taskfile", UniverseOptions(tasks=tasks)).image_features
+    after = load_universe("taskfile", TaskFileOptions(tasks=tasks)).image_features
     assert before is not None and after is not None
     assert not torch.equal(before.get([changed.name]), after.get([changed.name]))
     kept = f"c1-{images[1][1].name}"
@@ -602,13 +602,13 @@ def test_a_preparation_is_reused_until_an_image_or_the_encoder_changes(
         HyperguideError,
         match=r"prepared with --encoder transformers --model .*tiny-clip.*, not transformers --model .*other-model",
     ):
-        load_universe("taskfile", UniverseOptions(tasks=tasks, model=str(other)))
+        load_universe("taskfile", TaskFileOptions(tasks=tasks, model=str(other)))
 
 
 def test_a_hub_id_not_in_the_local_cache_is_refused_offline(tmp_path: Path, images: list[tuple[str, Path]]) -> None:
     tasks = clip_tasks(tmp_path, images)
     with pytest.raises(HyperguideError, match=r"cannot load CLIP model 'nobody/no-such-model' offline"):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, model="nobody/no-such-model"))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, model="nobody/no-such-model"))
 
 
 def make_tiny_siglip(folder: Path, clip: Path) -> Path:
@@ -649,7 +649,7 @@ def test_a_dual_encoder_that_is_not_clip(tmp_path: Path, model_dir: Path, images
     assert torch.allclose(alone[0], batched[0], atol=1e-5)
     tasks = clip_tasks(tmp_path, images)
     assert main(["prepare", "taskfile", "--tasks", str(tasks), "--model", str(siglip), "--quiet"]) == 0
-    universe = load_universe("taskfile", UniverseOptions(tasks=tasks))
+    universe = load_universe("taskfile", TaskFileOptions(tasks=tasks))
     task = universe.task(0)
     assert task.question_tokens is not None and task.question_tokens.shape == (1, 32)
     assert torch.allclose(task.question_tokens[0], task.question_emb)
@@ -663,7 +663,7 @@ def test_easyvqa_prepared_with_other_settings_is_not_replaced(tmp_path: Path, is
     manifest = (isolated_home / "easyvqa" / "manifest.json").read_bytes()
     tasks = groups_subset(tmp_path / "groups.jsonl")
     with pytest.raises(HyperguideError, match=r"easyvqa is prepared in .* with other settings than these \(--seed 3"):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, seed=3))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, seed=3))
     assert (isolated_home / "easyvqa" / "manifest.json").read_bytes() == manifest and nothing_prepared(isolated_home)
 
 
@@ -678,7 +678,7 @@ def test_missing_tokens_and_a_missing_features_file_are_named(tmp_path: Path, is
     with pytest.raises(
         HyperguideError, match=r"no tensor 'tokens/.*' \(1 needed keys are missing\), which .*field 'question' needs"
     ):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=features))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, features_file=features))
     with pytest.raises(HyperguideError, match=r"--features-file .*nope.safetensors is not a file"):
-        prepare_universe("taskfile", UniverseOptions(tasks=tasks, features_file=tmp_path / "nope.safetensors"))
+        prepare_universe("taskfile", TaskFileOptions(tasks=tasks, features_file=tmp_path / "nope.safetensors"))
     assert nothing_prepared(isolated_home)

@@ -38,7 +38,7 @@ from hyperguide.report.plots import write_plots
 from hyperguide.rows import table_rows
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.progress import ProgressBoard, Unit, clock
-from hyperguide.run.train import check_run, resolve_config, splits_of, train_run, training_plan, write_config
+from hyperguide.run.train import check_run, expand_config, splits_of, train_run, training_plan, write_config
 from hyperguide.trained.folder import RunFolder
 from hyperguide.trained.stage_table import digest, row_stages, stage_fingerprint, stage_identity
 
@@ -138,7 +138,7 @@ def run_bench(
     `stream` (the bench's board); `callbacks` get every event too (e.g. progress bars inside a stage). The report's
     headline rows are chosen on the tune run `headline_from` (`report.headline`)."""
     start = time.perf_counter()
-    config = resolve_config(config, universe)
+    config = expand_config(config, universe)
     check_run(universe, config, device=device)  # nothing is written for a refused run
     tune = None if headline_from is None else read_tune_run(headline_from, universe, config)  # before any training
     write_config(folder, config)  # refuses a folder that holds a run with another config

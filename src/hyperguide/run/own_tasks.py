@@ -55,6 +55,7 @@ from hyperguide.run.evaluate import Setting, score_row, summarize_row
 from hyperguide.trained.folder import CONFIG, RESULTS, RunFolder, run_folds
 from hyperguide.trained.loading import check_trained_on, load_row
 from hyperguide.universes import UNIVERSES, Encoders, UniverseOptions, load_universe, universe_encoders
+from hyperguide.universes.tables import TableEncoders
 
 FORMAT = "hyperguide.own_tasks/1"
 TASKS_FILE = "tasks.json"
@@ -78,43 +79,6 @@ def default_report_dir(features_dir: str | Path, run_dir: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------- prepare
-
-
-class TableEncoders:
-    """A universe without encoders (`synthetic`) seen through its own feature tables: texts must be ones it holds
-    features for, images are its image ids, and an answer's default prompt is its own task's prompt for it (for a
-    question of the universe), else the answer itself."""
-
-    def __init__(self, universe: Universe, reason: str) -> None:
-        if universe.text_features is None or universe.image_features is None:
-            raise HyperguideError(f"universe {universe.name!r} has neither encoders ({reason}) nor features")
-        self.universe = universe
-        self.texts_table: FeatureTable = universe.text_features
-        self.images_table: FeatureTable = universe.image_features
-        self.reason = reason
-        self.known = {t.question: dict(zip(t.answers, t.prompts, strict=True)) for t in universe.tasks}
-
-    def prompt(self, question: str, answer: str) -> str:
-        return self.known.get(question, {}).get(answer, answer)
-
-    def texts(self, texts: list[str]) -> torch.Tensor:
-        missing = [t for t in texts if t not in self.texts_table]
-        if missing:
-            raise HyperguideError(
-                f"universe {self.universe.name!r} has no features for the text {missing[0]!r} (it has no encoders: "
-                "only its own questions and answer prompts can be used)"
-            )
-        return self.texts_table.get(texts)
-
-    def question_tokens(self, questions: list[str]) -> list[torch.Tensor]:
-        tokens = self.universe.question_tokens
-        return [tokens.get(q) if tokens is not None and q in tokens else self.texts([q]) for q in questions]
-
-    def images(self, paths: Sequence[str | Path]) -> torch.Tensor:
-        return self.images_table.get([str(p) for p in paths])
-
-    def has_image(self, key: str) -> bool:
-        return key in self.images_table
 
 
 def _encoders(

@@ -39,9 +39,10 @@ def splits_of(universe: Universe, config: RunConfig) -> list[TaskSplit]:
     return tuning_splits(splits[0], config.tune_folds)
 
 
-def resolve_config(config: RunConfig, universe: Universe | None = None) -> RunConfig:
-    """The config with its methods listed (every default one for `methods: null`) and checked; with the universe,
-    the `concepts` split's concepts listed too (its folds), so that config.json says which fold held out what."""
+def expand_config(config: RunConfig, universe: Universe | None = None) -> RunConfig:
+    """A resolved config (`config.resolve_config`) with its shorthands expanded for the run: its methods listed
+    (every default one for `methods: null`) and checked; with the universe, the `concepts` split's concepts listed
+    too (its folds), so that config.json says which fold held out what."""
     config = replace(config, methods=method_names(config))  # raises for an unknown method
     if universe is not None and config.split == "concepts" and not config.held_out:
         config = replace(config, held_out=universe.concepts)
@@ -152,7 +153,7 @@ def train_run(
     """Train every stage the config's rows need (plus `stages`) for every seed and fold, skipping stages whose
     checkpoints exist with the fingerprint this config and universe expect (others are retrained); returns seconds
     spent per stage (0 where everything was already there). Nothing is written before the run is checked."""
-    config = resolve_config(config, universe)
+    config = expand_config(config, universe)
     check_run(universe, config, device=device, stages=stages)  # nothing is written for a refused run
     write_config(folder, config)  # refuses a folder that holds a run with another config
     tasks = universe.materialize(range(len(universe.tasks)))

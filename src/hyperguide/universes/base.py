@@ -1,4 +1,5 @@
-"""What a task universe is to the rest of the project: a `UniverseSource` with four verbs, and its `Encoders`.
+"""What a task universe is to the rest of the project: a `UniverseSource` with its options (`Options`, a dataclass:
+`universes/options.py`) and four verbs, each given an instance of them; and its `Encoders`.
 
     structure(options, prompts) -> Universe   tasks and splits, no features (enough for statistics)
     prepare(options, callbacks) -> manifest   compute and cache the frozen features (a no-op for in-memory ones)
@@ -22,68 +23,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
 from hyperguide.data.features import MANIFEST
-from hyperguide.data.metavqa import DEFAULT_CLIP_MODEL
 from hyperguide.data.tasks import Universe
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
-from hyperguide.io import default_home, read_json
+from hyperguide.io import read_json
+from hyperguide.universes.options import UniverseOptions
 
-
-@dataclass
-class UniverseOptions:
-    """Where a universe's files are and how to compute them; each universe reads the fields it uses."""
-
-    home: Path = field(default_factory=default_home)
-    seed: int = 0  # the universe's own randomness: synthetic tasks, the easyvqa image tower
-    device: str = "cpu"
-    tower_epochs: int | None = None  # easyvqa: image-tower training epochs (None: the tower's default)
-    splits_dir: Path | None = None  # metavqa: the authors' split files
-    vqa_root: Path | None = None  # metavqa: VQA v2 question/annotation JSON, to build the split files
-    coco_root: Path | None = None  # metavqa: COCO 2014 images
-    prompts_file: Path | None = None  # metavqa: {question: template} answer prompts (default: splits_dir's)
-    clip_model: str = DEFAULT_CLIP_MODEL
-    batch_size: int = 32
-    force: bool = False
-    tasks: Path | None = None  # taskfile: the task file
-    images_root: Path | None = None  # taskfile (and `tasks prepare`): where relative image paths start
-    encoder: str | None = None  # taskfile: embedded, transformers or features (None: inferred from the two below)
-    model: str | None = None  # taskfile, --encoder transformers: a local dual encoder (folder or cached hub id)
-    features_file: Path | None = None  # taskfile, --encoder features: the precomputed features
-    min_examples: int = 0  # taskfile: Meta-VQA's task filter (0: off)
-    min_answer_examples: int = 0  # taskfile: Meta-VQA's answer filter (0: off)
-
-    def __post_init__(self) -> None:
-        for name, value, low in (("tower_epochs", self.tower_epochs, 1), ("batch_size", self.batch_size, 1)):
-            if value is not None and value < low:
-                flag = "--" + name.replace("_", "-")
-                raise HyperguideError(f"{flag} must be >= {low}, got {value}")
-
-    def folder(self, name: str) -> Path:
-        """Where universe `name` keeps its prepared files. A home that is a file (or lies under one) is refused
-        here, naming it: nothing can be prepared in it, and "run prepare first" would be advice that cannot work."""
-        home = Path(self.home)
-        found = _nearest_existing(home)
-        if found is not None and not found.is_dir():
-            where = "" if found == home else f" lies under {found}, which"
-            raise HyperguideError(
-                f"the home {home}{where} is a file, not a folder: give a folder for prepared universes (--home or "
-                "$HYPERGUIDE_HOME)"
-            )
-        return home / name
-
-
-def _nearest_existing(path: Path) -> Path | None:
-    """`path` or the nearest of its parents that exists; None where that cannot be told (a folder we may not read:
-    what is read there later says so)."""
-    try:
-        return next((p for p in (path, *path.parents) if p.exists()), None)
-    except OSError:
-        return None
+OptionsT = TypeVar("OptionsT", bound=UniverseOptions)  # a universe's options
+PartsOptionsT = TypeVar("PartsOptionsT", bound=UniverseOptions, contravariant=True)
 
 
 class Encoders(Protocol):
@@ -106,17 +58,30 @@ class Encoders(Protocol):
         ...
 
 
-class UniverseSource(Protocol):
+class UniverseSource(Protocol[OptionsT]):
+    """A task universe: its `name`, a one-line `summary`, its options' dataclass `Options` (`UniverseOptions`, or a
+    subclass with options of its own: `universes/options.py`) and the verbs, each given an instance of `Options`.
+    A source that subclasses this protocol inherits `describe` and `run_name`."""
+
     name: str
     summary: str  # one line for `--help` and the README
+    Options: type[OptionsT]
 
-    def structure(self, options: UniverseOptions, prompts: str) -> Universe: ...
+    def structure(self, options: OptionsT, prompts: str) -> Universe: ...
 
-    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]: ...
+    def prepare(self, options: OptionsT, callbacks: Sequence[Callback]) -> dict[str, Any]: ...
 
-    def load(self, options: UniverseOptions, prompts: str) -> Universe: ...
+    def load(self, options: OptionsT, prompts: str) -> Universe: ...
 
-    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders: ...
+    def encoders(self, options: OptionsT, prompts: str) -> Encoders: ...
+
+    def describe(self, manifest: dict[str, Any]) -> list[str]:
+        """What `hyperguide prepare` says of a preparation below its first line, one line each: here nothing."""
+        return []
+
+    def run_name(self, options: OptionsT) -> str:
+        """The universe's part of a run folder's default name (`runs/<run_name>-<split>`): here its name."""
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -143,10 +108,10 @@ class EncoderParts:
 
 
 @runtime_checkable
-class PortableEncoders(Protocol):
+class PortableEncoders(Protocol[PartsOptionsT]):
     """A universe whose encoders can be built from their parts alone, with no prepared universe folder."""
 
-    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+    def encoder_parts(self, options: PartsOptionsT) -> EncoderParts:
         """The parts of the encoders `encoders(options, ...)` gives (files in the prepared universe)."""
         ...
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +43,8 @@ from hyperguide.encoders.tower_training import train_image_tower
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, manifest_matches
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseSource, check_manifest, manifest_matches
+from hyperguide.universes.options import UniverseOptions, at_least, option
 
 FORMAT = 1
 TEXT_FEATURES = "text_features.safetensors"
@@ -64,14 +66,27 @@ class TextEncoderLike(Protocol):
     def encode(self, texts: list[str]) -> torch.Tensor: ...
 
 
-class EasyVQA:
+@dataclass(frozen=True)
+class EasyVQAOptions(UniverseOptions):
+    """easyvqa's options: how long its image tower is trained (with the common `seed`; a preparation records both)."""
+
+    tower_epochs: int | None = option(
+        None, help=f"easyvqa's image tower: its training epochs (default {DEFAULT_EPOCHS})", metavar="N"
+    )
+
+    def __post_init__(self) -> None:
+        at_least(self, "tower_epochs", 1)
+
+
+class EasyVQA(UniverseSource[EasyVQAOptions]):
     name = "easyvqa"
     summary = "107 easy-VQA tasks, MiniLM text features, a LiT-trained CNN image tower (the embedded default)"
+    Options = EasyVQAOptions
 
-    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+    def structure(self, options: EasyVQAOptions, prompts: str) -> Universe:
         return easyvqa_structure(prompts)
 
-    def request(self, options: UniverseOptions) -> dict[str, Any]:
+    def request(self, options: EasyVQAOptions) -> dict[str, Any]:
         """What a preparation depends on; a cached one is reused only if its manifest records the same."""
         return {
             "universe": self.name,
@@ -81,7 +96,7 @@ class EasyVQA:
             "tower_epochs": options.tower_epochs,
         }
 
-    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    def prepare(self, options: EasyVQAOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         folder = options.folder(self.name)
         request = self.request(options)
         if not options.force and (manifest := manifest_matches(folder, request)):
@@ -141,7 +156,7 @@ class EasyVQA:
             return False
         return manifest["request"].get("universe") == self.name and manifest.get("universe", self.name) == self.name
 
-    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+    def load(self, options: EasyVQAOptions, prompts: str) -> Universe:
         folder = options.folder(self.name)
         manifest = self.manifest(folder)
         universe = self.structure(options, prompts)
@@ -151,10 +166,19 @@ class EasyVQA:
         universe.info["manifest"] = manifest
         return universe
 
-    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+    def encoders(self, options: EasyVQAOptions, prompts: str) -> Encoders:
         return self.encoders_from_parts(self.encoder_parts(options), device=options.device, prompts=prompts)
 
-    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+    def describe(self, manifest: dict[str, Any]) -> list[str]:
+        """The image tower's zero-shot colour and shape accuracies and its training time."""
+        tower = manifest.get("image_tower")
+        if not isinstance(tower, dict):
+            return []
+        keys = ("test_color_accuracy", "test_shape_accuracy", "train_color_accuracy", "train_shape_accuracy")
+        lines = [f"image tower zero-shot {key.replace('_', ' ')}: {tower[key]:.2f}%" for key in keys if key in tower]
+        return [*lines, f"image tower training: {tower.get('train_seconds', 0):.0f} s"]
+
+    def encoder_parts(self, options: EasyVQAOptions) -> EncoderParts:
         """The prepared text encoder's name (its package, or the folder or hub id it was prepared with) and the
         prepared image tower's two files."""
         folder = options.folder(self.name)
@@ -190,9 +214,7 @@ class EasyVQAEncoders:
             return encode(self.tower, torch.stack([read_image(p) for p in paths]))
 
 
-def _question_tokens(
-    folder: Path, universe: Universe, manifest: dict[str, Any], options: UniverseOptions
-) -> TokenTable:
+def _question_tokens(folder: Path, universe: Universe, manifest: dict[str, Any], options: EasyVQAOptions) -> TokenTable:
     """The prepared question tokens, or (a folder prepared before they existed) computed now and cached."""
     name = str(manifest.get("request", {}).get("text_encoder", DEFAULT_TEXT_ENCODER))
     return cached_question_tokens(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,37 @@ from hyperguide.encoders.clip import ClipEncoder
 from hyperguide.errors import HyperguideError, HyperguideWarning
 from hyperguide.events import Callback
 from hyperguide.io import read_json, write_json
-from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, no_encoders
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseSource, check_manifest, no_encoders
+from hyperguide.universes.options import UniverseOptions, at_least, option
 
-__all__ = ["MetaVQA", "MetaVQAStandin", "clip_question_tokens", "load_metavqa", "prepare_metavqa"]
+__all__ = ["MetaVQA", "MetaVQAOptions", "MetaVQAStandin", "clip_question_tokens", "load_metavqa", "prepare_metavqa"]
 
 
-def splits_dir(options: UniverseOptions) -> Path:
+@dataclass(frozen=True)
+class MetaVQAOptions(UniverseOptions):
+    """Meta-VQA's options: where its split files, VQA v2 and COCO are, and the CLIP model that embeds them."""
+
+    splits_dir: Path | None = option(
+        None, help="folder with the authors' meta_train.json, meta_test.json and prompt_meta.json"
+    )
+    vqa_root: Path | None = option(
+        None, help="folder with the VQA v2 question and annotation JSON files (builds the split files)"
+    )
+    prompts_file: Path | None = option(
+        None, help="JSON {question: template with {}} for answer prompts (default: prompt_meta.json in --splits-dir)"
+    )
+    coco_root: Path | None = option(None, help="folder with COCO train2014/ and val2014/ images")
+    clip_model: str = option(
+        DEFAULT_CLIP_MODEL,
+        help="transformers CLIPModel: a hub id in the local cache or a local folder (default: CLIP ViT-L/14@336px)",
+    )
+    batch_size: int = option(32, help="images per CLIP forward pass (default 32)")
+
+    def __post_init__(self) -> None:
+        at_least(self, "batch_size", 1)
+
+
+def splits_dir(options: MetaVQAOptions) -> Path:
     """The split files: `--splits-dir`, or the ones `prepare --vqa-root` built."""
     if options.splits_dir is not None:
         return Path(options.splits_dir)
@@ -56,14 +82,15 @@ def splits_dir(options: UniverseOptions) -> Path:
     )
 
 
-class MetaVQA:
+class MetaVQA(UniverseSource[MetaVQAOptions]):
     name = "metavqa"
     summary = "the paper's Meta-VQA: 1,243 VQA v2 tasks, CLIP features of COCO images (needs the data)"
+    Options = MetaVQAOptions
 
-    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+    def structure(self, options: MetaVQAOptions, prompts: str) -> Universe:
         return load_split_files(splits_dir(options), options.prompts_file)
 
-    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    def prepare(self, options: MetaVQAOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         folder = options.folder(self.name)
         if options.coco_root is None:  # before the split files are built: a refused command writes nothing
             raise HyperguideError("metavqa features need the COCO 2014 images: pass --coco-root DIR")
@@ -84,7 +111,7 @@ class MetaVQA:
         manifest: dict[str, Any] = read_json(folder / "features" / MANIFEST, what="metavqa manifest")
         return manifest
 
-    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+    def load(self, options: MetaVQAOptions, prompts: str) -> Universe:
         return load_metavqa(
             splits_dir(options),
             options.folder(self.name) / "features",
@@ -92,10 +119,10 @@ class MetaVQA:
             clip_model=options.clip_model,
         )
 
-    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+    def encoders(self, options: MetaVQAOptions, prompts: str) -> Encoders:
         return self.encoders_from_parts(self.encoder_parts(options), device=options.device, prompts=prompts)
 
-    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+    def encoder_parts(self, options: MetaVQAOptions) -> EncoderParts:
         """The CLIP model of `--clip-model` (a hub id in the local cache or a local folder), by reference only."""
         return EncoderParts({"clip_model": str(options.clip_model)})
 
@@ -123,16 +150,17 @@ class ClipEncoders:
             return self.clip.image_features(torch.stack([self.clip.load_pixels(Path(p)) for p in paths]))
 
 
-class MetaVQAStandin:
+class MetaVQAStandin(UniverseSource[MetaVQAOptions]):
     name = "metavqa-standin"
     summary = "Meta-VQA's task structure with deterministic random 768-d features: paper-scale benchmarks only"
+    Options = MetaVQAOptions
 
-    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+    def structure(self, options: MetaVQAOptions, prompts: str) -> Universe:
         universe = load_split_files(splits_dir(options), options.prompts_file)
         universe.name = self.name
         return universe
 
-    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    def prepare(self, options: MetaVQAOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         universe = self.structure(options, "answer")
         return {
             "universe": self.name,
@@ -141,10 +169,10 @@ class MetaVQAStandin:
             "tasks": len(universe.tasks),
         }
 
-    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+    def load(self, options: MetaVQAOptions, prompts: str) -> Universe:
         return standin_universe(splits_dir(options))  # fixed stand-ins, whatever the run's seed
 
-    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+    def encoders(self, options: MetaVQAOptions, prompts: str) -> Encoders:
         raise no_encoders(self.name)
 
 

@@ -9,12 +9,14 @@ from typing import Any
 from hyperguide.data.synthetic import concepts_universe, synthetic_universe
 from hyperguide.data.tasks import Universe
 from hyperguide.events import Callback
-from hyperguide.universes.base import Encoders, UniverseOptions, no_encoders
+from hyperguide.universes.base import Encoders, UniverseSource, no_encoders
+from hyperguide.universes.options import UniverseOptions
 
 
-class Synthetic:
+class Synthetic(UniverseSource[UniverseOptions]):
     name = "synthetic"
     summary = "24 generated tasks with generated features: unit tests and smoke runs"
+    Options = UniverseOptions
 
     def structure(self, options: UniverseOptions, prompts: str) -> Universe:
         return synthetic_universe(seed=options.seed)

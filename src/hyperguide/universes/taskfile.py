@@ -28,8 +28,9 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -48,9 +49,10 @@ from hyperguide.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback, Note, emit
 from hyperguide.io import file_sha256, read_json, sweep_temporaries, write_json
-from hyperguide.universes.base import EncoderParts, Encoders, UniverseOptions, check_manifest, manifest_matches
-from hyperguide.universes.easyvqa import TOWER_FILES, EasyVQA, EasyVQAEncoders
+from hyperguide.universes.base import EncoderParts, Encoders, UniverseSource, check_manifest, manifest_matches
+from hyperguide.universes.easyvqa import TOWER_FILES, EasyVQA, EasyVQAEncoders, EasyVQAOptions
 from hyperguide.universes.metavqa import ClipEncoders
+from hyperguide.universes.options import at_least, option
 
 FORMAT = 1
 ROUTES = ("embedded", "transformers", "features")
@@ -58,7 +60,45 @@ TEXT_FEATURES = "text_features.safetensors"
 IMAGE_FEATURES = "image_features.safetensors"
 
 
-def route(options: UniverseOptions) -> str:
+@dataclass(frozen=True)
+class TaskFileOptions(EasyVQAOptions):
+    """The taskfile universe's options: the task file, how its features are made, Meta-VQA's filters; and easyvqa's
+    (`tower_epochs`), whose image tower the embedded route uses."""
+
+    tasks: Path | None = option(None, help="the .json or .jsonl task file", metavar="FILE")
+    images_root: Path | None = option(
+        None, help="the folder relative image paths start from (default: the task file's folder)", metavar="DIR"
+    )
+    encoder: Literal["embedded", "transformers", "features"] | None = option(
+        None,
+        help="prepare: how features are made: embedded (MiniLM + easyvqa's image tower; the default), transformers "
+        "(--model), features (--features-file); other commands use the prepared one",
+    )
+    model: str | None = option(
+        None,
+        help="a local transformers dual encoder (CLIP, SigLIP, ...): a folder or a hub id in the local cache",
+        metavar="DIR|HUB_ID",
+    )
+    features_file: Path | None = option(
+        None,
+        help="your precomputed features: safetensors with image/<image>, text/<text>, optional tokens/<question>",
+        metavar="FILE",
+    )
+    batch_size: int = option(32, help="images per forward pass of a transformers encoder (default 32)")
+    min_examples: int = option(0, help="drop tasks with fewer examples (default 0: off)", metavar="N")
+    min_answer_examples: int = option(
+        0,
+        help="drop answers with fewer examples (default 0: off; Meta-VQA's rules: --min-answer-examples 2 "
+        "--min-examples 21)",
+        metavar="N",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, "batch_size", 1)
+
+
+def route(options: TaskFileOptions) -> str:
     """The feature route `options` ask for: `--encoder`, else `features` with a features file, `transformers` with
     a model, else `embedded`; a flag that the route does not read is refused."""
     chosen = options.encoder or (
@@ -75,18 +115,19 @@ def route(options: UniverseOptions) -> str:
     return chosen
 
 
-def _asked(options: UniverseOptions) -> bool:
+def _asked(options: TaskFileOptions) -> bool:
     """Whether the options name a route at all (else a load takes the one prepared)."""
     return any(v is not None for v in (options.encoder, options.model, options.features_file))
 
 
-class TaskFileUniverse:
+class TaskFileUniverse(UniverseSource[TaskFileOptions]):
     name = NAME
     summary = "your own task family from a JSON/JSONL task file (--tasks FILE): embedded, transformers or your features"
+    Options = TaskFileOptions
 
     # ------------------------------------------------------------------------------------------------ structure
 
-    def task_file(self, options: UniverseOptions) -> TaskFile:
+    def task_file(self, options: TaskFileOptions) -> TaskFile:
         if options.tasks is None:
             raise HyperguideError(
                 "universe 'taskfile' needs --tasks FILE: the .json or .jsonl task file of your family, the one a run "
@@ -94,10 +135,10 @@ class TaskFileUniverse:
             )
         return read_task_file(options.tasks, default_split=None)
 
-    def structure(self, options: UniverseOptions, prompts: str) -> Universe:
+    def structure(self, options: TaskFileOptions, prompts: str) -> Universe:
         return self._structure(self.task_file(options), options, prompts)
 
-    def _structure(self, tasks: TaskFile, options: UniverseOptions, prompts: str) -> Universe:
+    def _structure(self, tasks: TaskFile, options: TaskFileOptions, prompts: str) -> Universe:
         if prompts != "answer":
             raise HyperguideError(
                 f"universe 'taskfile' scores each answer against the task's 'prompts' (else the answer itself): "
@@ -105,7 +146,13 @@ class TaskFileUniverse:
             )
         return taskfile_structure(tasks, Filters(options.min_examples, options.min_answer_examples))
 
-    def folder(self, options: UniverseOptions, tasks: TaskFile) -> Path:
+    def run_name(self, options: TaskFileOptions) -> str:
+        """One run folder per task file: `taskfile-<stem>-<the first 8 hex digits of its sha256>`."""
+        if options.tasks is None or not Path(options.tasks).is_file():
+            return self.name
+        return f"{self.name}-{Path(options.tasks).stem}-{file_sha256(options.tasks)[:8]}"
+
+    def folder(self, options: TaskFileOptions, tasks: TaskFile) -> Path:
         """`<home>/taskfile/<stem>-<12 hex digits>`: a digest of the file's bytes and of the folder its relative image
         paths start from, so that two copies of a file over other images never share a preparation."""
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", tasks.path.stem).strip("-.") or "tasks"
@@ -114,7 +161,7 @@ class TaskFileUniverse:
 
     # -------------------------------------------------------------------------------------------------- prepare
 
-    def request(self, options: UniverseOptions, tasks: TaskFile, paths: dict[str, Path]) -> dict[str, Any]:
+    def request(self, options: TaskFileOptions, tasks: TaskFile, paths: dict[str, Path]) -> dict[str, Any]:
         """What a preparation depends on; a cached one is reused only if its manifest records the same: the task
         file, the route and its encoder (a local model folder resolved) or features file (its sha256), and the
         images (each one's path, size and modification time) that an encoder reads."""
@@ -136,7 +183,7 @@ class TaskFileUniverse:
         out["images_sha256"] = _images_digest(paths)
         return out
 
-    def prepare(self, options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    def prepare(self, options: TaskFileOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
         tasks = self.task_file(options)
         self._structure(tasks, options, "answer")  # every task can be trained and scored, before anything is done
         chosen = route(options)
@@ -204,9 +251,15 @@ class TaskFileUniverse:
         write_json(folder / MANIFEST, manifest)
         return {**manifest, "folder": str(folder), "cached": False}
 
+    def describe(self, manifest: dict[str, Any]) -> list[str]:
+        """What was prepared (tasks, examples, images, texts), with which encoder, and where."""
+        counts = ", ".join(f"{manifest[k]:,} {k}" for k in ("tasks", "examples", "images", "texts") if k in manifest)
+        route = manifest["request"]["encoder"]
+        return [f"{counts}; {route} features of dimension {manifest['image_dim']}", f"into {manifest['folder']}"]
+
     # ----------------------------------------------------------------------------------------------------- load
 
-    def manifest(self, options: UniverseOptions, tasks: TaskFile) -> dict[str, Any]:
+    def manifest(self, options: TaskFileOptions, tasks: TaskFile) -> dict[str, Any]:
         """The manifest of the task file's preparation; refused if there is none, or if the options ask for another
         route than the one it was prepared with."""
         folder = self.folder(options, tasks)
@@ -236,7 +289,7 @@ class TaskFileUniverse:
                 )
         return manifest
 
-    def load(self, options: UniverseOptions, prompts: str) -> Universe:
+    def load(self, options: TaskFileOptions, prompts: str) -> Universe:
         tasks = self.task_file(options)
         universe = self._structure(tasks, options, prompts)
         manifest = self.manifest(options, tasks)
@@ -251,10 +304,10 @@ class TaskFileUniverse:
 
     # ------------------------------------------------------------------------------------------------- encoders
 
-    def encoders(self, options: UniverseOptions, prompts: str) -> Encoders:
+    def encoders(self, options: TaskFileOptions, prompts: str) -> Encoders:
         return self.encoders_from_parts(self.encoder_parts(options), device=options.device, prompts=prompts)
 
-    def encoder_parts(self, options: UniverseOptions) -> EncoderParts:
+    def encoder_parts(self, options: TaskFileOptions) -> EncoderParts:
         """embedded: MiniLM's name and the prepared tower's two files; transformers: the model's folder or hub id.
         Precomputed features have no encoders: refused, saying so."""
         tasks = self.task_file(options)
@@ -293,26 +346,26 @@ def _parts(request: dict[str, Any], tower: dict[str, Path]) -> EncoderParts:
     return EncoderParts({"route": "transformers", "clip_model": str(request["model"])})
 
 
-def images_base(options: UniverseOptions, tasks: TaskFile) -> Path:
+def images_base(options: TaskFileOptions, tasks: TaskFile) -> Path:
     """Where relative image paths start: `--images-root`, else the task file's folder, made absolute."""
     return Path(os.path.abspath(options.images_root if options.images_root is not None else tasks.path.parent))
 
 
-def features_file(options: UniverseOptions) -> Path:
+def features_file(options: TaskFileOptions) -> Path:
     path = Path(str(options.features_file))
     if not path.is_file():
         raise HyperguideError(f"--features-file {path} is not a file: give the safetensors file of your features")
     return path
 
 
-def model_name(options: UniverseOptions) -> str:
+def model_name(options: TaskFileOptions) -> str:
     """`--model` as recorded: a local folder made absolute (so a run or a bundle finds it from anywhere), else the
     hub id as given (it must be in the local cache)."""
     model = str(options.model)
     return os.path.abspath(model) if Path(model).is_dir() else model
 
 
-def _route_named(options: UniverseOptions) -> str:
+def _route_named(options: TaskFileOptions) -> str:
     """The route the options name, with its model or its features file's sha256 (to compare with a preparation's)."""
     chosen = route(options)
     if chosen == "transformers":
@@ -350,7 +403,7 @@ def _check_images(chosen: str, paths: dict[str, Path], blame: dict[str, str], ca
             raise HyperguideError(f"{blame[raw]}: {e}") from None
 
 
-def _easyvqa_tower(options: UniverseOptions, callbacks: Sequence[Callback]) -> dict[str, Path]:
+def _easyvqa_tower(options: TaskFileOptions, callbacks: Sequence[Callback]) -> dict[str, Path]:
     """easyvqa's image tower files, from the easyvqa universe prepared under this home: prepared now if it is not,
     refused if it is prepared with other settings (preparing it again would replace it under its runs)."""
     easyvqa = EasyVQA()
