@@ -19,7 +19,7 @@ import pytest
 from hyperguide.cli import main
 from hyperguide.config import resolve_config
 from hyperguide.data.synthetic import synthetic_universe
-from hyperguide.eval.stats import summarize
+from hyperguide.eval.statistics import summarize
 from hyperguide.events import RowStarted, StageStarted
 from hyperguide.report.markdown import best_of, render_markdown, render_table, row_kind
 from hyperguide.report.plots import FIT_CURVES, GAMMA_SWEEP, K_SHOT, PER_TASK, write_plots

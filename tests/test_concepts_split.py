@@ -13,7 +13,7 @@ from hyperguide.cli import main
 from hyperguide.data.splits import make_splits, mentions
 from hyperguide.data.synthetic import concepts_universe, synthetic_universe
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.stats import summarize
+from hyperguide.eval.statistics import summarize
 from hyperguide.report.concepts import concept_scores
 from tests.test_trust import one_thread  # noqa: F401 (an autouse fixture: one thread)
 

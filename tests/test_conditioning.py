@@ -13,7 +13,7 @@ from hyperguide.cli import main
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.data.tasks import Task
 from hyperguide.eval.controls import derangement, novelty, null_questions, shuffled_questions
-from hyperguide.eval.evaluate import evaluate_method
+from hyperguide.eval.scoring import evaluate_method
 from hyperguide.models.adapter import AdapterShape
 from hyperguide.rows import parse_row
 from hyperguide.run.evaluate import question_controls

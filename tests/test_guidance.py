@@ -24,7 +24,7 @@ from hyperguide.data.batch import collate
 from hyperguide.data.splits import make_splits
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.evaluate import evaluate_method, zero_shot_phis
+from hyperguide.eval.scoring import evaluate_method, zero_shot_phis
 from hyperguide.meta.collect import random_subset
 from hyperguide.meta.inner_loop import support_loss_fn
 from hyperguide.meta.losses import symmetric_info_nce, vae_loss

@@ -13,8 +13,8 @@ from hyperguide.cli import main
 from hyperguide.config import RunConfig, apply_overrides
 from hyperguide.data.synthetic import synthetic_universe
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.evaluate import chance_scores, k_shot_task, majority_scores
-from hyperguide.eval.stats import compare, paired_difference, summarize, t_interval
+from hyperguide.eval.scoring import chance_scores, k_shot_task, majority_scores
+from hyperguide.eval.statistics import compare, paired_difference, summarize, t_interval
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.train import train_run
 from hyperguide.trained.folder import RunFolder

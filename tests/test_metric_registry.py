@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from hyperguide.data.synthetic import synthetic_universe
-from hyperguide.eval.evaluate import chance_scores, majority_scores
 from hyperguide.eval.metrics import (
     METRICS,
     Metric,
@@ -26,7 +25,8 @@ from hyperguide.eval.metrics import (
     unregister_metric,
 )
 from hyperguide.eval.results import metrics_of, read_results
-from hyperguide.eval.stats import compare
+from hyperguide.eval.scoring import chance_scores, majority_scores
+from hyperguide.eval.statistics import compare
 from hyperguide.report.markdown import render_markdown
 from hyperguide.run.evaluate import evaluate_run
 from hyperguide.run.train import train_run

@@ -17,9 +17,10 @@ from hyperguide.cli import main
 from hyperguide.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
 from hyperguide.data.taskfile import read_task_file
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.evaluate import evaluate_method
+from hyperguide.eval.scoring import evaluate_method
 from hyperguide.io import read_json
-from hyperguide.run.own_tasks import FORMAT, check_features_dir, check_report_dir, read_task_features
+from hyperguide.run.task_eval import check_report_dir
+from hyperguide.run.task_features import FORMAT, check_features_dir, read_task_features
 from hyperguide.run.train import train_run
 from hyperguide.trained.folder import RunFolder
 from hyperguide.universes import UniverseOptions, load_universe

@@ -22,7 +22,7 @@ from torch import nn
 from hyperguide.config import RunConfig, apply_overrides
 from hyperguide.data.tasks import Task
 from hyperguide.errors import HyperguideError
-from hyperguide.eval.evaluate import Scores, chance_scores, majority_scores
+from hyperguide.eval.scoring import Scores, chance_scores, majority_scores
 from hyperguide.guides import BUILTIN_GUIDES, HYPERCLIP, HYPERLDM, REGRESSOR
 from hyperguide.guides.spec import GUIDES, SPACE_NAMES, GuideBuilder, GuideSpec, add_guide, remove_guide
 from hyperguide.guides.spec import KINDS as KINDS  # the row registry's interface, declared with the guides

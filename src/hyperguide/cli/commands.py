@@ -139,7 +139,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks_prepare(args: argparse.Namespace) -> int:
-    from hyperguide.run.own_tasks import prepare_tasks
+    from hyperguide.run.task_features import prepare_tasks
 
     out = prepare_tasks(
         args.task_file,
@@ -157,8 +157,8 @@ def cmd_tasks_prepare(args: argparse.Namespace) -> int:
 def cmd_tasks_eval(args: argparse.Namespace) -> int:
     from hyperguide.config import check_device
     from hyperguide.report.markdown import render_table
-    from hyperguide.report.own_tasks import caption, render_by_kind
-    from hyperguide.run.own_tasks import check_report_dir, default_report_dir, evaluate_tasks, write_task_report
+    from hyperguide.report.task_report import caption, render_by_kind
+    from hyperguide.run.task_eval import check_report_dir, default_report_dir, evaluate_tasks, write_task_report
 
     methods = None if args.methods is None else [m.strip() for a in args.methods for m in a.split(",") if m.strip()]
     out_dir = check_report_dir(args.out or default_report_dir(args.features_dir, args.run_dir))  # before evaluating
@@ -177,7 +177,7 @@ def cmd_tasks_eval(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from hyperguide.eval.results import read_results
-    from hyperguide.eval.stats import ci_text, compare
+    from hyperguide.eval.statistics import ci_text, compare
 
     results = read_results(args.run_dir / "results.json")
     for name in (args.a, args.b):

@@ -10,7 +10,7 @@ import torch
 
 from hyperguide.data.batch import collate
 from hyperguide.data.tasks import Task
-from hyperguide.eval.evaluate import Scores, add_scores, no_scores, score_weights
+from hyperguide.eval.scoring import Scores, add_scores, no_scores, score_weights
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 
 

@@ -5,7 +5,7 @@ by its reader and shown in results.md, under its name.
 A metric's function reads `Predictions`, a batch of tasks' answers: the probabilities a row states for each answer
 (`probs`) and the answer it gives (`given`, as the probability with which each answer is the one given), and returns
 one value per task. A model (logits) states the softmax of its logits and gives its top answer. The rows without
-logits give a constant prediction per task (`eval.evaluate`): `chance` guesses uniformly, stating 1/K for each of
+logits give a constant prediction per task (`eval.scoring`): `chance` guesses uniformly, stating 1/K for each of
 the task's K answers and giving each with probability 1/K (a metric of it is its expected value over the guess:
 accuracy 100/K); `majority` gives the support set's most frequent answer and states it with certainty (one-hot
 probabilities: a calibration error of 100 - its accuracy, but an infinite negative log-likelihood on any query it

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hyperguide.eval.stats import ci_text, summarize
+from hyperguide.eval.statistics import ci_text, summarize
 
 
 def concept_scores(

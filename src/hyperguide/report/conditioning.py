@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hyperguide.eval.results import metrics_of
-from hyperguide.eval.stats import ci_text
+from hyperguide.eval.statistics import ci_text
 
 
 def _cell(stat: Mapping[str, Any] | None, spec: str = ".2f", signed: bool = False) -> str:

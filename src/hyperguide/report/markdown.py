@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from hyperguide.eval.metrics import METRICS
 from hyperguide.eval.results import metrics_of
-from hyperguide.eval.stats import ci_text, compare
+from hyperguide.eval.statistics import ci_text, compare
 from hyperguide.machine import describe
 from hyperguide.report.concepts import render_concepts
 from hyperguide.report.conditioning import render_controls, render_novelty
-from hyperguide.report.fit import best_paper_baseline, render_claim, render_fit_rows, render_fit_stages
+from hyperguide.report.fit_and_claim import best_paper_baseline, render_claim, render_fit_rows, render_fit_stages
 from hyperguide.rows import RowKind, find_row
 
 Kind = RowKind | Literal["other"]
@@ -49,7 +49,7 @@ def best_row(results: Mapping[str, Any]) -> str | None:
 
 def differences(results: Mapping[str, Any], reference: str) -> dict[str, dict[str, Any]]:
     """Per row other than `reference`: the paired difference row - reference of zero-shot accuracy, over seeds and
-    over tasks (`eval.stats.compare`); positive means the row is better."""
+    over tasks (`eval.statistics.compare`); positive means the row is better."""
     return {row: compare(results, row, reference) for row in results["methods"] if row != reference}
 
 

@@ -12,9 +12,9 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hyperguide.eval.stats import per_task_means
+from hyperguide.eval.statistics import per_task_means
 from hyperguide.io import atomic_path
-from hyperguide.report.fit import best_guidance, best_paper_baseline
+from hyperguide.report.fit_and_claim import best_guidance, best_paper_baseline
 from hyperguide.report.markdown import best_of, k_settings, row_bound, row_kind, zero_shot_acc
 from hyperguide.rows import find_row
 

@@ -29,7 +29,7 @@ from hyperguide.data.tasks import Universe
 from hyperguide.distributed import barrier, share, world
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import Results, read_results
-from hyperguide.eval.stats import ci_text
+from hyperguide.eval.statistics import ci_text
 from hyperguide.events import Callback, Event, Note, RowEvaluated, emit
 from hyperguide.io import atomic_path, write_json
 from hyperguide.report.headline import check_tune_run, choose_headline

@@ -23,16 +23,6 @@ from hyperguide.data.splits import TaskSplit
 from hyperguide.data.tasks import Task, Universe
 from hyperguide.distributed import barrier, gather, world
 from hyperguide.eval.controls import derangement, novelty, null_questions, shuffled_questions
-from hyperguide.eval.evaluate import (
-    Scores,
-    add_scores,
-    evaluate_method,
-    k_shot_tasks,
-    no_scores,
-    task_count,
-    zero_shot_phis,
-    zero_shot_weights,
-)
 from hyperguide.eval.fit import within_task_spread
 from hyperguide.eval.metrics import METRICS
 from hyperguide.eval.results import (
@@ -48,7 +38,17 @@ from hyperguide.eval.results import (
     Summary,
     ZeroShot,
 )
-from hyperguide.eval.stats import summarize
+from hyperguide.eval.scoring import (
+    Scores,
+    add_scores,
+    evaluate_method,
+    k_shot_tasks,
+    no_scores,
+    task_count,
+    zero_shot_phis,
+    zero_shot_weights,
+)
+from hyperguide.eval.statistics import summarize
 from hyperguide.events import Callback, RowEvaluated, RowStarted, emit
 from hyperguide.io import write_json
 from hyperguide.machine import machine_record

@@ -9,8 +9,8 @@ from dataclasses import replace
 import torch
 
 from hyperguide.data.tasks import Task
-from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.eval.fit import latent_scores, mean
+from hyperguide.eval.scoring import evaluate_method
 from hyperguide.events import Note, emit
 from hyperguide.meta.collect import collect_latents
 from hyperguide.meta.hvae import train_hvae

@@ -14,8 +14,8 @@ from hyperguide.config import HyperLDMConfig
 from hyperguide.data.batch import Questions, collate
 from hyperguide.data.tasks import Task
 from hyperguide.diffusion.noise import Noise
-from hyperguide.eval.evaluate import evaluate_method
 from hyperguide.eval.fit import cluster_fit, latent_scores, mean
+from hyperguide.eval.scoring import evaluate_method
 from hyperguide.events import Note, emit
 from hyperguide.guides.spec import GUIDES, ZERO_SHOT_FIT, BuildContext, GuideSpec
 from hyperguide.meta.guided import GuidedMethod

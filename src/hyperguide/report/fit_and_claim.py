@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hyperguide.eval.results import metrics_of
-from hyperguide.eval.stats import ci_text, compare
+from hyperguide.eval.statistics import ci_text, compare
 from hyperguide.report.headline import choose_headline
 from hyperguide.rows import find_row
 from hyperguide.trained.stage_table import stage_families, stage_table

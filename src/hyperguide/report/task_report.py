@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
 from hyperguide.eval.results import MetricSummaries, RowResults, Summary, metrics_of
-from hyperguide.eval.stats import ci_text
+from hyperguide.eval.statistics import ci_text
 from hyperguide.machine import Machine
 from hyperguide.report.markdown import machine_line, metrics_legend, ordered_rows, render_table
 
