@@ -16,7 +16,7 @@ from hyperguide.config import RunConfig, apply_overrides, from_dict, knobs, merg
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import read_results
 from hyperguide.events import EpochEnded, Event, FitStarted, Note, StageFinished, StageStarted, StepEnded
-from hyperguide.train.loop import EMA, Probing, epochs_for, fit, plateau_reached
+from hyperguide.train.loop import EMA, FitOptions, Probed, Probing, epochs_for, fit, plateau_reached
 
 # ------------------------------------------------------------------------------------------------ the training loop
 
@@ -69,7 +69,7 @@ def test_fit_probes_the_fit_and_stops_at_its_plateau() -> None:
     def run(probing: Probing[nn.Linear]) -> list[dict[str, float]]:
         model.train()
         out = fit(step, lambda e: [(x, y)], torch.optim.Adam(model.parameters(), lr=0.05), epochs=400, name="ls",
-                  **probing.fit_options(model))  # fmt: skip
+                  probing=Probed(probing, model))  # fmt: skip
         assert model.training  # its mode is restored after each probe
         return out
 
@@ -96,10 +96,10 @@ def test_fit_clips_the_gradient_and_runs_the_step_hooks() -> None:
         return {"loss": 1000.0 * ((model(x) - y) ** 2).mean()}
 
     before = torch.cat([model.weight.flatten(), model.bias]).detach().clone()
-    history = fit(
-        step, lambda e: [None], optimizer, epochs=1, name="clip", grad_clip=0.5, lr_at=lambda n: 0.1 * (n + 1),
-        after_step=lambda: after.append(1), history="step",
-    )  # fmt: skip
+    options = FitOptions(
+        grad_clip=0.5, lr_at=lambda n: 0.1 * (n + 1), after_step=lambda: after.append(1), history="step"
+    )
+    history = fit(step, lambda e: [None], optimizer, epochs=1, name="clip", options=options)
     moved = torch.cat([model.weight.flatten(), model.bias]).detach() - before
     assert history[0]["grad_norm"] > 0.5  # logged before clipping
     assert seen_lr == [0.1] and after == [1]

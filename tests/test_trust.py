@@ -33,7 +33,7 @@ from hyperguide.errors import HyperguideError
 from hyperguide.io import atomic_path, read_tensors, sweep_temporaries, write_json, write_tensors
 from hyperguide.rows import table_rows
 from hyperguide.run.train import training_plan
-from hyperguide.train.loop import NonFiniteLoss, fit
+from hyperguide.train.loop import FitOptions, NonFiniteLoss, fit
 from tests.helpers import small_bench
 from tests.results_match import without_wall_clock
 
@@ -113,8 +113,9 @@ def test_fit_refuses_a_non_finite_loss_or_gradient() -> None:
     with pytest.raises(NonFiniteLoss, match="toy: the loss is inf at epoch 1, step 1"):
         fit(lambda b: {"loss": (weight + float("inf")).sum()}, lambda e: [None], optimizer, epochs=1, name="toy")
     # sqrt at 0: the loss is 0, its gradient infinite; clipping it would write NaN weights
+    clip = FitOptions(grad_clip=1.0)
     with pytest.raises(NonFiniteLoss, match="toy: the gradient norm is inf at epoch 1, step 1"):
-        fit(lambda b: {"loss": weight.sqrt().sum()}, lambda e: [None], optimizer, epochs=1, name="toy", grad_clip=1.0)
+        fit(lambda b: {"loss": weight.sqrt().sum()}, lambda e: [None], optimizer, epochs=1, name="toy", options=clip)
     assert torch.equal(weight.detach(), torch.zeros(2))  # no step was taken
 
 

@@ -22,7 +22,7 @@ from hyperguide.meta.losses import vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.optim import adam
 from hyperguide.models.vae import WeightVAE
-from hyperguide.train.loop import Probing, fit_options
+from hyperguide.train.loop import Probing, probed
 
 
 def build_hvae(base: UncondHNetMAML, config: HVAEConfig) -> WeightVAE:
@@ -68,7 +68,7 @@ def train_hvae(
         config,
         generator=generator,
         name=name,
-        **fit_options(probing, vae),
+        probing=probed(probing, vae),
         callbacks=callbacks,
         sharded=True,
     )

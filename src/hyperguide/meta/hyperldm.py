@@ -40,7 +40,7 @@ from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
-from hyperguide.train.loop import EMA, Probing, fit_options
+from hyperguide.train.loop import EMA, Probing, probed
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
@@ -229,7 +229,7 @@ def train_hyperldm(
         generator=generator,
         name=name,
         ema=ema,
-        **fit_options(probing, ema.module),
+        probing=probed(probing, ema.module),
         callbacks=callbacks,
         sharded=True,
     )

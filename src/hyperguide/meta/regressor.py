@@ -19,7 +19,7 @@ from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.regressor import LatentRegressor
-from hyperguide.train.loop import Probing, fit_options
+from hyperguide.train.loop import Probing, probed
 
 
 def build_regressor(latent_dim: int, question_dim: int, config: RegressorConfig) -> LatentRegressor:
@@ -59,7 +59,7 @@ def train_regressor(
         config,
         generator=generator,
         name=name,
-        **fit_options(probing, model),
+        probing=probed(probing, model),
         callbacks=callbacks,
         sharded=True,
     )

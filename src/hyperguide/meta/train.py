@@ -22,7 +22,7 @@ from hyperguide.distributed import Part, part
 from hyperguide.events import Callback
 from hyperguide.meta.methods import Method
 from hyperguide.meta.optim import adam
-from hyperguide.train.loop import Probing, fit, fit_options
+from hyperguide.train.loop import FitOptions, Probing, fit, probed
 
 
 def subsample(task: Task, max_examples: int | None, generator: torch.Generator) -> Task:
@@ -75,10 +75,9 @@ def train_method(
         adam(params, config.lr, device),
         epochs=config.epochs,
         name=name,
-        grad_clip=config.grad_clip,
-        **fit_options(probing, method),
+        options=FitOptions(grad_clip=config.grad_clip, sharded=True),
+        probing=probed(probing, method),
         callbacks=callbacks,
-        sharded=True,
     )
     method.eval()
     return history
