@@ -63,7 +63,8 @@ def fit_on_latents(
 ) -> list[dict[str, float]]:
     """`fit` over the (A, N, L) adapted latents: `config.epochs` epochs of `epoch_batches` (at least
     `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices; `ema`, `probing` and `sharded`
-    as `fit` has them (under torchrun, a sharded step computes its process's block of the batch, `distributed.part`)."""
+    as `fit` has them (under torchrun, a sharded step computes its process's block of the batch,
+    `distributed.on_block`)."""
     n_aug, n_tasks = int(latents.shape[0]), int(latents.shape[1])
     return fit(
         step,

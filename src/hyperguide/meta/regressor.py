@@ -13,7 +13,7 @@ import torch
 from hyperguide.config import RegressorConfig
 from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.noise import Noise
-from hyperguide.distributed import part
+from hyperguide.distributed import on_block
 from hyperguide.events import Callback
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
@@ -46,11 +46,10 @@ def train_regressor(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch[0].to(device), batch[1].to(device)
-        mine = part(len(idx))  # this process's rows (all of them in one process)
         target = model.latents(data.draw(aug, idx, generator))  # every process draws the whole batch's
-        if mine.empty:
-            return None
-        return mine.scale({"loss": ((model.normalized(questions[mine(idx)]) - mine(target)) ** 2).mean()})
+        return on_block(
+            len(idx), lambda mine: {"loss": ((model.normalized(questions[mine(idx)]) - mine(target)) ** 2).mean()}
+        )
 
     history = fit_on_latents(
         step,

@@ -12,8 +12,8 @@ the batch's metrics: `"loss"`, the scalar to minimise, and anything else worth l
 it may pass for a result.
 
 Under `torchrun` (`hyperguide.distributed`), every process runs `fit` on the same batches; a step computes its
-process's block of the batch (`distributed.part`) and returns its metrics weighted by the block's share (None for a
-process without rows), and `fit` (`FitOptions(sharded=True)`) sums metrics and gradients over processes before the
+process's block of the batch and returns its metrics weighted by the block's share, None for a process without rows
+(`distributed.on_block`), and `fit` (`FitOptions(sharded=True)`) sums metrics and gradients over processes before the
 (identical) optimiser step. A step that does not shard (`sharded=False`, the default) is computed whole by every
 process.
 """
