@@ -1,8 +1,9 @@
 """The house's machinery: the one training loop and its EMA, the events and the JSONL log, config files and
-overrides, and the typed results.json reader."""
+overrides, the typed results.json reader, and the tiers of the test suite."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -211,3 +212,39 @@ def test_read_results_names_a_missing_key(tmp_path: Path) -> None:
     row["zero_shot"]["bal_acc"] = row["zero_shot"]["acc"]
     path.write_text(json.dumps(data))
     assert read_results(path)["diagnostics"] == {}
+
+
+# ------------------------------------------------------------------------------------------------ the test tiers
+
+TESTS = Path(__file__).resolve().parent
+LEFT_OUT = {"integration", "slow"}  # the marks `make test-fast` deselects
+
+
+def _mark(node: ast.expr) -> str | None:
+    """X of a `pytest.mark.X` or `pytest.mark.X(...)` expression, else None."""
+    target = node.func if isinstance(node, ast.Call) else node
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute) and target.value.attr == "mark":
+        return target.attr
+    return None
+
+
+def _marked_whole(tree: ast.Module, lines: list[str]) -> bool:
+    """Whether the module's `pytestmark` leaves it out of the fast tier; its line must say why."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and "pytestmark" in {getattr(t, "id", None) for t in node.targets}:
+            values = node.value.elts if isinstance(node.value, ast.List | ast.Tuple) else [node.value]
+            if {_mark(v) for v in values} & LEFT_OUT:
+                assert any("#" in line for line in lines[node.lineno - 1 : node.end_lineno]), "say why it is left out"
+                return True
+    return False
+
+
+def test_every_test_module_keeps_unit_tests_in_the_fast_tier() -> None:
+    """`make test-fast` runs the default suite less the tests marked integration or slow: every test module keeps at
+    least one test in it, unless its `pytestmark` leaves the whole module out and says why."""
+    for path in sorted(TESTS.glob("test_*.py")):
+        source = path.read_text()
+        tree = ast.parse(source)
+        tests = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+        fast = [t for t in tests if not {_mark(d) for d in t.decorator_list} & LEFT_OUT]
+        assert fast or _marked_whole(tree, source.splitlines()), f"{path.name} has no test in the fast tier"
