@@ -67,6 +67,7 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.split("\n")[:-1]]  # split on "\n": the last piece is incomplete
 
 
+@pytest.mark.integration
 def test_killed_bench_resumes_to_the_same_results(tmp_path: Path) -> None:
     a, b = tmp_path / "A", tmp_path / "B"
     # The uninterrupted run, beside the interrupted ones (one thread each).
@@ -273,6 +274,7 @@ def test_progress_lines_count_units_and_estimate_time_left() -> None:
     assert lines[6].endswith("[evaluate 2/2] | elapsed 2:34, left ~0:04")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_the_quick_bench_gives_the_numbers_it_always_gave(threads: str, tmp_path: Path) -> None:
     """A regression pin: `bench synthetic --quick` gives the results.json that the code gave at commit 240b290,

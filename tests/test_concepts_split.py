@@ -46,6 +46,7 @@ def test_concepts_that_leave_a_side_empty_or_none_at_all_are_refused() -> None:
         make_splits(universe, "concepts")
 
 
+@pytest.mark.integration
 def test_a_concepts_bench_reports_each_concept(tmp_path: Path) -> None:
     out = tmp_path / "run"
     command = ["bench", "synthetic-concepts", "--split", "concepts", "--quick", "--quiet", "--seeds", "0", "1"]

@@ -106,6 +106,7 @@ def retrieval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.integration  # benches the retrieval rows (module fixture)
 def test_retrieval_rows_copy_training_adapters_and_their_question_decides_which(retrieval_run: Path) -> None:
     """The reference rows retrieve a training latent: distance 0, every meta-test adapter a copy. On the meta-train
     tasks (whose own latents are in the bank) `nearest-question` fits: its own question retrieves its own adapter,

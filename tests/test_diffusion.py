@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hyperguide.config import Prediction
-from hyperguide.diffusion.ddpm import DDPM, guided_eps
+from hyperguide.diffusion.ddpm import DDPM, guided
 from hyperguide.diffusion.schedule import NoiseSchedule
 from hyperguide.models.denoiser import LatentDenoiser, timestep_embedding
 
@@ -69,9 +69,9 @@ def test_respacing_keeps_alpha_bar_at_the_kept_steps() -> None:
 
 def test_guidance_scale_zero_is_unconditional_and_one_is_conditional() -> None:
     e_null, e_cond = torch.randn(5, 4), torch.randn(5, 4)
-    torch.testing.assert_close(guided_eps(e_null, e_cond, 0.0), e_null)
-    torch.testing.assert_close(guided_eps(e_null, e_cond, 1.0), e_cond)
-    torch.testing.assert_close(guided_eps(e_null, e_cond, 3.0), e_null + 3 * (e_cond - e_null))
+    torch.testing.assert_close(guided(e_null, e_cond, 0.0), e_null)
+    torch.testing.assert_close(guided(e_null, e_cond, 1.0), e_cond)
+    torch.testing.assert_close(guided(e_null, e_cond, 3.0), e_null + 3 * (e_cond - e_null))
 
 
 def test_condition_dropout_rate_matches_p_uncond() -> None:

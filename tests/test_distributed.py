@@ -129,6 +129,7 @@ def _worker(agent: int, rank: int) -> int:
     raise AssertionError(f"torchrun {agent} has no worker of rank {rank}")
 
 
+@pytest.mark.integration
 def test_a_two_process_bench_that_loses_a_process_resumes(small_run: Path, tmp_path: Path) -> None:
     out, log = tmp_path / "run", tmp_path / "killed.log"
     with open(log, "w") as err:

@@ -13,6 +13,7 @@ from hyperguide.universes import EasyVQAOptions, load_universe, prepare_universe
 from hyperguide.universes.base import manifest_matches
 
 
+@pytest.mark.integration  # trains easyvqa's image tower
 def test_prepare_then_load_easyvqa(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "easyvqa", "--tower-epochs", "1", "--quiet"]) == 0
     assert "easyvqa: prepared" in capsys.readouterr().out

@@ -283,6 +283,7 @@ def test_easyvqa_encoders_from_their_parts_alone(tmp_path: Path) -> None:
         encoders_from_parts("synthetic", parts)
 
 
+@pytest.mark.integration
 def test_an_easyvqa_generator_carries_its_image_tower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An easyvqa run (random stand-in features, the real MiniLM and an untrained tower) exported: the bundle holds
     the tower, answers images with no prepared easyvqa, and a tower of other bytes is refused."""

@@ -75,6 +75,7 @@ def guided_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, di
     return out, seconds, evaluate_run(universe, RunFolder(out))
 
 
+@pytest.mark.integration  # the guided run (module fixture)
 def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, dict]) -> None:
     out, seconds, results = guided_run
     # no retrieval row, and no -pointer row (they need a universe whose questions and images share a space)
@@ -130,6 +131,7 @@ def test_every_guidance_row_trains_and_evaluates(guided_run: tuple[Path, dict, d
     assert latents["n_aug"] == 4 and latents["stage"] == "latents"
 
 
+@pytest.mark.integration  # the guided run (module fixture)
 def test_a_fixed_seed_gives_identical_generated_weights(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
     tasks = _all_tasks()
@@ -144,6 +146,7 @@ def test_a_fixed_seed_gives_identical_generated_weights(guided_run: tuple[Path, 
         assert not torch.equal(weights[0], other.generate(other.zero_shot_phi(batch)))
 
 
+@pytest.mark.integration  # the guided run (module fixture)
 def test_k_shot_starts_from_the_value_the_zero_shot_column_scored(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
     tasks = _all_tasks()[:6]
@@ -164,6 +167,7 @@ def test_k_shot_starts_from_the_value_the_zero_shot_column_scored(guided_run: tu
         zero_shot_phis(oracle, tasks)
 
 
+@pytest.mark.integration  # the guided run (module fixture)
 def test_hyperclip_guidance_raises_the_cosine_to_the_question(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
     tasks = _all_tasks()
@@ -248,6 +252,7 @@ def test_vae_loss_falls_on_toy_data() -> None:
     assert float(rec) == 0 and float(kl) == 0  # a perfect reconstruction and the prior itself
 
 
+@pytest.mark.integration  # the guided run (module fixture)
 def test_hyperldm_sampling_options_start_latent_and_few_shot_guidance(guided_run: tuple[Path, dict, dict]) -> None:
     out, _, _ = guided_run
     tasks = _all_tasks()

@@ -29,6 +29,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, evaluate_run(universe, RunFolder(out))
 
 
+@pytest.mark.integration  # the tiny run (module fixture)
 def test_every_method_trains_and_evaluates(tiny_run: tuple[Path, dict]) -> None:
     out, results = tiny_run
     assert set(results["methods"]) == set(TINY.methods)
@@ -48,6 +49,7 @@ def test_every_method_trains_and_evaluates(tiny_run: tuple[Path, dict]) -> None:
     assert len(trained) == 6  # the six meta-trained rows
 
 
+@pytest.mark.integration  # the tiny run (module fixture)
 def test_resumed_training_ends_with_the_same_numbers(tiny_run: tuple[Path, dict], tmp_path: Path) -> None:
     _, results = tiny_run
     universe = synthetic_universe()
@@ -61,6 +63,7 @@ def test_resumed_training_ends_with_the_same_numbers(tiny_run: tuple[Path, dict]
         assert resumed["methods"][name]["zero_shot"] == results["methods"][name]["zero_shot"]
 
 
+@pytest.mark.integration  # the tiny run (module fixture)
 def test_a_run_folder_refuses_a_different_config(tiny_run: tuple[Path, dict]) -> None:
     out, _ = tiny_run
     with pytest.raises(HyperguideError, match="different config"):
@@ -96,6 +99,7 @@ def test_confidence_interval_known_case() -> None:
     assert d["mean"] == 3.0 and d["n"] == 3 and 0 < d["p_value"] < 0.1
 
 
+@pytest.mark.integration  # the tiny run (module fixture)
 def test_paired_comparison_of_identical_rows_is_zero(tiny_run: tuple[Path, dict]) -> None:
     _, results = tiny_run
     c = compare(results, "cond-multitask", "cond-multitask")

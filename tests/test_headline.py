@@ -61,6 +61,7 @@ def test_a_tune_run_that_could_not_have_chosen_is_refused() -> None:
         choose_headline(results, other, "runs/x")
 
 
+@pytest.mark.integration
 def test_a_bench_reports_the_headline_its_tune_run_chose(tmp_path: Path, capsys) -> None:
     rows = json.dumps(["uncond-multitask", "cond-multitask", "hnet+hyperclip"])
     base = ["bench", "synthetic", "--quick", "--quiet", "--seeds", "0", "--set", f"methods={rows}",

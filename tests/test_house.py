@@ -1,8 +1,9 @@
 """The house's machinery: the one training loop and its EMA, the events and the JSONL log, config files and
-overrides, and the typed results.json reader."""
+overrides, the typed results.json reader, and the tiers of the test suite."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ from hyperguide.config import RunConfig, apply_overrides, from_dict, knobs, merg
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.results import read_results
 from hyperguide.events import EpochEnded, Event, FitStarted, Note, StageFinished, StageStarted, StepEnded
-from hyperguide.train.loop import EMA, Probing, epochs_for, fit, plateau_reached
+from hyperguide.train.loop import EMA, FitOptions, Probed, Probing, epochs_for, fit, plateau_reached
 
 # ------------------------------------------------------------------------------------------------ the training loop
 
@@ -69,7 +70,7 @@ def test_fit_probes_the_fit_and_stops_at_its_plateau() -> None:
     def run(probing: Probing[nn.Linear]) -> list[dict[str, float]]:
         model.train()
         out = fit(step, lambda e: [(x, y)], torch.optim.Adam(model.parameters(), lr=0.05), epochs=400, name="ls",
-                  **probing.fit_options(model))  # fmt: skip
+                  probing=Probed(probing, model))  # fmt: skip
         assert model.training  # its mode is restored after each probe
         return out
 
@@ -96,10 +97,10 @@ def test_fit_clips_the_gradient_and_runs_the_step_hooks() -> None:
         return {"loss": 1000.0 * ((model(x) - y) ** 2).mean()}
 
     before = torch.cat([model.weight.flatten(), model.bias]).detach().clone()
-    history = fit(
-        step, lambda e: [None], optimizer, epochs=1, name="clip", grad_clip=0.5, lr_at=lambda n: 0.1 * (n + 1),
-        after_step=lambda: after.append(1), history="step",
-    )  # fmt: skip
+    options = FitOptions(
+        grad_clip=0.5, lr_at=lambda n: 0.1 * (n + 1), after_step=lambda: after.append(1), history="step"
+    )
+    history = fit(step, lambda e: [None], optimizer, epochs=1, name="clip", options=options)
     moved = torch.cat([model.weight.flatten(), model.bias]).detach() - before
     assert history[0]["grad_norm"] > 0.5  # logged before clipping
     assert seen_lr == [0.1] and after == [1]
@@ -211,3 +212,39 @@ def test_read_results_names_a_missing_key(tmp_path: Path) -> None:
     row["zero_shot"]["bal_acc"] = row["zero_shot"]["acc"]
     path.write_text(json.dumps(data))
     assert read_results(path)["diagnostics"] == {}
+
+
+# ------------------------------------------------------------------------------------------------ the test tiers
+
+TESTS = Path(__file__).resolve().parent
+LEFT_OUT = {"integration", "slow"}  # the marks `make test-fast` deselects
+
+
+def _mark(node: ast.expr) -> str | None:
+    """X of a `pytest.mark.X` or `pytest.mark.X(...)` expression, else None."""
+    target = node.func if isinstance(node, ast.Call) else node
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute) and target.value.attr == "mark":
+        return target.attr
+    return None
+
+
+def _marked_whole(tree: ast.Module, lines: list[str]) -> bool:
+    """Whether the module's `pytestmark` leaves it out of the fast tier; its line must say why."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and "pytestmark" in {getattr(t, "id", None) for t in node.targets}:
+            values = node.value.elts if isinstance(node.value, ast.List | ast.Tuple) else [node.value]
+            if {_mark(v) for v in values} & LEFT_OUT:
+                assert any("#" in line for line in lines[node.lineno - 1 : node.end_lineno]), "say why it is left out"
+                return True
+    return False
+
+
+def test_every_test_module_keeps_unit_tests_in_the_fast_tier() -> None:
+    """`make test-fast` runs the default suite less the tests marked integration or slow: every test module keeps at
+    least one test in it, unless its `pytestmark` leaves the whole module out and says why."""
+    for path in sorted(TESTS.glob("test_*.py")):
+        source = path.read_text()
+        tree = ast.parse(source)
+        tests = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+        fast = [t for t in tests if not {_mark(d) for d in t.decorator_list} & LEFT_OUT]
+        assert fast or _marked_whole(tree, source.splitlines()), f"{path.name} has no test in the fast tier"

@@ -274,6 +274,7 @@ def _easyvqa_tasks(shapes: dict[int, str]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@pytest.mark.integration  # the easyvqa run (module fixture)
 def test_easyvqa_task_file_end_to_end(
     easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -322,6 +323,7 @@ def test_easyvqa_task_file_end_to_end(
         assert acc == pytest.approx(100 * sum(right) / len(right))
 
 
+@pytest.mark.integration  # the easyvqa run (module fixture)
 def test_easyvqa_bad_files_are_refused_and_nothing_is_written(
     easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -468,6 +470,7 @@ def test_tampered_task_records_are_refused_with_the_field(
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.integration  # the easyvqa run (module fixture)
 def test_image_paths_stay_inside_the_images_root(
     easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -494,6 +497,7 @@ def test_image_paths_stay_inside_the_images_root(
     assert main(["tasks", "prepare", str(_write(tmp_path / "good.jsonl", tasks)), *flags]) == 0
 
 
+@pytest.mark.integration  # the easyvqa run (module fixture)
 def test_tasks_prepare_refuses_a_prepared_universe_as_out(
     easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -524,6 +528,7 @@ def test_tasks_prepare_refuses_a_prepared_universe_as_out(
     assert check_features_dir(earlier, copy) == earlier
 
 
+@pytest.mark.integration  # the easyvqa run (module fixture)
 def test_easyvqa_load_refuses_a_manifest_of_another_kind(
     easyvqa_run: tuple[Path, Path, Path, dict[int, str]], tmp_path: Path
 ) -> None:

@@ -64,6 +64,7 @@ def _bench(out: Path, methods: list[str]) -> dict[str, Any]:
     return results
 
 
+@pytest.mark.integration
 def test_the_pointer_reaches_concepts_no_meta_train_question_named(tmp_path: Path) -> None:
     """Held out: every question about concepts 6 and 7 (12 of 48 tasks, 2 seeds). Balanced accuracy in %."""
     rows = ["cond-multitask", "cond-multitask-pointer", "cond-multitask-film-pointer"]
@@ -86,6 +87,7 @@ def test_the_pointer_reaches_concepts_no_meta_train_question_named(tmp_path: Pat
         assert sum(zero_shot(row)) / 2 >= 90.0 and min(zero_shot(row)) >= 85.0, (row, zero_shot(row))
 
 
+@pytest.mark.integration
 def test_guidance_with_the_pointer_reaches_concepts_no_meta_train_question_named(tmp_path: Path) -> None:
     """The guidance rows over the HNet with the pointer (weights = HNet(z) + P(code(z), q)): the latent spans
     programs, the question gives the direction. The same rows over the plain HNet fit their training questions and

@@ -28,6 +28,7 @@ def switches() -> tuple[bool, bool, bool]:
     return torch.is_autocast_enabled("cpu"), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
+@pytest.mark.integration
 def test_float32_changes_no_switch_and_no_number(small_run: Path, tmp_path: Path) -> None:
     before = switches()
     with precision("fp32", "cpu"):
@@ -71,6 +72,7 @@ def bf16_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train, "check_precision", allow)
 
 
+@pytest.mark.integration
 def test_a_run_records_its_precision_and_a_folder_holds_one(
     bf16_on_cpu: None, small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

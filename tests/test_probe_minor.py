@@ -63,6 +63,7 @@ def test_a_checkpoint_json_of_another_stage_seed_or_fold_is_refused(
     assert results(run) == results(small_run)  # the copied results.json, not rewritten
 
 
+@pytest.mark.integration
 def test_bench_retrains_a_checkpoint_of_another_stage_saying_why(small_run: Path, tmp_path: Path, capsys) -> None:
     run = copy_run(small_run, tmp_path)
     path = run / "cond-multitask" / "seed0-fold0.json"

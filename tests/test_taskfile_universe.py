@@ -154,6 +154,7 @@ def groups_subset(path: Path, tasks: int = 8, examples: int = 24) -> Path:
     return write_jsonl(path, out)
 
 
+@pytest.mark.integration
 def test_the_embedded_route_end_to_end_with_generate_and_export(
     tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,6 +230,7 @@ def test_the_embedded_route_end_to_end_with_generate_and_export(
     assert read_json(tmp_path / "report" / "results.json")["methods"]["cond-multitask"]["zero_shot"]["acc"]
 
 
+@pytest.mark.integration
 def test_the_example_family_runs_at_quick_settings(tmp_path: Path, isolated_home: Path) -> None:
     """The shipped example (examples/groups/tasks.jsonl), every task, quick settings, a few rows: it prepares and
     trains, and the report shows fit beside zero-shot. (The untrained stand-in tower makes its numbers
@@ -268,6 +270,7 @@ def clip_tasks(tmp_path: Path, images: list[tuple[str, Path]]) -> Path:
     return write_jsonl(tmp_path / "clip.jsonl", tasks)
 
 
+@pytest.mark.integration
 def test_the_transformers_route_with_a_tiny_local_clip(
     tmp_path: Path, model_dir: Path, images: list[tuple[str, Path]], isolated_home: Path
 ) -> None:
@@ -339,6 +342,7 @@ def synthetic_as_files(folder: Path) -> tuple[Path, Path]:
     return write_jsonl(folder / "synthetic.jsonl", tasks), folder / "features.safetensors"
 
 
+@pytest.mark.integration
 def test_precomputed_features_feed_a_run_exactly_what_the_synthetic_universe_does(tmp_path: Path) -> None:
     """The independent check: the synthetic universe's tasks and features as files, through the taskfile universe,
     give the same tasks tensor for tensor and the same run results number for number."""

@@ -150,6 +150,7 @@ def test_trackers_are_closed_when_the_command_fails(
     assert flushed == {f"{STAGE}/epoch": [(3, 1.0)], f"{STAGE}/loss": [(3, 0.5)]}
 
 
+@pytest.mark.integration  # trains a run in a fresh interpreter
 def test_a_run_without_log_imports_no_tracker(tmp_path: Path) -> None:
     code = (
         "import sys\n"

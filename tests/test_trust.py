@@ -33,7 +33,7 @@ from hyperguide.errors import HyperguideError
 from hyperguide.io import atomic_path, read_tensors, sweep_temporaries, write_json, write_tensors
 from hyperguide.rows import table_rows
 from hyperguide.run.train import training_plan
-from hyperguide.train.loop import NonFiniteLoss, fit
+from hyperguide.train.loop import FitOptions, NonFiniteLoss, fit
 from tests.helpers import small_bench
 from tests.results_match import without_wall_clock
 
@@ -113,11 +113,13 @@ def test_fit_refuses_a_non_finite_loss_or_gradient() -> None:
     with pytest.raises(NonFiniteLoss, match="toy: the loss is inf at epoch 1, step 1"):
         fit(lambda b: {"loss": (weight + float("inf")).sum()}, lambda e: [None], optimizer, epochs=1, name="toy")
     # sqrt at 0: the loss is 0, its gradient infinite; clipping it would write NaN weights
+    clip = FitOptions(grad_clip=1.0)
     with pytest.raises(NonFiniteLoss, match="toy: the gradient norm is inf at epoch 1, step 1"):
-        fit(lambda b: {"loss": weight.sqrt().sum()}, lambda e: [None], optimizer, epochs=1, name="toy", grad_clip=1.0)
+        fit(lambda b: {"loss": weight.sqrt().sum()}, lambda e: [None], optimizer, epochs=1, name="toy", options=clip)
     assert torch.equal(weight.detach(), torch.zeros(2))  # no step was taken
 
 
+@pytest.mark.integration
 def test_a_bit_flipped_checkpoint_is_refused_by_eval_and_retrained_by_bench(small_run: Path, tmp_path: Path, capsys):
     run = copy_run(small_run, tmp_path)
     tensors = run / "cond-multitask" / "seed1-fold0.safetensors"
@@ -213,6 +215,7 @@ def test_repeated_or_no_seeds_are_refused(args: list[str], message: str, tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.integration
 def test_one_seed_has_no_interval(tmp_path: Path, capsys) -> None:
     run = tmp_path / "r"
     assert bench(run, "--seeds", "0") == 0
@@ -260,6 +263,7 @@ def test_train_refuses_an_unknown_stage_before_writing(tmp_path: Path, capsys) -
 # ---------------------------------------------------------------------- 6. checkpoints carry the config's fingerprint
 
 
+@pytest.mark.integration
 def test_a_lost_config_does_not_file_old_weights_under_new_settings(small_run: Path, tmp_path: Path, capsys) -> None:
     run = copy_run(small_run, tmp_path)
     (run / "config.json").unlink()
@@ -275,6 +279,7 @@ def test_a_lost_config_does_not_file_old_weights_under_new_settings(small_run: P
     assert len((run / "cond-multitask" / "seed0-fold0.metrics.jsonl").read_text().splitlines()) == 4
 
 
+@pytest.mark.integration
 def test_settings_of_evaluation_retrain_nothing_but_are_evaluated_again(small_run: Path, tmp_path: Path, capsys):
     run = copy_run(small_run, tmp_path)
     (run / "config.json").unlink()
@@ -288,6 +293,7 @@ def test_settings_of_evaluation_retrain_nothing_but_are_evaluated_again(small_ru
     assert "hnet+hyperldm@0.5" in data["methods"] and list(data["methods"]["cond-multitask"]["k_shot"]) == ["2"]
 
 
+@pytest.mark.integration
 def test_eval_refuses_checkpoints_of_another_config_or_other_data(small_run: Path, tmp_path: Path, capsys) -> None:
     run = copy_run(small_run, tmp_path)
     config = json.loads((run / "config.json").read_text())
@@ -323,6 +329,7 @@ def test_gammas_are_checked_and_the_rows_follow_them(tmp_path: Path, capsys) -> 
 # -------------------------------------------------------------------------- 8. no write follows a planted symlink
 
 
+@pytest.mark.integration
 def test_planted_symlinks_are_replaced_never_followed(tmp_path: Path, capsys) -> None:
     run = tmp_path / "r"
     victim = tmp_path / "victim.txt"
@@ -480,6 +487,7 @@ def test_a_broken_config_json_is_an_error(small_run: Path, tmp_path: Path, capsy
     assert error_of(capsys) == f"hyperguide eval: error: {run / 'config.json'}.seeds: must be at least one seed, got []"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("metadata", ['{"train_seconds": "abc"}', "null", "[1, 2]", '{"seed": "0"}'])
 def test_wrong_typed_checkpoint_json_is_refused_by_eval_and_retrained(metadata: str, small_run, tmp_path, capsys):
     run = copy_run(small_run, tmp_path)
@@ -495,6 +503,7 @@ def test_wrong_typed_checkpoint_json_is_refused_by_eval_and_retrained(metadata: 
     assert results(run) == results(small_run)
 
 
+@pytest.mark.integration
 def test_a_results_json_missing_a_key_is_an_error_and_bench_evaluates_again(small_run: Path, tmp_path: Path, capsys):
     run = copy_run(small_run, tmp_path)
     data = json.loads((run / "results.json").read_text())
@@ -602,6 +611,7 @@ class FillingLog:
         self.file.close()
 
 
+@pytest.mark.integration  # a full run (module fixture), benched again
 @pytest.mark.parametrize("where", ["log", "checkpoint"])
 def test_a_full_disk_in_the_middle_of_a_stage_resumes_to_the_same_results(
     where: str, full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -682,6 +692,7 @@ def test_what_shapes_a_stage_is_declared_beside_it_and_safe_by_default(monkeypat
     assert fingerprint(replace(base, precision="bf16")) == {**fingerprint(base), "config.precision": "bf16"}
 
 
+@pytest.mark.integration
 def test_a_checkpoint_of_an_older_version_is_retrained_not_trusted(small_run: Path, tmp_path: Path, capsys) -> None:
     run = copy_run(small_run, tmp_path)
     for path in checkpoints(run):  # as this version's predecessors wrote them: no sha256, no fingerprint
@@ -698,6 +709,7 @@ def test_a_checkpoint_of_an_older_version_is_retrained_not_trusted(small_run: Pa
     assert results(run) == results(small_run)
 
 
+@pytest.mark.integration
 def test_a_finished_bench_writes_nothing_when_its_report_is_current(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -104,11 +104,6 @@ def metadata_number(metadata: Mapping[str, Any], key: str, stem: str | Path) -> 
     return float(value)
 
 
-def checkpoint_exists(stem: str | Path) -> bool:
-    stem = Path(stem)
-    return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
-
-
 def checkpoint_problem(
     stem: str | Path,
     fingerprint: Fingerprint,

@@ -27,7 +27,7 @@ Only the main process (rank 0) writes the run folder; the others wait for it at 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -132,6 +132,14 @@ def part(total: int) -> Part:
     """This process's block of a batch of `total` rows: process r of N takes rows [total r / N, total (r + 1) / N)."""
     w = world()
     return Part(total * w.rank // w.size, total * (w.rank + 1) // w.size, total)
+
+
+def on_block(total: int, metrics: Callable[[Part], Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
+    """A sharded training step's metrics: `metrics(mine)`, means over this process's block `mine` of a batch of
+    `total` rows, weighted to sum over processes to the batch's means (`Part.scale`); None for a process without rows.
+    The step draws the whole batch's randomness before it, in every process, so that their generators stay in step."""
+    mine = part(total)
+    return None if mine.empty else mine.scale(metrics(mine))
 
 
 def all_sum(values: Mapping[str, float] | None) -> dict[str, float]:

@@ -33,15 +33,11 @@ from hyperguide.diffusion.schedule import NoiseSchedule
 
 PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-EpsModel = Denoiser  # the name of a denoiser whose prediction is "eps"
 
 
 def guided(out_null: torch.Tensor, out_cond: torch.Tensor, gamma: float) -> torch.Tensor:
     """Classifier-free guidance: (1 - gamma) out_null + gamma out_cond."""
     return out_null + gamma * (out_cond - out_null)
-
-
-guided_eps = guided  # classifier-free guidance of noise estimates is the same formula
 
 
 @dataclass(frozen=True)
@@ -120,8 +116,6 @@ class DDPM:
         """eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), at schedule entry `index`."""
         a, s = self.coefficients(index)
         return (x_t - a * x0) / s
-
-    predict_x0 = x0_from_eps
 
     def estimate(self, output: torch.Tensor, index: int, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The denoiser's output at schedule entry `index` as (x0, eps)."""

@@ -10,19 +10,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 
 @dataclass(frozen=True)
 class NoiseSchedule:
+    """A diffusion process's betas and the quantities derived from them, computed once, at construction."""
+
     betas: torch.Tensor  # (T,) float64
     timesteps: tuple[int, ...] = ()  # the original timestep of each entry (respaced schedules); empty: 0..T-1
+    alphas: torch.Tensor = field(init=False, repr=False, compare=False)
+    alpha_bar: torch.Tensor = field(init=False, repr=False, compare=False)
+    alpha_bar_prev: torch.Tensor = field(init=False, repr=False, compare=False)
+    posterior_variance: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.betas.ndim != 1 or not bool(((self.betas > 0) & (self.betas < 1)).all()):
             raise ValueError("betas must be a 1-d tensor with every value in (0, 1)")
+        alphas = 1.0 - self.betas
+        alpha_bar = torch.cumprod(alphas, dim=0)
+        alpha_bar_prev = torch.cat([torch.ones(1, dtype=self.betas.dtype), alpha_bar[:-1]])
+        derived = {
+            "alphas": alphas,
+            "alpha_bar": alpha_bar,
+            "alpha_bar_prev": alpha_bar_prev,
+            "posterior_variance": self.betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # a frozen dataclass sets its derived fields once, here
 
     @property
     def num_steps(self) -> int:
@@ -34,22 +51,6 @@ class NoiseSchedule:
         if self.timesteps:
             return torch.tensor(self.timesteps, dtype=torch.long)
         return torch.arange(self.num_steps)
-
-    @property
-    def alphas(self) -> torch.Tensor:
-        return 1.0 - self.betas
-
-    @property
-    def alpha_bar(self) -> torch.Tensor:
-        return torch.cumprod(self.alphas, dim=0)
-
-    @property
-    def alpha_bar_prev(self) -> torch.Tensor:
-        return torch.cat([torch.ones(1, dtype=self.betas.dtype), self.alpha_bar[:-1]])
-
-    @property
-    def posterior_variance(self) -> torch.Tensor:
-        return self.betas * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar)
 
     @classmethod
     def cosine(cls, num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hyperguide.encoders.image_tower import MAX_LOGIT_SCALE, ImageTower, multi_positive_info_nce
 from hyperguide.errors import HyperguideError
 from hyperguide.events import Callback
-from hyperguide.train.loop import fit
+from hyperguide.train.loop import FitOptions, fit
 
 
 def cosine_lr(step: int, total: int, lr: float, warmup: int) -> float:
@@ -135,9 +135,9 @@ def train_image_tower(
         optimizer,
         epochs=epochs,
         name="image tower",
-        lr_at=lambda n: cosine_lr(n, total, lr, warmup),
-        after_step=clamp_temperature,
-        history="step",
+        options=FitOptions(
+            lr_at=lambda n: cosine_lr(n, total, lr, warmup), after_step=clamp_temperature, history="step"
+        ),
         callbacks=callbacks,
     )
     for record, temperature in zip(history, temperatures, strict=True):

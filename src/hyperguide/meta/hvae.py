@@ -15,14 +15,14 @@ from collections.abc import Sequence
 import torch
 
 from hyperguide.config import HVAEConfig
-from hyperguide.distributed import part
+from hyperguide.distributed import Part, on_block
 from hyperguide.events import Callback
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.losses import vae_loss
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.optim import adam
 from hyperguide.models.vae import WeightVAE
-from hyperguide.train.loop import Probing, fit_options
+from hyperguide.train.loop import Probing, probed
 
 
 def build_hvae(base: UncondHNetMAML, config: HVAEConfig) -> WeightVAE:
@@ -52,14 +52,15 @@ def train_hvae(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch
-        mine = part(len(idx))  # this process's rows (all of them in one process)
         eps = torch.randn((len(idx), config.latent_dim), generator=generator)  # every process draws the whole batch's
-        if mine.empty:
-            return None
-        code = codes[mine(aug).to(device), mine(idx).to(device)]
-        recon, mu, logvar = vae(code, eps=mine(eps))
-        loss, rec, kl = vae_loss(recon, code, mu, logvar, config.kl_weight, metric=metric, dim=readout.out_features)
-        return mine.scale({"loss": loss, "recon": rec, "kl": kl})  # means over the rows
+
+        def block(mine: Part) -> dict[str, torch.Tensor]:
+            code = codes[mine(aug).to(device), mine(idx).to(device)]
+            recon, mu, logvar = vae(code, eps=mine(eps))
+            loss, rec, kl = vae_loss(recon, code, mu, logvar, config.kl_weight, metric=metric, dim=readout.out_features)
+            return {"loss": loss, "recon": rec, "kl": kl}
+
+        return on_block(len(idx), block)
 
     history = fit_on_latents(
         step,
@@ -68,7 +69,7 @@ def train_hvae(
         config,
         generator=generator,
         name=name,
-        **fit_options(probing, vae),
+        probing=probed(probing, vae),
         callbacks=callbacks,
         sharded=True,
     )

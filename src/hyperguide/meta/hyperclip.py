@@ -32,7 +32,7 @@ from hyperguide.meta.losses import symmetric_info_nce
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP, clip_logits
-from hyperguide.train.loop import Probing, fit_options
+from hyperguide.train.loop import Probing, probed
 
 
 def build_hyperclip(space: LatentSpace, question_dim: int, config: HyperCLIPConfig) -> HyperCLIP:
@@ -84,7 +84,7 @@ def train_hyperclip(
         generator=generator,
         name=name,
         min_batch=2,
-        **fit_options(probing, encoder),
+        probing=probed(probing, encoder),
         callbacks=callbacks,
         sharded=True,
     )

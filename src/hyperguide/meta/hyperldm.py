@@ -32,7 +32,7 @@ from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.ddpm import DDPM, Estimate, Guide
 from hyperguide.diffusion.noise import Noise
 from hyperguide.diffusion.schedule import NoiseSchedule
-from hyperguide.distributed import part
+from hyperguide.distributed import Part, on_block
 from hyperguide.events import Callback
 from hyperguide.meta.inner_loop import support_loss_fn
 from hyperguide.meta.latent_data import fit_on_latents
@@ -40,7 +40,7 @@ from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
-from hyperguide.train.loop import EMA, Probing, fit_options
+from hyperguide.train.loop import EMA, Probing, probed
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]  # latent (B, L) -> d(loss)/d(latent) (B, L)
 
@@ -211,15 +211,17 @@ def train_hyperldm(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch[0].to(device), batch[1].to(device)
-        mine = part(len(idx))  # this process's rows (all of them in one process)
         # every process draws the whole batch's randomness, in one process's order
         x0 = model.normalize(data.draw(aug, idx, generator))
         drop = model.denoiser.drop_mask(len(idx), config.p_uncond, generator)
         t, noise = ddpm.training_draws(x0.shape, generator)
-        if mine.empty:
-            return None
-        c = model.denoiser.drop_condition(model.question.encode(questions[mine(idx)]), config.p_uncond, drop=mine(drop))
-        return mine.scale({"loss": ddpm.loss(model.denoiser, mine(x0), c, draws=(mine(t), mine(noise)))})
+
+        def block(mine: Part) -> dict[str, torch.Tensor]:
+            asked = model.question.encode(questions[mine(idx)])
+            c = model.denoiser.drop_condition(asked, config.p_uncond, drop=mine(drop))
+            return {"loss": ddpm.loss(model.denoiser, mine(x0), c, draws=(mine(t), mine(noise)))}
+
+        return on_block(len(idx), block)
 
     history = fit_on_latents(
         step,
@@ -229,7 +231,7 @@ def train_hyperldm(
         generator=generator,
         name=name,
         ema=ema,
-        **fit_options(probing, ema.module),
+        probing=probed(probing, ema.module),
         callbacks=callbacks,
         sharded=True,
     )

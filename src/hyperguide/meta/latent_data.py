@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from hyperguide.events import Callback
-from hyperguide.train.loop import EMA, Metrics, epochs_for, fit
+from hyperguide.train.loop import EMA, FitOptions, Metrics, Probed, epochs_for, fit
 
 
 def steps_per_epoch(n_tasks: int, batch_size: int) -> int:
@@ -57,14 +57,14 @@ def fit_on_latents(
     name: str,
     min_batch: int = 1,
     ema: EMA[Any] | None = None,
+    probing: Probed[Any] | None = None,
     callbacks: Sequence[Callback] = (),
     sharded: bool = False,
-    **probing: Any,
 ) -> list[dict[str, float]]:
     """`fit` over the (A, N, L) adapted latents: `config.epochs` epochs of `epoch_batches` (at least
-    `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices; `probing` are `fit`'s probe
-    arguments (`train.loop.fit_options`); `sharded` as `fit` has it (under torchrun, a step that computes its
-    process's block of the batch, `distributed.part`)."""
+    `config.min_steps` steps); `step` gets each batch's (augmentation, task) indices; `ema`, `probing` and `sharded`
+    as `fit` has them (under torchrun, a sharded step computes its process's block of the batch,
+    `distributed.on_block`)."""
     n_aug, n_tasks = int(latents.shape[0]), int(latents.shape[1])
     return fit(
         step,
@@ -72,8 +72,7 @@ def fit_on_latents(
         optimizer,
         epochs=epochs_for(config.epochs, config.min_steps, steps_per_epoch(n_tasks, config.batch_size)),
         name=name,
-        ema=ema,
+        options=FitOptions(ema=ema, sharded=sharded),
+        probing=probing,
         callbacks=callbacks,
-        sharded=sharded,
-        **probing,
     )

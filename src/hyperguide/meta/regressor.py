@@ -13,13 +13,13 @@ import torch
 from hyperguide.config import RegressorConfig
 from hyperguide.data.batch import Questions, TaskBatch
 from hyperguide.diffusion.noise import Noise
-from hyperguide.distributed import part
+from hyperguide.distributed import on_block
 from hyperguide.events import Callback
 from hyperguide.meta.latent_data import fit_on_latents
 from hyperguide.meta.optim import adam
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.regressor import LatentRegressor
-from hyperguide.train.loop import Probing, fit_options
+from hyperguide.train.loop import Probing, probed
 
 
 def build_regressor(latent_dim: int, question_dim: int, config: RegressorConfig) -> LatentRegressor:
@@ -46,11 +46,10 @@ def train_regressor(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor] | None:
         aug, idx = batch[0].to(device), batch[1].to(device)
-        mine = part(len(idx))  # this process's rows (all of them in one process)
         target = model.latents(data.draw(aug, idx, generator))  # every process draws the whole batch's
-        if mine.empty:
-            return None
-        return mine.scale({"loss": ((model.normalized(questions[mine(idx)]) - mine(target)) ** 2).mean()})
+        return on_block(
+            len(idx), lambda mine: {"loss": ((model.normalized(questions[mine(idx)]) - mine(target)) ** 2).mean()}
+        )
 
     history = fit_on_latents(
         step,
@@ -59,7 +58,7 @@ def train_regressor(
         config,
         generator=generator,
         name=name,
-        **fit_options(probing, model),
+        probing=probed(probing, model),
         callbacks=callbacks,
         sharded=True,
     )

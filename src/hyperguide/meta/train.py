@@ -18,11 +18,11 @@ import torch
 from hyperguide.config import TrainConfig
 from hyperguide.data.batch import TaskBatch, collate
 from hyperguide.data.tasks import Task
-from hyperguide.distributed import Part, part
+from hyperguide.distributed import on_block
 from hyperguide.events import Callback
 from hyperguide.meta.methods import Method
 from hyperguide.meta.optim import adam
-from hyperguide.train.loop import Probing, fit, fit_options
+from hyperguide.train.loop import FitOptions, Probing, fit, probed
 
 
 def subsample(task: Task, max_examples: int | None, generator: torch.Generator) -> Task:
@@ -53,21 +53,19 @@ def train_method(
     params = [p for p in method.parameters() if p.requires_grad]
     n_batches = math.ceil(len(tasks) / config.meta_batch_size)
 
-    def batches(epoch: int) -> Iterator[tuple[TaskBatch | None, Part]]:
+    def batches(epoch: int) -> Iterator[list[Task]]:
         order = torch.randperm(len(tasks), generator=generator).tolist()
         for b in range(n_batches):
             chosen = order[b * config.meta_batch_size : (b + 1) * config.meta_batch_size]
-            drawn = [subsample(tasks[i], config.max_examples, generator) for i in chosen]  # every process draws all
-            mine = part(len(drawn))  # this process's tasks of the meta-batch (all of them in one process)
-            if mine.empty:
-                yield None, mine
-                continue
-            batch = collate(mine.items(drawn)).to(device)
-            yield (batch.swapped() if config.swap_support_query else batch), mine
+            yield [subsample(tasks[i], config.max_examples, generator) for i in chosen]  # every process draws all
 
-    def step(item: tuple[TaskBatch | None, Part]) -> dict[str, torch.Tensor] | None:
-        batch, mine = item
-        return None if batch is None else mine.scale({"loss": method.meta_loss(batch)})  # a mean over tasks
+    def meta_batch(chosen: Sequence[Task]) -> TaskBatch:
+        batch = collate(chosen).to(device)
+        return batch.swapped() if config.swap_support_query else batch
+
+    def step(drawn: list[Task]) -> dict[str, torch.Tensor] | None:
+        # a mean over this process's tasks of the meta-batch
+        return on_block(len(drawn), lambda mine: {"loss": method.meta_loss(meta_batch(mine.items(drawn)))})
 
     history = fit(
         step,
@@ -75,10 +73,9 @@ def train_method(
         adam(params, config.lr, device),
         epochs=config.epochs,
         name=name,
-        grad_clip=config.grad_clip,
-        **fit_options(probing, method),
+        options=FitOptions(grad_clip=config.grad_clip, sharded=True),
+        probing=probed(probing, method),
         callbacks=callbacks,
-        sharded=True,
     )
     method.eval()
     return history

@@ -3,7 +3,7 @@ supplies its batches and its step, and `fit` does the rest: the epochs (`epochs_
 into epochs), the optimiser step, gradient clipping, an EMA of the weights, a per-step learning rate, the history and
 the events.
 
-    history = fit(step, batches, optimizer, epochs=10, name="hvae", callbacks=callbacks)
+    history = fit(step, batches, optimizer, epochs=10, name="hvae", options=FitOptions(grad_clip=1.0))
 
 `batches(epoch)` yields the epoch's batches and is consumed lazily, one batch per step, so a trainer that draws its
 batches from a seeded generator draws them in the same order as a hand-written loop would. `step(batch)` returns
@@ -12,9 +12,10 @@ the batch's metrics: `"loss"`, the scalar to minimise, and anything else worth l
 it may pass for a result.
 
 Under `torchrun` (`hyperguide.distributed`), every process runs `fit` on the same batches; a step computes its
-process's block of the batch (`distributed.part`) and returns its metrics weighted by the block's share (None for a
-process without rows), and `fit` (`sharded=True`) sums metrics and gradients over processes before the (identical)
-optimiser step. A step that does not shard (`sharded=False`, the default) is computed whole by every process.
+process's block of the batch and returns its metrics weighted by the block's share, None for a process without rows
+(`distributed.on_block`), and `fit` (`FitOptions(sharded=True)`) sums metrics and gradients over processes before the
+(identical) optimiser step. A step that does not shard (`sharded=False`, the default) is computed whole by every
+process.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from hyperguide.events import Callback, EpochEnded, FitStarted, StepEnded, emit
 
 B = TypeVar("B")
 Metrics = Mapping[str, torch.Tensor | float]
-Probe = Callable[[], Mapping[str, float]]  # a fit measurement of the model being trained, e.g. {"fit_acc": 97.5}
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -99,23 +99,48 @@ class Probing(Generic[M]):
     patience: int | None = None
     min_delta: float = 0.0
 
-    def fit_options(self, module: M) -> dict[str, Any]:
-        """`fit`'s probe arguments for training `module`."""
-
-        def probe() -> Mapping[str, float]:
-            was_training = module.training
-            module.eval()
-            try:
-                return self.measure(module)
-            finally:
-                module.train(was_training)
-
-        return {"probe": probe, "probes": self.count, "patience": self.patience, "min_delta": self.min_delta}
+    def stops(self, watched: Sequence[float]) -> bool:
+        """Whether the first measure's values so far, `watched`, have reached their plateau (never without patience)."""
+        return self.patience is not None and plateau_reached(watched, self.patience, self.min_delta)
 
 
-def fit_options(probing: Probing[M] | None, module: M) -> dict[str, Any]:
-    """`probing.fit_options(module)`, or no probe arguments."""
-    return {} if probing is None else probing.fit_options(module)
+@dataclass(frozen=True)
+class Probed(Generic[M]):
+    """A `Probing` of the module being trained: what `fit` measures and when it stops."""
+
+    probing: Probing[M]
+    module: M
+
+    def probe(self) -> dict[str, float]:
+        """The measures of the module, taken in eval mode (its mode restored after)."""
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            return {k: float(v) for k, v in self.probing.measure(self.module).items()}
+        finally:
+            self.module.train(was_training)
+
+
+def probed(probing: Probing[M] | None, module: M) -> Probed[M] | None:
+    """`probing` of `module`, or no probing."""
+    return None if probing is None else Probed(probing, module)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """What `fit` does around each optimiser step besides backpropagating the loss, and what it records.
+
+    `lr_at(step)` (0-based) sets every parameter group's learning rate before the step; with `grad_clip` the gradient
+    norm over the optimiser's parameters is clipped to it (and logged as `grad_norm`); after the optimiser step, `ema`
+    is updated and `after_step()` runs (e.g. to clamp a parameter). `history` is one record per epoch or per step.
+    `sharded`: the step computes this process's block of the batch (see the module's docstring)."""
+
+    grad_clip: float | None = None
+    lr_at: Callable[[int], float] | None = None
+    ema: EMA[Any] | None = None
+    after_step: Callable[[], None] | None = None
+    history: Literal["epoch", "step"] = "epoch"
+    sharded: bool = False
 
 
 def plateau_reached(values: Sequence[float], patience: int, min_delta: float) -> bool:
@@ -139,37 +164,28 @@ def fit(
     *,
     epochs: int,
     name: str,
-    grad_clip: float | None = None,
-    ema: EMA[Any] | None = None,
-    lr_at: Callable[[int], float] | None = None,
-    after_step: Callable[[], None] | None = None,
-    history: Literal["epoch", "step"] = "epoch",
-    probe: Probe | None = None,
-    probes: int = 0,
-    patience: int | None = None,
-    min_delta: float = 0.0,
+    options: FitOptions = FitOptions(),
+    probing: Probed[Any] | None = None,
     callbacks: Sequence[Callback] = (),
-    sharded: bool = False,
 ) -> list[dict[str, float]]:
-    """Train for `epochs` epochs; returns one record per epoch (or per step, with `history="step"`).
+    """Train for `epochs` epochs; returns one record per epoch (or per step, with `options.history="step"`).
 
-    Per step: `lr_at(step)` (0-based) sets every parameter group's learning rate; the step's loss is backpropagated;
-    with `grad_clip` the gradient norm over the optimiser's parameters is clipped to it (and logged as `grad_norm`);
-    the optimiser steps; `ema` is updated; `after_step()` runs (e.g. to clamp a parameter). An epoch's record is
-    `epoch` (1-based), `step` (steps so far), the mean of each metric over the epoch's steps, and `seconds`; at
-    `probes` epochs spread over the run (`probe_epochs`) it also holds what `probe()` measures (its time is not
-    counted in `seconds`), so that the log carries the fit curve of the stage. With `patience`, training stops after
-    the probe at which the first measure reached its plateau (`plateau_reached`); that record has `stopped: 1`.
+    Per step: the step's loss is backpropagated and the optimiser steps, with what `options` adds around it. An
+    epoch's record is `epoch` (1-based), `step` (steps so far), the mean of each metric over the epoch's steps, and
+    `seconds`; at `count` epochs of the `probing` spread over the run (`probe_epochs`) it also holds what the probing
+    measures (its time is not counted in `seconds`), so that the log carries the fit curve of the stage. With a
+    patience, training stops after the probe at which the first measure reached its plateau (`Probing.stops`); that
+    record has `stopped: 1`.
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    sharded = sharded and distributed.world().size > 1
+    sharded = options.sharded and distributed.world().size > 1
     summed = distributed.StepSums(params)
     if sharded:
         distributed.broadcast_parameters(params)
     records: list[dict[str, float]] = []
     emit(callbacks, FitStarted(name, epochs))
     start = time.perf_counter()
-    probing = probe_epochs(epochs, probes) if probe is not None else ()
+    probe_at = probe_epochs(epochs, probing.probing.count) if probing is not None else ()
     probe_seconds = 0.0
     watched: list[float] = []
     n_steps = 0
@@ -177,8 +193,8 @@ def fit(
         sums: dict[str, float] = {}
         epoch_steps = 0
         for batch in batches(epoch - 1):
-            if lr_at is not None:
-                lr = lr_at(n_steps)
+            if options.lr_at is not None:
+                lr = options.lr_at(n_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             metrics = step(batch)
@@ -198,19 +214,19 @@ def fit(
                 values = summed(None if metrics is None else _floats(metrics))
                 if not math.isfinite(values["loss"]):  # the same sum in every process: all of them stop
                     raise NonFiniteLoss(name, epoch, n_steps + 1, "loss", values["loss"])
-            if grad_clip is not None:
-                values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+            if options.grad_clip is not None:
+                values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, options.grad_clip))
                 if not math.isfinite(values["grad_norm"]):  # clipping a non-finite norm would write NaN weights
                     raise NonFiniteLoss(name, epoch, n_steps + 1, "gradient norm", values["grad_norm"])
             optimizer.step()
-            if ema is not None:
-                ema.update()
-            if after_step is not None:
-                after_step()
+            if options.ema is not None:
+                options.ema.update()
+            if options.after_step is not None:
+                options.after_step()
             n_steps += 1
             epoch_steps += 1
             emit(callbacks, StepEnded(name, n_steps, values["loss"]))
-            if history == "step":
+            if options.history == "step":
                 records.append({"epoch": epoch, "step": n_steps, **values, "seconds": time.perf_counter() - start})
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -221,18 +237,18 @@ def fit(
             "seconds": time.perf_counter() - start - probe_seconds,
         }
         stop = False
-        if epoch in probing:
-            assert probe is not None
+        if epoch in probe_at:
+            assert probing is not None
             began = time.perf_counter()
-            measured = {k: float(v) for k, v in probe().items()}
+            measured = probing.probe()
             probe_seconds += time.perf_counter() - began
             record.update(measured)
             if measured:
                 watched.append(next(iter(measured.values())))
-                stop = patience is not None and epoch < epochs and plateau_reached(watched, patience, min_delta)
+                stop = epoch < epochs and probing.probing.stops(watched)
                 if stop:
                     record["stopped"] = 1.0
-        if history == "epoch":
+        if options.history == "epoch":
             records.append(record)
         emit(callbacks, EpochEnded(name, epoch, epochs, record))
         if stop:
