@@ -10,8 +10,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "hyperguide"
-TEXT = (REPO / "CONTRIBUTING.md").read_text()
-CODE = re.findall(r"`([^`\n]+)`", TEXT)
+TEXT = re.sub(r"```.*?```", "", (REPO / "CONTRIBUTING.md").read_text(), flags=re.S)  # prose, without code blocks
+CODE = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", TEXT)]  # a span may wrap a line
 PLACEHOLDER = re.compile(r"my_|my-|MY_|<|\.\.\.")
 
 
