@@ -60,9 +60,9 @@ from hyperguide.meta.hvae import train_hvae
 from hyperguide.meta.hyperclip import guidance_loss_fn, train_hyperclip
 from hyperguide.meta.hyperldm import build_hyperldm, sample_latents, train_hyperldm
 from hyperguide.meta.inner_loop import adapt
+from hyperguide.meta.meta_training import train_method
 from hyperguide.meta.methods import UncondHNetMAML
 from hyperguide.meta.spaces import HNetSpace
-from hyperguide.meta.train import train_method
 from hyperguide.models.adapter import AdapterShape
 
 D, H, LATENT = 768, 256, 128

@@ -14,10 +14,10 @@ from hyperguide.eval.scoring import evaluate_method
 from hyperguide.events import Note, emit
 from hyperguide.meta.collect import collect_latents
 from hyperguide.meta.hvae import train_hvae
+from hyperguide.meta.meta_training import train_method
 from hyperguide.meta.methods import Method
 from hyperguide.meta.retrieval import question_bank
 from hyperguide.meta.spaces import HNetSpace, HVAESpace
-from hyperguide.meta.train import train_method
 from hyperguide.models.vae import WeightVAE
 from hyperguide.rows import Row, row_spec
 from hyperguide.run.stages.context import StageContext, StageOutput
