@@ -106,7 +106,7 @@ TOY = GuideSpec(
     "toymap",
     build=_build,
     zero_shot=_zero_shot,
-    train=f"{__name__}:train_toy_stage",
+    body=f"{__name__}:train_toy_stage",
     summary="a least-squares map from the question to {space} latent",
     stage_summary="the least-squares question map over {space} latents",
     section="",  # it reads no config section
@@ -168,7 +168,7 @@ def test_registering_a_guide_derives_its_stages_group_rows_and_columns(toy_guide
     try:  # the generic stage body's guide: its fit is its zero-shot accuracy on the meta-train tasks
         assert stage("toytrained-hnet").body == GENERIC_BODY and stage_families()["toytrained"] == (ZERO_SHOT_FIT,)
         with pytest.raises(ValueError, match="not both"):
-            replace(TRAINED, train=f"{__name__}:train_toy_stage")
+            replace(TRAINED, body=f"{__name__}:train_toy_stage")
     finally:
         unregister_guide(TRAINED.name)
     assert resolve_targets(["toymap"]) == (("hnet+toymap", "hvae+toymap"), ("toymap-hnet", "toymap-hvae"))
@@ -214,9 +214,9 @@ def test_the_cli_trains_a_registered_guide_by_its_group(toy_guide: GuideSpec, tm
     assert {p.name for p in run.iterdir() if p.is_dir()} >= {"toymap-hnet", "toymap-hvae", "hvae"}
 
 
-def test_the_built_in_guides_declare_what_was_written_out_by_hand() -> None:
-    """The built-in declarations give the stage groups, shaping sections and attention settings of the table the
-    project wrote out before guides were declared once."""
+def test_the_built_in_guides_give_the_stage_table_and_rows() -> None:
+    """The built-in declarations give the stage table's groups, shaping sections and attention settings, and the
+    rows that combine two guides' stages."""
     assert [g.name for g in BUILTIN_GUIDES] == ["hyperclip", "hyperldm", "regressor"]
     groups = stage_groups()
     assert groups["hyperclip"] == ("hyperclip-hnet", "hyperclip-hvae", "hyperclip-hnet-attention")
@@ -234,6 +234,53 @@ def test_the_built_in_guides_declare_what_was_written_out_by_hand() -> None:
         "hyperclip-hnet-attention",
     )
     assert list(stage_families()) == ["hvae", "hyperclip", "hyperldm", "regressor"]
+    assert set(stage_table()) == {
+        "latents", "hvae", "question-bank", "latents-pointer", "hvae-pointer",
+        *(f"{g}-{s}{p}" for g in ("hyperclip", "hyperldm") for s in ("hnet", "hvae", "hnet-attention")
+          for p in ("", "-pointer")),
+        "regressor-hnet", "regressor-hnet-attention", "regressor-hnet-pointer", "regressor-hnet-attention-pointer",
+    }  # fmt: skip
+
+
+def test_every_stage_names_a_body_that_imports() -> None:
+    """A stage's body is named by a string (inference must not import it): each one resolves to a function."""
+    from hyperguide.rows import CHAIN_NAMES, ROWS
+    from hyperguide.run.stages import stage_body
+
+    assert all(callable(stage_body(spec)) for spec in stage_table().values())
+    assert callable(stage_body(stage("cond-multitask")))  # a meta-trained row's
+    assert set(CHAIN_NAMES) == {s for s in stage_table() if not s.endswith("-pointer") and stage(s).guide is None} | {
+        "collect"
+    }
+    assert all(ROWS[row].stages for row in ROWS if row.endswith("-pointer"))
+
+
+def test_a_guide_with_an_attention_variant_registers_it_and_its_names_must_be_free() -> None:
+    attentive = replace(TRAINED, name="toyattention", section="regressor", attention=True, spaces=("hnet", "hvae"))
+    register_guide(attentive)
+    try:
+        row = ROWS["hnet+toyattention-attention"]
+        assert row.stages == ("uncond-hnet-maml", "toyattention-hnet-attention")
+        assert row.overrides == ("regressor.question=attention",)
+        assert stage("toyattention-hnet-attention").overrides == ("regressor.question=attention",)
+        assert ROWS["hnet+toyattention-attention-pointer"].stages == (
+            "uncond-hnet-maml-pointer",
+            "toyattention-hnet-attention-pointer",
+        )
+        assert stage_groups()["toyattention"] == (
+            "toyattention-hnet",
+            "toyattention-hvae",
+            "toyattention-hnet-attention",
+        )
+    finally:
+        unregister_guide("toyattention")
+    rows = list(ROWS)
+    for taken in ("hyperldm", "latents", "collect", "all"):
+        with pytest.raises(ValueError, match="already"):
+            register_guide(replace(TRAINED, name=taken))
+    with pytest.raises(ValueError, match="no section"):
+        register_guide(replace(TRAINED, name="toysection", section="nosuch", attention=False))
+    assert list(ROWS) == rows and "toysection" not in GUIDES  # nothing registered
 
 
 def test_the_quick_preset_caps_every_built_in_guide() -> None:
@@ -246,5 +293,7 @@ def test_the_quick_preset_caps_every_built_in_guide() -> None:
     quick = read_config_file(preset_path(QUICK_PRESET))
     for guide in GUIDES.values():
         section = guide.config_section
+        if not section:
+            continue  # a guide without settings has no length to cap
         assert section in quick, f"the quick preset does not cap {section}"
         assert quick[section]["epochs"] < getattr(RunConfig(), section).epochs, section

@@ -23,7 +23,7 @@ from hyperguide.config import RunConfig, apply_overrides
 from hyperguide.data.tasks import Task
 from hyperguide.errors import HyperguideError
 from hyperguide.eval.scoring import Scores, chance_scores, majority_scores
-from hyperguide.guides import BUILTIN_GUIDES, HYPERCLIP, HYPERLDM, REGRESSOR
+from hyperguide.guides import HYPERCLIP, HYPERLDM
 from hyperguide.guides.spec import GUIDES, SPACE_NAMES, GuideBuilder, GuideSpec, add_guide, remove_guide
 from hyperguide.guides.spec import KINDS as KINDS  # the row registry's interface, declared with the guides
 from hyperguide.guides.spec import BuildContext as BuildContext
@@ -108,6 +108,8 @@ ROWS: dict[str, RowSpec] = {}
 
 
 RESERVED = ("all",)  # names the command line gives a meaning of its own
+# the stages of the HNet's chain and their group (`trained.stage_table`), which no guide may name
+CHAIN_NAMES = ("latents", "hvae", "question-bank", "collect")
 
 
 def register(spec: RowSpec) -> RowSpec:
@@ -267,14 +269,13 @@ def attention_variant(spec: RowSpec, guides: Sequence[GuideSpec]) -> RowSpec:
     return variant(spec, ATTENTION, tuple(g.attention_setting for g in guides), renamed, what)
 
 
-def _rows_of(guide: GuideSpec) -> list[RowSpec]:
-    return [guide_row(space, (guide,)) for space in guide.spaces]
-
-
-def _attention_rows_of(guide: GuideSpec) -> list[RowSpec]:
-    if not (guide.attention and "hnet" in guide.spaces):
-        return []
-    return [attention_variant(ROWS[f"hnet+{guide.name}"], (guide,))]
+def guide_rows(guide: GuideSpec) -> list[RowSpec]:
+    """A guide's rows: `SPACE+NAME` over each of its spaces, then over the HNet's latents reading the question
+    through attention (`attention_variant`) when it can."""
+    rows = [guide_row(space, (guide,)) for space in guide.spaces]
+    if guide.attention and "hnet" in guide.spaces:
+        rows.append(attention_variant(rows[guide.spaces.index("hnet")], (guide,)))
+    return rows
 
 
 # The question's embedding as a direction in the image space (models/pointer.py): rows whose generator points some
@@ -294,32 +295,41 @@ _POINTED = "4 hidden units point along the question"
 def pointer_variant(spec: RowSpec) -> RowSpec:
     """`spec` with the pointer: a meta-trained row becomes its own stage; a guidance row's stages (the HNet's chain
     and its guides') become their pointer stages. Asked for by name (not in the default table)."""
-    guided = spec.kind in ("guidance", "ablation") and spec.stages[:1] == (BASE,)
+    guided = not spec.trained_as_a_whole and spec.stages[:1] == (BASE,)
     renamed = {s: s + POINTER for s in spec.stages} if guided else None
     what = f"the HNet's {_POINTED} with gains from its code" if guided else _POINTED
     pointed = replace(variant(spec, POINTER, (POINTER_SETTING,), renamed, what), default=False)
     return replace(pointed, needs_shared_space=True, reads_question=True)
 
 
+def _register_guide_rows(guide: GuideSpec) -> None:
+    rows = guide_rows(guide)
+    for spec in (*rows, *(pointer_variant(row) for row in rows)):
+        register(spec)
+
+
 def register_guide(guide: GuideSpec) -> GuideSpec:
     """Register a guidance model: its rows (with their `-attention` and `-pointer` variants), and through its spec
     its stages, stage group and report columns (`hyperguide.guides.spec`). Its config section must be one of
-    `RunConfig`'s, with a `question` knob for its `-attention` variant."""
+    `RunConfig`'s, with a `question` knob for its `-attention` variant, and none of its names may be taken; nothing
+    is registered when one is."""
     if guide.config_section and not hasattr(RunConfig(), guide.config_section):
         raise ValueError(f"guide {guide.name!r}: RunConfig has no section {guide.config_section!r}")
     if guide.attention:
         apply_overrides(RunConfig(), [guide.attention_setting])  # raises unless its section reads tokens
+    rows = [name for row in guide_rows(guide) for name in (row.name, row.name + POINTER)]
+    guides = {name for g in GUIDES.values() for name in (g.name, *g.stage_names())}
+    names = (guide.name, *guide.stage_names(), *rows)
+    taken = [name for name in names if name in ROWS or name in guides or name in (*CHAIN_NAMES, *RESERVED)]
+    if taken:
+        raise ValueError(f"guide {guide.name!r}: {', '.join(taken)} name(s) a row or stage already")
     add_guide(guide)
-    rows = [*_rows_of(guide), *_attention_rows_of(guide)]
-    for spec in rows:
-        register(spec)
-    for spec in rows:
-        register(pointer_variant(spec))
+    _register_guide_rows(guide)
     return guide
 
 
 def unregister_guide(name: str) -> None:
-    """Remove a guide and every row over its stages."""
+    """Remove a guide and every row over its stages (a row of several guides' stages included)."""
     guide = GUIDES.get(name)
     if guide is None:
         return
@@ -340,9 +350,6 @@ def _nearest(ctx: BuildContext) -> ZeroShot:
 def _retrieved(ctx: BuildContext) -> ZeroShot:
     return hyperclip_retrieval
 
-
-for _guide in BUILTIN_GUIDES:
-    add_guide(_guide)
 
 for _spec in (
     RowSpec("chance", "bound", "100/K: the accuracy of guessing among a task's K answers", score=chance_scores,
@@ -365,12 +372,35 @@ for _spec in (
             build=_method(methods.CondHNetMAML), stages=("cond-hnet-maml",), reads_question=True),
     RowSpec("oracle", "bound", "an adapter fine-tuned on the task's full support set", build=_method(methods.Oracle),
             uses_labels=True, bound="upper"),
-    # the built-in guides' rows (`guides.builtin`), with rows that combine or reuse their stages
-    *_rows_of(HYPERCLIP),
-    *_rows_of(HYPERLDM),
-    replace(guide_row("hnet", (HYPERLDM, HYPERCLIP)), paper=False,
-            summary="HyperLDM samples at scale @G with HyperCLIP as the classifier of classifier guidance"),
-    *_rows_of(REGRESSOR),
+):  # fmt: skip
+    register(_spec)
+
+# The table's order: the baselines; each guide's rows over its spaces, the rows that combine two guides' stages after
+# the second of them; the retrieval references; then every row that reads the question through attention over its
+# tokens instead of the pooled vector, in the same order. The `-pointer` variants, asked for by name, come last.
+_COMBINED = replace(
+    guide_row("hnet", (HYPERLDM, HYPERCLIP)),
+    paper=False,
+    summary="HyperLDM samples at scale @G with HyperCLIP as the classifier of classifier guidance",
+)
+_COMBINES = (HYPERLDM, HYPERCLIP)  # _COMBINED's guides: it follows their rows
+_BY_GUIDE = {name: guide_rows(guide) for name, guide in GUIDES.items()}
+_FIRST = [name for name in GUIDES if name in {guide.name for guide in _COMBINES}]
+_LATER = [name for name in GUIDES if name not in _FIRST]
+
+
+def _guides_rows(names: Sequence[str], attention: bool) -> list[RowSpec]:
+    """The rows of the guides `names`, the attention variants or the others."""
+    return [row for name in names for row in _BY_GUIDE[name] if row.name.endswith(ATTENTION) == attention]
+
+
+_CONDITIONED = [variant(ROWS[name], ATTENTION, ("method.question=attention",), None,
+                        "the question through attention over its tokens")
+                for name in ("cond-multitask", "cond-multitask-film")]  # fmt: skip
+for _spec in (
+    *_guides_rows(_FIRST, attention=False),
+    _COMBINED,
+    *_guides_rows(_LATER, attention=False),
     RowSpec("nearest-question", "reference",
             "retrieval: the adapted latent of the meta-train task whose question embedding is nearest",
             build=_guided("hnet", [_question_bank], _nearest), stages=(BASE, "question-bank"), reads_question=True,
@@ -378,27 +408,13 @@ for _spec in (
     RowSpec("hyperclip-retrieval", "reference", "retrieval: the meta-train latent HyperCLIP scores highest",
             build=_guided("hnet", [HYPERCLIP.build], _retrieved), stages=(BASE, HYPERCLIP.stage_name("hnet")),
             reads_question=True, paper=False),
+    *_CONDITIONED,
+    *_guides_rows(_FIRST, attention=True),
+    attention_variant(_COMBINED, _COMBINES),
+    *_guides_rows(_LATER, attention=True),
 ):  # fmt: skip
     register(_spec)
-
-# The question read through attention over its tokens instead of the pooled vector: the same rows, their own stages.
-for _name, _overrides in (("cond-multitask", "method"), ("cond-multitask-film", "method")):
-    register(variant(ROWS[_name], ATTENTION, (f"{_overrides}.question=attention",), None,
-                     "the question through attention over its tokens"))  # fmt: skip
-for _name, _guides in (
-    ("hnet+hyperclip", (HYPERCLIP,)),
-    ("hnet+hyperldm", (HYPERLDM,)),
-    ("hnet+hyperldm+hyperclip", (HYPERLDM, HYPERCLIP)),
-    ("hnet+regressor", (REGRESSOR,)),
-):
-    register(attention_variant(ROWS[_name], _guides))
-
-for _name in (
-    "cond-multitask",
-    "cond-multitask-film",
-    "cond-multitask-attention",
-    "cond-multitask-film-attention",
-    BASE,
-    *(row.name for guide in BUILTIN_GUIDES for row in (*_rows_of(guide), *_attention_rows_of(guide))),
-):
-    register(pointer_variant(ROWS[_name]))
+for _spec in (ROWS["cond-multitask"], ROWS["cond-multitask-film"], *_CONDITIONED, ROWS[BASE]):
+    register(pointer_variant(_spec))
+for _spec in (row for rows in _BY_GUIDE.values() for row in rows):
+    register(pointer_variant(_spec))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from hyperguide.config import RunConfig
-from hyperguide.guides.spec import BuildContext, Diagnostic, GuideSpec, Measure
+from hyperguide.guides.spec import BuildContext, Diagnostic, GuideSpec, Measure, add_guide
 from hyperguide.meta.guided import ZeroShot
 from hyperguide.meta.hyperclip import build_hyperclip, hyperclip_guidance
 from hyperguide.meta.hyperldm import build_hyperldm, hyperldm_sampler
@@ -28,7 +28,7 @@ HYPERCLIP = GuideSpec(
     "hyperclip",
     build=_hyperclip,
     zero_shot=_ascent,
-    train=f"{BODIES}:train_hyperclip_stage",
+    body=f"{BODIES}:train_hyperclip_stage",
     summary="HyperCLIP guidance in {space} latent space",
     stage_summary="HyperCLIP over the weights of {space} latents",
     fit=(
@@ -70,7 +70,7 @@ HYPERLDM = GuideSpec(
     "hyperldm",
     build=_hyperldm,
     zero_shot=_sampler,
-    train=f"{BODIES}:train_hyperldm_stage",
+    body=f"{BODIES}:train_hyperldm_stage",
     summary="HyperLDM samples in {space} latent space at guidance scale @G",
     stage_summary="HyperLDM over {space} latents",
     fit=(
@@ -97,7 +97,7 @@ REGRESSOR = GuideSpec(
     "regressor",
     build=_regressor,
     zero_shot=_regression,
-    train=f"{BODIES}:train_regressor_stage",
+    body=f"{BODIES}:train_regressor_stage",
     summary="an MLP from the question to {space} latent, trained by regression",
     stage_summary="a question -> latent regressor over {space} latents (ablation)",
     spaces=("hnet",),
@@ -107,3 +107,5 @@ REGRESSOR = GuideSpec(
 )
 
 BUILTIN_GUIDES = (HYPERCLIP, HYPERLDM, REGRESSOR)
+for _guide in BUILTIN_GUIDES:  # their rows: `hyperguide.rows`
+    add_guide(_guide)

@@ -6,7 +6,7 @@ by `build`, trained by its stage body `train`, and turned into a task's latent b
 
 - its stages, one per latent space of `spaces` (`NAME-hnet`, `NAME-hvae`) and `NAME-hnet-attention` when the
   question can be read through attention, each shaped by the config section `section` (`trained.stage_table`);
-- the stage group `NAME` that `hyperguide train --stages` accepts;
+- the stage group `NAME`, which `hyperguide train NAME UNIVERSE` trains;
 - its rows, `SPACE+NAME` per space, with their `-attention` and `-pointer` variants (`hyperguide.rows`);
 - its fit measures: the checkpoint fields results.json's `fit.stages` summarises and results.md's columns (`fit`).
 
@@ -14,7 +14,7 @@ A guide is trained in one of two ways. Most give a `trainer` with the signature 
 (`GuideTrainer`: the space, the adapted latents, the meta-train questions, the guide's config section, and the probe
 of its fit); the runner's generic stage body calls it and measures the guide's fit as the accuracy of its zero-shot
 weights on the meta-train tasks (`train_acc`). A guide with fit measures of its own names its own stage body in
-`train` instead (`"module:function"`, as the built-in guides do). Either is imported only when the stage trains, so
+`body` instead (`"module:function"`, as the built-in guides do). Either is imported only when the stage trains, so
 that loading a trained row (`hyperguide generate`, `export`, the report) imports no training stage body (the import
 contract "Inference imports no runner", pyproject.toml).
 """
@@ -118,7 +118,7 @@ class GuideSpec:
     summary: str  # its rows' one line; "{space}" stands for "the HNet's" or "the HVAE's"
     stage_summary: str  # its stages' one line, with "{space}" as in `summary`
     trainer: GuideTrainer | None = None  # its training, run by the generic stage body
-    train: str = GENERIC_BODY  # or "module:function": its own stage body `(StageContext, Generator) -> StageOutput`
+    body: str = GENERIC_BODY  # or "module:function": its own stage body `(StageContext, Generator) -> StageOutput`
     section: str | None = None  # its config section, which shapes its stages (None: its name; "": it reads none)
     spaces: tuple[SpaceKind, ...] = ("hnet", "hvae")
     kind: RowKind = "guidance"
@@ -133,12 +133,12 @@ class GuideSpec:
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "@,+"):
             raise ValueError(f"guide name {self.name!r} must be non-empty, without '@', ',' or '+'")
-        if self.train.count(":") != 1:
-            raise ValueError(f"guide {self.name!r}: train must name its stage body as 'module:function'")
-        if (self.train == GENERIC_BODY) == (self.trainer is None) or (self.trainer is not None and self.fit):
+        if self.body.count(":") != 1:
+            raise ValueError(f"guide {self.name!r}: body must name its stage body as 'module:function'")
+        if (self.body == GENERIC_BODY) == (self.trainer is None) or (self.trainer is not None and self.fit):
             raise ValueError(
                 f"guide {self.name!r}: give a trainer (the generic stage body trains it and measures its zero-shot "
-                "fit), or train= its own stage body with its fit measures, not both"
+                "fit), or body= its own stage body with its fit measures, not both"
             )
         if not self.spaces:
             raise ValueError(f"guide {self.name!r}: give at least one latent space")
@@ -175,6 +175,7 @@ class GuideSpec:
 
 
 GUIDES: dict[str, GuideSpec] = {}
+_VERSION = [0]  # bumped by every change to GUIDES: what the stage table derived from them is cached by
 
 
 def add_guide(spec: GuideSpec) -> GuideSpec:
@@ -182,8 +183,15 @@ def add_guide(spec: GuideSpec) -> GuideSpec:
     if spec.name in GUIDES:
         raise ValueError(f"guide {spec.name!r} is registered already")
     GUIDES[spec.name] = spec
+    _VERSION[0] += 1
     return spec
 
 
 def remove_guide(name: str) -> None:
-    GUIDES.pop(name, None)
+    if GUIDES.pop(name, None) is not None:
+        _VERSION[0] += 1
+
+
+def guides_version() -> int:
+    """A number that changes whenever a guide is added or removed."""
+    return _VERSION[0]

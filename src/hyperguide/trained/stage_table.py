@@ -33,7 +33,7 @@ from typing import Any
 from hyperguide.checkpoint import read_metadata
 from hyperguide.config import RunConfig, apply_overrides, training_keys, training_view
 from hyperguide.errors import HyperguideError
-from hyperguide.guides.spec import GUIDES, SPACE_NAMES, Diagnostic, GuideSpec, Measure
+from hyperguide.guides.spec import GUIDES, SPACE_NAMES, Diagnostic, GuideSpec, Measure, guides_version
 from hyperguide.meta.spaces import SpaceKind
 from hyperguide.rows import BASE, POINTER, POINTER_SETTING, ROWS, Row, RowSpec, row_spec
 from hyperguide.trained.folder import RunFolder
@@ -80,6 +80,7 @@ class StageSpec:
     overrides: tuple[str, ...] = ()  # `key=value` settings of this stage on top of the run's (a row's variant)
     chain: Chain = DEFAULT_CHAIN  # the stages it reads its latent space from
     space: SpaceKind | None = None  # the latent space a guide's stage trains over
+    guide: str | None = None  # the guide whose network it trains (`guides.GUIDES`)
     family: str = ""  # the stages that share its fit measures: its guide's name, or its own (results.md's tables)
 
     @property
@@ -136,35 +137,37 @@ def guide_stages(guide: GuideSpec) -> list[StageSpec]:
             StageSpec(
                 name,
                 ("hvae",) if space == "hvae" else ("latents",),
-                guide.train,
+                guide.body,
                 summary,
                 guide.diagnostic,
                 fit=guide.fit_measures,
                 shaped_by=guide.shaped_by,
                 overrides=(guide.attention_setting,) if attention else (),
                 space=space,
+                guide=guide.name,
                 family=guide.name,
             )
         )
     return out
 
 
-_TABLES: dict[tuple[tuple[StageSpec, ...], tuple[GuideSpec, ...]], dict[str, StageSpec]] = {}
+_TABLE: dict[tuple[tuple[StageSpec, ...], int], dict[str, StageSpec]] = {}  # the last table derived
 
 
 def stage_table() -> dict[str, StageSpec]:
     """Every declared stage (the meta-trained rows' are `stage`'s): the HNet's chain, each registered guide's, and
     all of them again over the HNet with the pointer."""
-    key = (CHAIN_STAGES, tuple(GUIDES.values()))
-    if key not in _TABLES:  # derived once per set of registered guides
-        specs = [*CHAIN_STAGES, *(s for guide in key[1] for s in guide_stages(guide))]
+    key = (CHAIN_STAGES, guides_version())
+    if key not in _TABLE:  # derived again only when the registered guides change
+        specs = [*CHAIN_STAGES, *(s for guide in GUIDES.values() for s in guide_stages(guide))]
         pointed = [pointer_stage(s) for s in specs if s.name != "question-bank"]
-        _TABLES[key] = {s.name: s for s in (*specs, *pointed)}
-    return dict(_TABLES[key])
+        _TABLE.clear()
+        _TABLE[key] = {s.name: s for s in (*specs, *pointed)}
+    return dict(_TABLE[key])
 
 
 def stage_groups() -> dict[str, tuple[str, ...]]:
-    """Names `hyperguide train --stages` accepts for several stages: `collect`, and each guide's name."""
+    """Names `hyperguide train` accepts for several stages: `collect`, and each guide's name."""
     return {"collect": ("latents",), **{name: guide.stage_names() for name, guide in GUIDES.items()}}
 
 

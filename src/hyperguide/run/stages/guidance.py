@@ -34,7 +34,10 @@ PROBE_SAMPLE_STEPS = 100
 
 
 def _guide(ctx: StageContext) -> GuideSpec:
-    return GUIDES[ctx.running.family]
+    name = ctx.running.guide
+    if name is None or name not in GUIDES:
+        raise ValueError(f"stage {ctx.running.name!r} trains no registered guide")
+    return GUIDES[name]
 
 
 def train_guide_stage(ctx: StageContext, generator: torch.Generator) -> StageOutput:
@@ -60,10 +63,16 @@ def train_guide_stage(ctx: StageContext, generator: torch.Generator) -> StageOut
         return {f"fit_{ZERO_SHOT_FIT.key}": mean(scores["acc"])}
 
     section = getattr(ctx.config, guide.config_section) if guide.config_section else None
+    expected = type(guide.build(build, space))  # what a row loads the checkpoint into
     model, _ = trainer(
         space, latents, questions, section, generator=generator, name=f"{guide.name}-{space_kind}", device=ctx.device,
         probing=ctx.probing(measure), callbacks=ctx.callbacks,
     )  # fmt: skip
+    if type(model) is not expected:
+        raise ValueError(
+            f"guide {guide.name!r}: its trainer returned a {type(model).__name__}, but its build makes the "
+            f"{expected.__name__} its rows load the checkpoint into"
+        )
     return StageOutput(model, metadata={ZERO_SHOT_FIT.key: measure(model)[f"fit_{ZERO_SHOT_FIT.key}"]})
 
 
