@@ -1,6 +1,6 @@
 """The per-task metrics as one registry (`hyperguide.eval.metrics`): a metric added by its function and one
 registration reaches every row, setting, control and fit of results.json, its reader and results.md; acc and
-bal_acc are what they always were."""
+bal_acc equal their formulas written out."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_the_calibration_error_of_a_hand_computed_task() -> None:
     assert task_accuracy(p).tolist() == [75.0] and task_balanced_accuracy(p).tolist() == [75.0]
 
 
-def test_acc_and_bal_acc_are_what_they_always_were() -> None:
+def test_acc_and_bal_acc_equal_their_formulas() -> None:
     """Against the formulas written out: top-1 hits over the real examples, and the mean recall of the answers
     present, on padded tasks of several answer counts (padded answers -inf), ties included."""
     generator = torch.Generator().manual_seed(0)

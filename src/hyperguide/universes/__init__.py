@@ -16,7 +16,7 @@ declared with `option` get a flag on the commands that take the universe, and `h
 and used where the universe is not prepared.
 
 The functions below take any `UniverseOptions`: a universe is given its own options as they are, and other options
-as its `Options` with their common fields (home, device, force) and its own fields at their defaults.
+as its `Options` with their common fields (home, seed, device, force) and its own fields at their defaults.
 """
 
 from __future__ import annotations
