@@ -1,5 +1,6 @@
 """The built-in guidance models: HyperCLIP, HyperLDM and the question -> latent regressor (an ablation). Each is one
-`GuideSpec`; their stage bodies are in `hyperguide.run.stages.guidance`."""
+`GuideSpec`. HyperCLIP's and HyperLDM's stage bodies, with their own fit measures, are in
+`hyperguide.run.stages.guidance`; the regressor is trained by the generic body through its trainer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hyperguide.guides.spec import BuildContext, Diagnostic, GuideSpec, Measure,
 from hyperguide.meta.guided import ZeroShot
 from hyperguide.meta.hyperclip import build_hyperclip, hyperclip_guidance
 from hyperguide.meta.hyperldm import build_hyperldm, hyperldm_sampler
-from hyperguide.meta.regressor import build_regressor, regressor_zero_shot
+from hyperguide.meta.regressor import build_regressor, regressor_zero_shot, train_regressor
 from hyperguide.meta.spaces import LatentSpace
 
 BODIES = "hyperguide.run.stages.guidance"
@@ -97,13 +98,12 @@ REGRESSOR = GuideSpec(
     "regressor",
     build=_regressor,
     zero_shot=_regression,
-    body=f"{BODIES}:train_regressor_stage",
+    trainer=train_regressor,
     summary="an MLP from the question to {space} latent, trained by regression",
     stage_summary="a question -> latent regressor over {space} latents (ablation)",
     spaces=("hnet",),
     kind="ablation",
     paper=False,
-    fit=(Measure("train_acc", "acc on meta-train"),),
 )
 
 BUILTIN_GUIDES = (HYPERCLIP, HYPERLDM, REGRESSOR)

@@ -22,11 +22,9 @@ from hyperguide.meta.guided import GuidedMethod
 from hyperguide.meta.hyperclip import hard_negative_identification, retrieval, task_identification, train_hyperclip
 from hyperguide.meta.hyperldm import sample_latents, train_hyperldm
 from hyperguide.meta.inner_loop import adapt, support_loss_fn
-from hyperguide.meta.regressor import train_regressor
 from hyperguide.meta.spaces import LatentSpace, SpaceLatents
 from hyperguide.models.hyperclip import HyperCLIP
 from hyperguide.models.hyperldm import HyperLDM
-from hyperguide.models.regressor import LatentRegressor
 from hyperguide.run.stages.context import StageContext, StageOutput
 from hyperguide.trained.loading import question_dim
 
@@ -63,11 +61,12 @@ def train_guide_stage(ctx: StageContext, generator: torch.Generator) -> StageOut
         return {f"fit_{ZERO_SHOT_FIT.key}": mean(scores["acc"])}
 
     section = getattr(ctx.config, guide.config_section) if guide.config_section else None
-    expected = type(guide.build(build, space))  # what a row loads the checkpoint into
     model, _ = trainer(
         space, latents, questions, section, generator=generator, name=f"{guide.name}-{space_kind}", device=ctx.device,
         probing=ctx.probing(measure), callbacks=ctx.callbacks,
     )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):  # the network a row loads the checkpoint into, drawing no one's noise
+        expected = type(guide.build(build, space))
     if type(model) is not expected:
         raise ValueError(
             f"guide {guide.name!r}: its trainer returned a {type(model).__name__}, but its build makes the "
@@ -188,22 +187,6 @@ def train_hyperldm_stage(ctx: StageContext, generator: torch.Generator) -> Stage
         ),
     )
     return StageOutput(model, metadata=fit)
-
-
-def train_regressor_stage(ctx: StageContext, generator: torch.Generator) -> StageOutput:
-    space_kind = ctx.space_kind
-    space, latents, questions = ctx.load_space(space_kind), ctx.load_latents(), Questions.of(ctx.train_tasks)
-
-    def measure(model: LatentRegressor) -> dict[str, float]:
-        with torch.no_grad():
-            out = model(questions.to(ctx.device))
-        return {"fit_train_acc": mean(latent_scores(space, ctx.train_tasks, out, device=ctx.device)["acc"])}
-
-    model, _ = train_regressor(
-        space, latents, questions, ctx.config.regressor, generator=generator, name=f"regressor-{space_kind}",
-        device=ctx.device, probing=ctx.probing(measure), callbacks=ctx.callbacks,
-    )  # fmt: skip
-    return StageOutput(model, metadata={"train_acc": measure(model)["fit_train_acc"]})
 
 
 def _prefixed(measures: Mapping[str, float], keys: Sequence[str]) -> dict[str, float]:
