@@ -1,0 +1,132 @@
+"""The site's generated reference pages, written at build time (mkdocs-gen-files) from the code itself, so that they
+cannot drift from it: the configuration (every knob of the config dataclasses with its default, its value in each
+preset and its help line, and every universe's options) and the command line (every command's `--help`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mkdocs_gen_files
+
+from hyperguide.cli import build_parser
+from hyperguide.config import RunConfig, preset_names, resolve_config
+from hyperguide.config.typed import knobs, sections
+from hyperguide.universes import UNIVERSES, UniverseOptions, declared
+
+WIDTH = "100"  # the --help texts are wrapped as in a terminal this wide
+
+
+def cell(value: Any) -> str:
+    """A JSON value as a table cell: code, with `|` escaped."""
+    text = json.dumps(str(value) if isinstance(value, Path) else value)
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def prose(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def evaluation_only(config: Any, prefix: str = "") -> set[str]:
+    """Dotted keys of the knobs marked `evaluation_only` (changing them retrains nothing)."""
+    out: set[str] = set()
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out |= evaluation_only(value, f"{prefix}{f.name}.")
+        elif f.metadata.get("evaluation_only"):
+            out.add(f"{prefix}{f.name}")
+    return out
+
+
+def configuration_page() -> str:
+    base = RunConfig()
+    heads = sections(base)
+    presets = {name: {k.key: k.value for k in knobs(resolve_config(name, {}))} for name in preset_names()}
+    marked = evaluation_only(base)
+    lines = [
+        "# Configuration reference",
+        "",
+        "Every knob of a run's configuration, generated from the config dataclasses (`src/hyperguide/config/`) when",
+        "the site is built. **default** is the dataclass default (the paper's settings where the paper gives one);",
+        "the preset columns show a value only where the preset changes it. A knob marked *eval* changes only how",
+        "trained models are used: changing it retrains nothing (it is left out of the checkpoints' fingerprints).",
+        "See [Configuration](../configuration.md) for how a configuration is resolved, and",
+        "`hyperguide config UNIVERSE` for the one a command would run.",
+        "",
+    ]
+    section = None
+    header = "| knob | default | " + " | ".join(f"`{p}`" for p in presets) + " | help |"
+    rule = "|---|---|" + "---|" * len(presets) + "---|"
+    for k in knobs(base):
+        parent = k.key.rpartition(".")[0]
+        if parent != section:
+            section = parent
+            title = f"`{parent}`" if parent else "The run"
+            help_line = heads.get(parent, "what the run is: its universe, split, seeds and rows")
+            lines += ["", f"## {title}", "", prose(help_line), "", header, rule]
+        values = [cell(presets[p][k.key]) if presets[p][k.key] != k.default else "" for p in presets]
+        tag = " *eval*" if k.key in marked else ""
+        lines.append(f"| `{k.key}`{tag} | {cell(k.default)} | " + " | ".join(values) + f" | {prose(k.help)} |")
+    lines += ["", "## Universe options", ""]
+    lines += [
+        "Options of the task universes, given as flags after the universe's name on the command line",
+        "(`hyperguide bench taskfile --tasks mine.jsonl`); every universe reads the common ones.",
+        "",
+    ]
+    common = {f.name for f in dataclasses.fields(UniverseOptions)}
+    groups = [("Every universe", declared(UniverseOptions))]
+    groups += [
+        (f"`{u.name}`: {u.summary}", [s for s in declared(u.Options) if s.name not in common])
+        for u in UNIVERSES.values()
+    ]
+    for title, specs in groups:
+        lines += [f"### {title}", ""]
+        if not specs:
+            lines += ["No options of its own.", ""]
+            continue
+        lines += ["| flag | default | help |", "|---|---|---|"]
+        lines += [f"| `{s.flag}` | {cell(s.default)} | {prose(s.help)} |" for s in specs]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    for action in parser._actions:  # argparse keeps sub-commands in a private action; sphinx-argparse reads it too
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+def cli_page() -> str:
+    os.environ["COLUMNS"] = WIDTH
+    parser = build_parser()
+    lines = [
+        "# Command-line reference",
+        "",
+        "Every command of `hyperguide`, with its `--help`, generated from the argument parser when the site is built.",
+        "A command that names a universe (`hyperguide bench easyvqa`) takes that universe's own options after its",
+        "name: they are listed under [Universe options](configuration.md#universe-options).",
+        "",
+        "```text",
+        parser.format_help().rstrip(),
+        "```",
+    ]
+    universes = set(UNIVERSES)
+    for name, command in subcommands(parser):
+        lines += ["", f"## hyperguide {name}", "", "```text", command.format_help().rstrip(), "```"]
+        for sub, subparser in subcommands(command):
+            if sub in universes:
+                continue
+            lines += ["", f"### hyperguide {name} {sub}", "", "```text", subparser.format_help().rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+with mkdocs_gen_files.open("reference/configuration.md", "w") as f:
+    f.write(configuration_page())
+with mkdocs_gen_files.open("reference/cli.md", "w") as f:
+    f.write(cli_page())
