@@ -47,32 +47,39 @@ def evaluation_only(config: Any, prefix: str = "") -> set[str]:
 def configuration_page() -> str:
     base = RunConfig()
     heads = sections(base)
-    presets = {name: {k.key: k.value for k in knobs(resolve_config(name, {}))} for name in preset_names()}
     marked = evaluation_only(base)
     lines = [
         "# Configuration reference",
         "",
         "Every knob of a run's configuration, generated from the config dataclasses (`src/hyperguide/config/`) when",
-        "the site is built. **default** is the dataclass default (the paper's settings where the paper gives one);",
-        "the preset columns show a value only where the preset changes it. A knob marked *eval* changes only how",
-        "trained models are used: changing it retrains nothing (it is left out of the checkpoints' fingerprints).",
-        "See [Configuration](../configuration.md) for how a configuration is resolved, and",
-        "`hyperguide config UNIVERSE` for the one a command would run.",
-        "",
+        "the site is built. The default is the dataclass default (the paper's setting where the paper gives one);",
+        "[the presets](#presets) change some of them. A knob marked *evaluation only* changes how trained models are",
+        "used and nothing training produces: changing it retrains nothing (it is left out of the checkpoints'",
+        "fingerprints). Set any knob with `--set key=value` or a config file (see",
+        "[Configuration](../configuration.md)); `hyperguide config UNIVERSE` prints the configuration a command",
+        "would run.",
     ]
     section = None
-    header = "| knob | default | " + " | ".join(f"`{p}`" for p in presets) + " | help |"
-    rule = "|---|---|" + "---|" * len(presets) + "---|"
     for k in knobs(base):
         parent = k.key.rpartition(".")[0]
         if parent != section:
             section = parent
             title = f"`{parent}`" if parent else "The run"
             help_line = heads.get(parent, "what the run is: its universe, split, seeds and rows")
-            lines += ["", f"## {title}", "", prose(help_line), "", header, rule]
-        values = [cell(presets[p][k.key]) if presets[p][k.key] != k.default else "" for p in presets]
-        tag = " *eval*" if k.key in marked else ""
-        lines.append(f"| `{k.key}`{tag} | {cell(k.default)} | " + " | ".join(values) + f" | {prose(k.help)} |")
+            lines += ["", f"## {title}", "", prose(help_line[:1].upper() + help_line[1:]) + ".", ""]
+            lines += ["| knob | default | what it sets |", "|---|---|---|"]
+        tag = " *Evaluation only.*" if k.key in marked else ""
+        lines.append(f"| `{k.key}` | {cell(k.default)} | {prose(k.help)}.{tag} |")
+    lines += ["", "## Presets", ""]
+    lines += [
+        "A preset is a config file shipped with the package (`--config NAME`; `configs/` links to them); `default` is",
+        "what `hyperguide bench` and `train` use when no `--config` is given. What each changes from the defaults:",
+    ]
+    for name in preset_names():
+        changed = [k for k in knobs(resolve_config(name, {})) if k.value != k.default]
+        lines += ["", f"### `{name}`", ""]
+        lines += ["| knob | value | default |", "|---|---|---|"]
+        lines += [f"| `{k.key}` | {cell(k.value)} | {cell(k.default)} |" for k in changed]
     lines += ["", "## Universe options", ""]
     lines += [
         "Options of the task universes, given as flags after the universe's name on the command line",
@@ -80,18 +87,17 @@ def configuration_page() -> str:
         "",
     ]
     common = {f.name for f in dataclasses.fields(UniverseOptions)}
-    groups = [("Every universe", declared(UniverseOptions))]
-    groups += [
-        (f"`{u.name}`: {u.summary}", [s for s in declared(u.Options) if s.name not in common])
-        for u in UNIVERSES.values()
-    ]
-    for title, specs in groups:
-        lines += [f"### {title}", ""]
+    groups = [("Every universe", "The options every universe reads.", declared(UniverseOptions))]
+    for u in UNIVERSES.values():
+        own = [s for s in declared(u.Options) if s.name not in common]
+        groups.append((f"`{u.name}`", prose(u.summary[:1].upper() + u.summary[1:]) + ".", own))
+    for title, summary, specs in groups:
+        lines += [f"### {title}", "", summary, ""]
         if not specs:
             lines += ["No options of its own.", ""]
             continue
-        lines += ["| flag | default | help |", "|---|---|---|"]
-        lines += [f"| `{s.flag}` | {cell(s.default)} | {prose(s.help)} |" for s in specs]
+        lines += ["| flag | default | what it sets |", "|---|---|---|"]
+        lines += [f"| `{s.flag}` | {cell(s.default)} | {prose(s.help)}. |" for s in specs]
         lines.append("")
     return "\n".join(lines) + "\n"
 
