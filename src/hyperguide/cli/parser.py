@@ -134,9 +134,9 @@ def add_bench(sub: Subparsers) -> None:
         description="Train every row of the table over seeds and folds, evaluate them all, and write "
         "OUT/results.json (with seconds per stage), OUT/results.md and PNG plots. Finished stages in OUT are reused: "
         "a run killed at any point resumes when started again with the same arguments and ends with the same numbers. "
-        "Without --config or --quick it runs the `default` preset (configs/default.json: 3 seeds, sized for 30 "
-        "minutes on easyvqa's random split on 2 CPU cores; the README lists what it cuts and what each stage "
-        "costs); --set overrides any knob of it.",
+        "Without --config or --quick it runs the `default` preset (configs/default.json: 3 seeds, sized for about "
+        "40 minutes on easyvqa's random split on 2 CPU cores; docs/benchmark.md lists what it cuts and what each "
+        "stage costs); --set overrides any knob of it.",
     )
 
     def flags(p: argparse.ArgumentParser) -> None:

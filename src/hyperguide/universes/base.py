@@ -64,7 +64,7 @@ class UniverseSource(Protocol[OptionsT]):
     A source that subclasses this protocol inherits `describe` and `run_name`."""
 
     name: str
-    summary: str  # one line for `--help` and the README
+    summary: str  # one line for `--help` and the reference pages
     Options: type[OptionsT]
 
     def structure(self, options: OptionsT, prompts: str) -> Universe: ...
