@@ -19,7 +19,7 @@ from hyperguide.config import RunConfig, preset_names, resolve_config
 from hyperguide.config.typed import knobs, sections
 from hyperguide.universes import UNIVERSES, UniverseOptions, declared
 
-WIDTH = "100"  # the --help texts are wrapped as in a terminal this wide
+WIDTH = "88"  # the --help texts are wrapped as in a terminal this wide: the width of a code block
 
 
 def cell(value: Any) -> str:
