@@ -1,8 +1,8 @@
 """Every setting of a run, one frozen dataclass per component, nested in `RunConfig`; each knob has a help line.
 
 The defaults are the paper's (its code's defaults, `docs/design.md` §4.1) unless a field says otherwise; the
-presets under `configs/` (`default`: the bench's 30-minute budget, `quick`: smoke runs) change some of them.
-`hyperguide config` lists the resolved tree.
+presets under `configs/` (`default`: the bench's, sized for about 40 minutes on 2 CPU cores; `quick`: smoke runs)
+change some of them. `hyperguide config` lists the resolved tree.
 
 Every field is checked when its dataclass is built (`__post_init__`, one `require(ok, field, what is right, value)`
 per rule), so no out-of-range, non-finite or empty value reaches a run: `from_dict` reports a refusal as
