@@ -83,17 +83,25 @@ ALL = [b for page in PAGES for b in blocks(page)]
 
 
 def commands(code: str) -> list[list[str]]:
-    """The simple commands of a bash block: continuations joined, comments dropped, split at newlines, ; && || |."""
+    """The simple commands of a bash block: continuations joined, comments dropped, split at newlines, ; && || |,
+    redirections (`> out.json`, `2>&1`) left out."""
     out: list[list[str]] = []
     for line in code.replace("\\\n", " ").splitlines():
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
         lexer.whitespace_split = True
         lexer.commenters = "#"
         current: list[str] = []
+        target = False  # the next word is a redirection's target
         for token in lexer:
-            if set(token) <= set(";&|"):
+            if set(token) <= set("<>&") and set(token) & set("<>"):
+                if current and current[-1].isdigit():  # a file descriptor: 2>
+                    current.pop()
+                target = True
+            elif set(token) <= set(";&|"):
                 out.append(current)
                 current = []
+            elif target:
+                target = False
             else:
                 current.append(token)
         out.append(current)
@@ -189,15 +197,17 @@ def test_block_parsing_finds_fences_markers_and_commands(tmp_path: Path) -> None
     page = tmp_path / "page.md"
     page.write_text(
         "text\n\n<!-- not-run: needs data -->\n\n```bash\nhyperguide bench easyvqa \\\n  --seeds 0  # a comment\n"
-        "make check && python bench/x.py\n```\n\n- item\n\n  ```python\n  import json\n  ```\n```text\nout\n```\n"
+        "make check && python bench/x.py > out.txt 2>&1\nhyperguide config synthetic --json >> my.json\n```\n\n"
+        "- item\n\n  ```python\n  import json\n  ```\n```text\nout\n```\n"
     )
     found = blocks(page)
-    assert [(b.line, b.lang, b.not_run) for b in found] == [(5, "bash", "needs data"), (13, "python", None)]
+    assert [(b.line, b.lang, b.not_run) for b in found] == [(5, "bash", "needs data"), (14, "python", None)]
     assert found[1].code == "import json\n"
     assert commands(found[0].code) == [
         ["hyperguide", "bench", "easyvqa", "--seeds", "0"],
         ["make", "check"],
         ["python", "bench/x.py"],
+        ["hyperguide", "config", "synthetic", "--json"],
     ]
     assert hyperguide_argv(["torchrun", "--nproc-per-node", "2", "-m", "hyperguide", "train"]) == ["train"]
     assert hyperguide_argv(["OMP_NUM_THREADS=1", ".venv/bin/hyperguide", "stats"]) == ["stats"]
