@@ -37,7 +37,7 @@ test-slow: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples docs
-	$(BIN)/ruff format --check src tests bench examples docs
+	$(BIN)/ruff format --check src tests bench examples docs README.md CONTRIBUTING.md
 
 typecheck: setup
 	$(BIN)/mypy
