@@ -47,9 +47,10 @@ layers: setup
 	$(BIN)/lint-imports
 
 # The documentation site (mkdocs.yml) into build/site, strictly: a broken link or anchor, a page missing from the nav
-# or a reference page that cannot be generated fails it. `$(BIN)/mkdocs serve` serves it while you write.
+# or a reference page that cannot be generated fails it (not --quiet: it hides the warnings that --strict counts).
+# `$(BIN)/mkdocs serve` serves it while you write.
 docs: setup
-	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
 
 # The quality gate, and the README's test command: lint, format, types, layering, the site, then the default tests
 # (the code blocks of the README and the site among them: tests/test_docs.py).
