@@ -23,9 +23,11 @@ WIDTH = "88"  # the --help texts are wrapped as in a terminal this wide: the wid
 
 
 def cell(value: Any) -> str:
-    """A JSON value as a table cell: code, with `|` escaped."""
-    text = json.dumps(str(value) if isinstance(value, Path) else value)
-    return "`" + text.replace("|", "\\|") + "`"
+    """A JSON value as a table cell: code, with `|` escaped; a path under the home folder of the machine that builds
+    the site is shown from `~` (the `--home` default is `$HYPERGUIDE_HOME`, else `~/.cache/hyperguide`)."""
+    if isinstance(value, Path):
+        value = "~/" + str(value.relative_to(Path.home())) if value.is_relative_to(Path.home()) else str(value)
+    return "`" + json.dumps(value).replace("|", "\\|") + "`"
 
 
 def prose(text: str) -> str:
@@ -52,7 +54,8 @@ def configuration_page() -> str:
         "# Configuration reference",
         "",
         "Every knob of a run's configuration, generated from the config dataclasses (`src/hyperguide/config/`) when",
-        "the site is built. The default is the dataclass default (the paper's setting where the paper gives one);",
+        "the site is built. The default is the dataclass default: the paper's setting where the paper gives one,",
+        "unless the help line names a departure ([decisions](../decisions.md) has the measurements behind each);",
         "[the presets](#presets) change some of them. A knob marked *evaluation only* changes how trained models are",
         "used and nothing training produces: changing it retrains nothing (it is left out of the checkpoints'",
         "fingerprints). Set any knob with `--set key=value` or a config file (see",

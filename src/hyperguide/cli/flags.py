@@ -24,7 +24,8 @@ def run_args(p: argparse.ArgumentParser, *, out_default: str) -> None:
         default=None,
         metavar="NAME|FILE",
         help=f"a preset ({', '.join(preset_names())}; default {DEFAULT_PRESET}) or a JSON config file, any part of "
-        "the tree: the dataclass defaults (the paper's), then this, then the flags below, then --set",
+        "the tree: the dataclass defaults (the paper's, unless a knob's help says otherwise), then this, then the "
+        "flags below, then --set",
     )
     run.add_argument("--quick", action="store_true", help="the quick preset (= --config quick): smoke runs")
     run.add_argument("--split", default=None, choices=SPLITS, help="meta-train / meta-test split (default random)")
