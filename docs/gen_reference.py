@@ -23,11 +23,11 @@ WIDTH = "88"  # the --help texts are wrapped as in a terminal this wide: the wid
 
 
 def cell(value: Any) -> str:
-    """A JSON value as a table cell: code, with `|` escaped; a path under the home folder of the machine that builds
-    the site is shown from `~` (the `--home` default is `$HYPERGUIDE_HOME`, else `~/.cache/hyperguide`)."""
-    if isinstance(value, Path):
-        value = "~/" + str(value.relative_to(Path.home())) if value.is_relative_to(Path.home()) else str(value)
-    return "`" + json.dumps(value).replace("|", "\\|") + "`"
+    """A JSON value as a table cell: code, with `|` escaped."""
+    return "`" + json.dumps(str(value) if isinstance(value, Path) else value).replace("|", "\\|") + "`"
+
+
+HOME_DEFAULT = "`$HYPERGUIDE_HOME`, else `~/.cache/hyperguide`"  # computed where it runs: not the build machine's
 
 
 def prose(text: str) -> str:
@@ -100,7 +100,9 @@ def configuration_page() -> str:
             lines += ["No options of its own.", ""]
             continue
         lines += ["| flag | default | what it sets |", "|---|---|---|"]
-        lines += [f"| `{s.flag}` | {cell(s.default)} | {prose(s.help)}. |" for s in specs]
+        for spec in specs:
+            default = HOME_DEFAULT if spec.name == "home" else cell(spec.default)
+            lines.append(f"| `{spec.flag}` | {default} | {prose(spec.help)}. |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
