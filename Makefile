@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/hyperguide stats easyvqa
 	$(BIN)/hyperguide bench easyvqa --out runs/bench-easyvqa-random
 
-# The default test suite (slow tests excluded; about 5.5 minutes on 2 idle cores of an AMD EPYC, 2026-12-06).
+# The default test suite (slow tests excluded; about 6 minutes on 2 cores of an AMD EPYC, 2026-12-06).
 test: setup
 	$(BIN)/pytest -q
 
