@@ -186,9 +186,8 @@ def test_page_blocks_run(page: Path, tmp_path: Path) -> None:
     for block in blocks(page):
         if block.not_run is not None:
             continue
-        argv = ["bash", "-euo", "pipefail", "-c", block.code] if block.lang == "bash" else [sys.executable, "-c"]
-        if block.lang == "python":
-            argv.append(block.code)
+        shell = ["bash", "-euo", "pipefail"] if block.lang == "bash" else [sys.executable]
+        argv = [*shell, "-c", block.code]
         done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{block.id} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
 
