@@ -34,22 +34,9 @@ def prose(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def evaluation_only(config: Any, prefix: str = "") -> set[str]:
-    """Dotted keys of the knobs marked `evaluation_only` (changing them retrains nothing)."""
-    out: set[str] = set()
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            out |= evaluation_only(value, f"{prefix}{f.name}.")
-        elif f.metadata.get("evaluation_only"):
-            out.add(f"{prefix}{f.name}")
-    return out
-
-
 def configuration_page() -> str:
     base = RunConfig()
     heads = sections(base)
-    marked = evaluation_only(base)
     lines = [
         "# Configuration reference",
         "",
@@ -71,7 +58,7 @@ def configuration_page() -> str:
             help_line = heads.get(parent, "what the run is: its universe, split, seeds and rows")
             lines += ["", f"## {title}", "", prose(help_line[:1].upper() + help_line[1:]) + ".", ""]
             lines += ["| knob | default | what it sets |", "|---|---|---|"]
-        tag = " *Evaluation only.*" if k.key in marked else ""
+        tag = " *Evaluation only.*" if k.evaluation_only else ""
         lines.append(f"| `{k.key}` | {cell(k.default)} | {prose(k.help)}.{tag} |")
     lines += ["", "## Presets", ""]
     lines += [

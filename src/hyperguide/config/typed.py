@@ -222,6 +222,7 @@ class Knob:
     value: Any
     default: Any
     help: str
+    evaluation_only: bool = False  # changing it retrains nothing (`knob(evaluation_only=True)`)
 
 
 def knobs(config: Any, default: Any | None = None, prefix: str = "") -> list[Knob]:
@@ -236,7 +237,8 @@ def knobs(config: Any, default: Any | None = None, prefix: str = "") -> list[Kno
         if dataclasses.is_dataclass(value):
             nested += knobs(value, base, f"{key}.")
         else:
-            out.append(Knob(key, to_dict(value), to_dict(base), f.metadata.get("help", "")))
+            help_line, evaluation = f.metadata.get("help", ""), f.metadata.get("evaluation_only", False)
+            out.append(Knob(key, to_dict(value), to_dict(base), help_line, evaluation))
     return out + nested
 
 
