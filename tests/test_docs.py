@@ -30,6 +30,7 @@ import pytest
 from hyperguide.cli import build_parser
 from hyperguide.config import RunConfig
 from hyperguide.config.typed import apply_overrides
+from hyperguide.errors import HyperguideError
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "docs" / "results"  # its sub-folders hold generated reports, with no code blocks of their own
@@ -223,7 +224,7 @@ def test_block_parsing_finds_fences_markers_and_commands(tmp_path: Path) -> None
     ],
 )
 def test_a_renamed_flag_knob_target_or_script_is_refused(cmd: list[str], says: str) -> None:
-    with pytest.raises((AssertionError, Exception), match=says):
+    with pytest.raises((AssertionError, HyperguideError), match=says):
         check_command(cmd)
 
 
